@@ -1,0 +1,48 @@
+/**
+ * How addresses and network errors are put into words for people.
+ *
+ * @module
+ */
+
+/**
+ * Joins a host and a port, bracketing IPv6 hosts: `127.0.0.1:8000`, `[::1]:8000`.
+ *
+ * @example
+ * ```ts
+ * import { formatAddress } from "./address.ts";
+ * console.assert(formatAddress("::1", 80) === "[::1]:80");
+ * ```
+ */
+export function formatAddress(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+const PHRASES: ReadonlyArray<readonly [new (...args: never[]) => Error, string]> = [
+  [Deno.errors.AddrInUse, "address already in use"],
+  [Deno.errors.AddrNotAvailable, "address not available on this machine"],
+  [Deno.errors.ConnectionRefused, "connection refused"],
+  [Deno.errors.ConnectionReset, "connection reset by peer"],
+  [Deno.errors.ConnectionAborted, "connection aborted"],
+  [Deno.errors.BrokenPipe, "broken pipe"],
+  [Deno.errors.TimedOut, "timed out"],
+  [Deno.errors.PermissionDenied, "permission denied"],
+  [Deno.errors.NotCapable, "permission denied (run with --allow-net)"],
+  [Deno.errors.NotFound, "host not found"],
+];
+
+/**
+ * Puts an operating-system or Deno error into a few lower-case words, without
+ * the `(os error N)` suffix.
+ *
+ * @example
+ * ```ts
+ * import { describeError } from "./address.ts";
+ * console.assert(describeError(new Deno.errors.ConnectionRefused("x")) === "connection refused");
+ * ```
+ */
+export function describeError(error: unknown): string {
+  for (const [kind, phrase] of PHRASES) if (error instanceof kind) return phrase;
+  if (error instanceof DOMException && error.name === "TimeoutError") return "timed out";
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/\s*\(os error \d+\)$/, "").replace(/^\w/, (c) => c.toLowerCase());
+}

@@ -1,0 +1,149 @@
+/**
+ * A client for echo servers: connect, send a message, get exactly that many
+ * bytes back.
+ *
+ * @example
+ * ```ts
+ * import { connect } from "./client.ts";
+ * import { serve } from "./server.ts";
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await connect({ port: server.addr.port });
+ * const reply = await client.send("Hello, server");
+ * console.assert(new TextDecoder().decode(reply) === "Hello, server");
+ * ```
+ *
+ * @module
+ */
+import { describeError, formatAddress } from "./address.ts";
+
+/** Options for {@linkcode connect}. */
+export interface ConnectOptions {
+  /** Host name or address of the server. @default {"127.0.0.1"} */
+  host?: string;
+  /** Port of the server. @default {8000} */
+  port?: number;
+  /** Aborts the connection attempt, e.g. `AbortSignal.timeout(5000)`. */
+  signal?: AbortSignal;
+}
+
+/** Options for {@linkcode EchoClient.send}. */
+export interface SendOptions {
+  /** Gives up on the reply, e.g. `AbortSignal.timeout(5000)`; the connection is closed. */
+  signal?: AbortSignal;
+}
+
+/** A connection or an exchange failed; the message is one sentence for people. */
+export class ClientError extends Error {
+  /** @param message the whole sentence, e.g. `cannot connect to 127.0.0.1:8000: connection refused` */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ClientError";
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** One connection to an echo server. Make one with {@linkcode connect}. */
+export class EchoClient implements AsyncDisposable {
+  readonly #conn: Deno.Conn;
+  /** Where it is connected, as `host:port`. */
+  readonly address: string;
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  /** Wraps an open connection; {@linkcode connect} is the usual way in. */
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.address = formatAddress(addr.hostname, addr.port);
+  }
+
+  /**
+   * Sends `data` and resolves with the same number of bytes read back. Writing
+   * and reading run together, so that messages larger than the sockets'
+   * buffers do not deadlock. Calls made at once are sent one after another.
+   */
+  send(data: Uint8Array | string, options: SendOptions = {}): Promise<Uint8Array> {
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    const exchange = this.#queue.then(() => this.#exchange(bytes, options.signal));
+    this.#queue = exchange.catch(() => {});
+    return exchange;
+  }
+
+  async #exchange(bytes: Uint8Array, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    if (this.#closed) throw new ClientError(`connection to ${this.address} is closed`);
+    signal?.throwIfAborted();
+    const abort = () => this.close();
+    signal?.addEventListener("abort", abort, { once: true });
+    try {
+      const [, reply] = await Promise.all([this.#writeAll(bytes), this.#readExactly(bytes.length)]);
+      return reply;
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      if (error instanceof ClientError) throw error;
+      this.close();
+      throw new ClientError(`connection to ${this.address} failed: ${describeError(error)}`, {
+        cause: error,
+      });
+    } finally {
+      signal?.removeEventListener("abort", abort);
+    }
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    for (let off = 0; off < bytes.length;) off += await this.#conn.write(bytes.subarray(off));
+  }
+
+  async #readExactly(length: number): Promise<Uint8Array> {
+    const reply = new Uint8Array(length);
+    for (let got = 0; got < length;) {
+      const n = await this.#conn.read(reply.subarray(got));
+      if (n === null) {
+        this.close();
+        throw new ClientError(
+          `${this.address} closed the connection after echoing ${got} of ${length} bytes`,
+        );
+      }
+      got += n;
+    }
+    return reply;
+  }
+
+  /** Closes the connection; calling it again does nothing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer's reset: nothing left to release.
+    }
+  }
+
+  /** Lets `await using` close the connection. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}
+
+/**
+ * Connects to an echo server. Rejects with a {@linkcode ClientError} such as
+ * `cannot connect to 127.0.0.1:8000: connection refused`.
+ */
+export async function connect(options: ConnectOptions = {}): Promise<EchoClient> {
+  const hostname = options.host ?? "127.0.0.1";
+  const port = options.port ?? 8000;
+  try {
+    const conn = await Deno.connect({ hostname, port, signal: options.signal });
+    conn.setNoDelay(true);
+    return new EchoClient(conn);
+  } catch (error) {
+    const why = options.signal?.aborted
+      ? describeError(options.signal.reason)
+      : describeError(error);
+    throw new ClientError(`cannot connect to ${formatAddress(hostname, port)}: ${why}`, {
+      cause: error,
+    });
+  }
+}

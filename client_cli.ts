@@ -1,0 +1,105 @@
+/**
+ * The `client` command: one message, a periodic series like the tutorial's
+ * test script, or netcat-style piping of stdin through the server.
+ *
+ * @module
+ */
+import { ClientError, connect, type EchoClient } from "./client.ts";
+import { describeError } from "./address.ts";
+
+/** Options for {@linkcode runClient}. */
+export interface ClientCommandOptions {
+  /** Server host. */
+  host: string;
+  /** Server port. */
+  port: number;
+  /** Send this text; without it and without `count`, stdin is piped through the server. */
+  message?: string;
+  /** Send this many messages (`Hello, server N` … `Hello, server 1` unless `message` is given). */
+  count?: number;
+  /** Pause between messages, in milliseconds. */
+  intervalMs: number;
+  /** Limit for connecting and for each reply, in milliseconds. */
+  timeoutMs: number;
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/**
+ * Runs the `client` command and resolves with its exit code. Replies go to
+ * stdout; an unreachable server or an echo that differs is one line on stderr
+ * and exit code 1.
+ */
+export async function runClient(options: ClientCommandOptions): Promise<number> {
+  let client: EchoClient;
+  try {
+    client = await connect({
+      host: options.host,
+      port: options.port,
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+  } catch (error) {
+    return fail(error);
+  }
+  try {
+    if (options.message === undefined && options.count === undefined) {
+      return await pipeStdin(client, options.timeoutMs);
+    }
+    const count = options.count ?? 1;
+    for (let i = count; i >= 1; i--) {
+      const text = options.message ?? `Hello, server ${i}`;
+      const sent = encoder.encode(text);
+      const reply = await client.send(sent, { signal: AbortSignal.timeout(options.timeoutMs) });
+      if (!sameBytes(sent, reply)) {
+        throw new ClientError(
+          `echo differs: sent ${JSON.stringify(text)}, got ${
+            JSON.stringify(decoder.decode(reply))
+          }`,
+        );
+      }
+      await writeAll(Deno.stdout, encoder.encode(decoder.decode(reply) + "\n"));
+      if (i > 1) await new Promise((resolve) => setTimeout(resolve, options.intervalMs));
+    }
+    return 0;
+  } catch (error) {
+    return fail(error);
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Pipes stdin through the server to stdout, checking that what comes back is
+ * what went out. A message is written back as soon as it is echoed, so typed
+ * lines are answered at once.
+ */
+async function pipeStdin(client: EchoClient, timeoutMs: number): Promise<number> {
+  const buffer = new Uint8Array(64 * 1024);
+  while (true) {
+    const n = await Deno.stdin.read(buffer);
+    if (n === null) return 0;
+    const sent = buffer.slice(0, n);
+    const reply = await client.send(sent, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!sameBytes(sent, reply)) {
+      throw new ClientError(`echo differs after ${n} bytes were sent`);
+    }
+    await writeAll(Deno.stdout, reply);
+  }
+}
+
+function fail(error: unknown): number {
+  const line = error instanceof ClientError ? error.message : describeError(error);
+  console.error(`echo-server client: ${line}`);
+  return 1;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+async function writeAll(w: { write(p: Uint8Array): Promise<number> }, p: Uint8Array) {
+  for (let off = 0; off < p.length;) off += await w.write(p.subarray(off));
+}

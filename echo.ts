@@ -1,0 +1,123 @@
+/**
+ * The echo handler: reads from any duplex byte stream and writes every byte
+ * back, in order, until the peer stops sending. TCP, TLS and Unix socket
+ * connections all fit {@linkcode Duplex}.
+ *
+ * @module
+ */
+
+/** What the handler needs of a connection; `Deno.Conn` and `Deno.TlsConn` fit. */
+export interface Duplex {
+  /** Reads into `p`, resolving with the byte count, or `null` at end of stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Writes some prefix of `p`, resolving with how many bytes were taken. */
+  write(p: Uint8Array): Promise<number>;
+  /** Closes both directions; pending reads and writes then reject. */
+  close(): void;
+}
+
+/** Live byte counters of one connection, updated as the echo runs. */
+export interface EchoCounters {
+  /** Bytes read from the peer. */
+  bytesIn: number;
+  /** Bytes written back to the peer. */
+  bytesOut: number;
+}
+
+/** Options for {@linkcode echoConnection}. */
+export interface EchoOptions {
+  /** Counters to update as bytes flow; read them while the echo runs. */
+  counters?: EchoCounters;
+  /**
+   * Ends the echo by closing the stream; the echo then resolves with the
+   * signal's reason (a string) instead of rejecting.
+   */
+  signal?: AbortSignal;
+  /**
+   * Called after each chunk is read, before it is written back. Only pass it
+   * when it is needed: it runs on the hot path.
+   */
+  onChunk?: (bytes: number) => void;
+  /** Size of the first read buffer in bytes. @default {1024} */
+  initialBufferSize?: number;
+  /** Largest read buffer in bytes; the buffer grows ×4 while reads fill it. @default {65536} */
+  maxBufferSize?: number;
+}
+
+/**
+ * Why an echo ended: `eof` (the peer shut down its side and everything was
+ * written back), `reset` (the peer reset the connection or stopped reading for
+ * good), or the reason given to the abort signal.
+ */
+export type EchoEnd = "eof" | "reset" | string;
+
+const RESET_ERRORS = [
+  Deno.errors.ConnectionReset,
+  Deno.errors.ConnectionAborted,
+  Deno.errors.BrokenPipe,
+  Deno.errors.NotConnected,
+  Deno.errors.UnexpectedEof,
+];
+
+/** Tells whether an I/O error means that the peer went away. */
+export function isPeerGone(error: unknown): boolean {
+  return RESET_ERRORS.some((kind) => error instanceof kind);
+}
+
+/**
+ * Echoes `stream` until its peer stops sending, then resolves with why it
+ * ended. A chunk is read only after the previous one has been written back in
+ * full, so a peer that sends without reading stalls only itself. The caller
+ * closes the stream afterwards. Errors other than a peer going away reject.
+ *
+ * @example
+ * ```ts
+ * import { echoConnection } from "./echo.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect(listener.addr);
+ * const server = await listener.accept();
+ * const echo = echoConnection(server).finally(() => server.close());
+ * await client.write(new TextEncoder().encode("ping"));
+ * const reply = new Uint8Array(4);
+ * await client.read(reply);
+ * await client.closeWrite();
+ * console.assert(await echo === "eof");
+ * client.close();
+ * listener.close();
+ * ```
+ */
+export async function echoConnection(stream: Duplex, options: EchoOptions = {}): Promise<EchoEnd> {
+  const counters = options.counters ?? { bytesIn: 0, bytesOut: 0 };
+  const { signal, onChunk } = options;
+  const maxSize = options.maxBufferSize ?? 65536;
+  // Idle connections are the common case: start small and grow only for the
+  // connections that fill their buffer, so memory follows traffic.
+  let buffer = new Uint8Array(Math.min(options.initialBufferSize ?? 1024, maxSize));
+  const abort = () => stream.close();
+  signal?.addEventListener("abort", abort, { once: true });
+  try {
+    if (signal?.aborted) return String(signal.reason);
+    while (true) {
+      const n = await stream.read(buffer);
+      if (n === null) return "eof";
+      counters.bytesIn += n;
+      onChunk?.(n);
+      let chunk = n === buffer.length ? buffer : buffer.subarray(0, n);
+      while (true) {
+        const written = await stream.write(chunk);
+        counters.bytesOut += written;
+        if (written === chunk.length) break;
+        chunk = chunk.subarray(written);
+      }
+      if (n === buffer.length && buffer.length < maxSize) {
+        buffer = new Uint8Array(Math.min(buffer.length * 4, maxSize));
+      }
+    }
+  } catch (error) {
+    if (signal?.aborted) return String(signal.reason);
+    if (isPeerGone(error)) return "reset";
+    throw error;
+  } finally {
+    signal?.removeEventListener("abort", abort);
+  }
+}

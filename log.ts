@@ -1,0 +1,122 @@
+/**
+ * Logging set-up: LogTape loggers under the `echo-server` category, written to
+ * stderr as text or as JSON lines.
+ *
+ * @module
+ */
+import { configure, getLogger, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
+
+/** The levels `--log-level` accepts, most verbose first. */
+export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
+/** A level `--log-level` accepts. */
+export type Level = typeof LOG_LEVELS[number];
+/** The formats `--log-format` accepts. */
+export const LOG_FORMATS = ["text", "json"] as const;
+/** A format `--log-format` accepts. */
+export type LogFormat = typeof LOG_FORMATS[number];
+
+/** Options for {@linkcode setupLogging}. */
+export interface LoggingOptions {
+  /** The least severe level written. @default {"info"} */
+  level?: Level;
+  /** `text` for people, `json` for log shippers (one object a line). @default {"text"} */
+  format?: LogFormat;
+}
+
+const LEVEL_TEXT: Readonly<Record<LogLevel, string>> = {
+  trace: "TRACE",
+  debug: "DEBUG",
+  info: "INFO ",
+  warning: "WARN ",
+  error: "ERROR",
+  fatal: "FATAL",
+};
+
+const encoder = new TextEncoder();
+let pending = "";
+let flushQueued = false;
+
+/**
+ * Writes the lines buffered in this turn of the event loop to stderr. Lines are
+ * batched so that a burst of connections costs one write, not one per line; call
+ * this before `Deno.exit` so that nothing is lost.
+ */
+export function flushLogs(): void {
+  flushQueued = false;
+  if (pending === "") return;
+  const bytes = encoder.encode(pending);
+  pending = "";
+  try {
+    for (let off = 0; off < bytes.length;) off += Deno.stderr.writeSync(bytes.subarray(off));
+  } catch {
+    // stderr is gone (closed pipe): there is nowhere left to report to.
+  }
+}
+
+function write(line: string): void {
+  pending += line;
+  if (!flushQueued) {
+    flushQueued = true;
+    queueMicrotask(flushLogs);
+  }
+}
+
+function renderMessage(record: LogRecord): string {
+  // LogTape interleaves the template's text with its values; values are shown bare.
+  let text = "";
+  for (let i = 0; i < record.message.length; i++) text += String(record.message[i]);
+  return text;
+}
+
+function textLine(record: LogRecord): string {
+  const time = new Date(record.timestamp).toISOString();
+  return `${time} ${LEVEL_TEXT[record.level]} ${record.category.slice(1).join(".")}: ${
+    renderMessage(record)
+  }\n`;
+}
+
+function jsonLine(record: LogRecord): string {
+  return JSON.stringify({
+    time: new Date(record.timestamp).toISOString(),
+    level: record.level,
+    logger: record.category.join("."),
+    message: renderMessage(record),
+    ...record.properties,
+  }) + "\n";
+}
+
+/**
+ * Routes every `echo-server` logger to stderr at the given level and format.
+ * Calling it again replaces the previous set-up.
+ *
+ * @example
+ * ```ts
+ * import { logger, setupLogging } from "./log.ts";
+ * await setupLogging({ level: "warning", format: "json" });
+ * logger("server").warning("disk is {percent}% full", { percent: 91 });
+ * ```
+ */
+export async function setupLogging(options: LoggingOptions = {}): Promise<void> {
+  const format = options.format === "json" ? jsonLine : textLine;
+  await reset();
+  await configure({
+    sinks: { stderr: (record: LogRecord) => write(format(record)) },
+    loggers: [
+      { category: ["echo-server"], sinks: ["stderr"], lowestLevel: options.level ?? "info" },
+      { category: ["logtape", "meta"], sinks: ["stderr"], lowestLevel: "warning" },
+    ],
+  });
+}
+
+/**
+ * The logger for one part of the program, under the `echo-server` category.
+ *
+ * @example
+ * ```ts
+ * import { logger } from "./log.ts";
+ * logger("client").info("connected to {address}", { address: "127.0.0.1:8000" });
+ * ```
+ */
+export function logger(part: string): ReturnType<typeof getLogger> {
+  return getLogger(["echo-server", part]);
+}

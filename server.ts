@@ -1,0 +1,353 @@
+/**
+ * The acceptor: listens, admits or refuses each new connection, and hands the
+ * admitted ones to the echo handler in a detached task of their own.
+ *
+ * @module
+ */
+import { describeError, formatAddress } from "./address.ts";
+import { echoConnection, type EchoCounters, type EchoEnd } from "./echo.ts";
+import { formatDuration } from "./duration.ts";
+import { Guard, type RefusalReason } from "./guard.ts";
+import { LogThrottle } from "./log_throttle.ts";
+import { addressKey } from "./cidr.ts";
+import { logger } from "./log.ts";
+
+/** What to do with a new connection while `maxConns` are open. */
+export type WhenFull = "wait" | "refuse";
+
+/** Options for {@linkcode serve}. */
+export interface ServeOptions {
+  /** Address to listen on; `::` listens on IPv6 too. @default {"0.0.0.0"} */
+  hostname?: string;
+  /** Port to listen on; 0 picks a free one (see {@linkcode EchoServer.addr}). @default {8000} */
+  port?: number;
+  /** How long open connections may finish after {@linkcode EchoServer.shutdown}. @default {10000} */
+  drainTimeoutMs?: number;
+  /** The admission limits. @default {new Guard()} */
+  guard?: Guard;
+  /**
+   * At the guard's cap: `wait` stops accepting until a connection closes, so
+   * newcomers queue in the kernel's backlog; `refuse` accepts and closes them.
+   * @default {"wait"}
+   */
+  whenFull?: WhenFull;
+  /** Close a connection that has sent nothing for this long; 0 turns it off. @default {300000} */
+  idleTimeoutMs?: number;
+  /** Close any connection open for this long; 0 turns it off. @default {0} */
+  maxLifetimeMs?: number;
+  /** A line written to refused connections before they are closed. */
+  rejectMessage?: string;
+  /** Let several listeners share the port (for workers; unstable `net`). @default {false} */
+  reusePort?: boolean;
+}
+
+/** Counters of a server, for summaries and tests. */
+export interface ServerStats {
+  /** Connections open now. */
+  open: number;
+  /** Connections admitted since start. */
+  served: number;
+  /** Bytes read from clients. */
+  bytesIn: number;
+  /** Bytes written back to clients. */
+  bytesOut: number;
+  /** Connections refused or closed by the limits, by reason. */
+  refusals: Readonly<Record<RefusalReason, number>>;
+}
+
+/** A running echo server. */
+export interface EchoServer extends AsyncDisposable {
+  /** The address it listens on, with the real port when 0 was asked for. */
+  readonly addr: { transport: "tcp"; hostname: string; port: number };
+  /**
+   * Settles when the server has stopped: resolves after a shutdown, rejects
+   * when the listener died under it.
+   */
+  readonly finished: Promise<ServerStats>;
+  /** Stops accepting, lets connections drain, closes the rest; resolves with the final stats. */
+  shutdown(): Promise<ServerStats>;
+  /** The counters as they are now. */
+  stats(): ServerStats;
+}
+
+/** The server could not listen: the message says where and why. */
+export class ListenError extends Error {
+  /** @param message the whole sentence, e.g. `cannot listen on 0.0.0.0:8000: address already in use` */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ListenError";
+  }
+}
+
+interface Connection {
+  readonly id: number;
+  readonly peer: string;
+  readonly openedAt: number;
+  readonly counters: EchoCounters;
+  readonly controller: AbortController;
+  seenBytesIn: number;
+  lastActiveAt: number;
+}
+
+const ACCEPT_BACKOFF_MIN_MS = 5;
+const ACCEPT_BACKOFF_MAX_MS = 1000;
+const END_TEXT: Readonly<Record<string, string>> = {
+  eof: "client closed",
+  reset: "reset by peer",
+};
+
+const log = logger("server");
+const connLog = logger("conn");
+
+/**
+ * Starts an echo server and returns at once; it serves until
+ * {@linkcode EchoServer.shutdown}. Throws {@linkcode ListenError} when it
+ * cannot listen.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./server.ts";
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 });
+ * const conn = await Deno.connect(server.addr);
+ * await conn.write(new TextEncoder().encode("hi"));
+ * const reply = new Uint8Array(2);
+ * await conn.read(reply);
+ * conn.close();
+ * ```
+ */
+export function serve(options: ServeOptions = {}): EchoServer {
+  const hostname = options.hostname ?? "0.0.0.0";
+  const port = options.port ?? 8000;
+  const drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+  const guard = options.guard ?? new Guard();
+  const whenFull = options.whenFull ?? "wait";
+  const idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
+  const maxLifetimeMs = options.maxLifetimeMs ?? 0;
+  const rejectLine = options.rejectMessage === undefined
+    ? undefined
+    : new TextEncoder().encode(options.rejectMessage + "\n");
+
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname, port, reusePort: options.reusePort });
+  } catch (error) {
+    throw new ListenError(
+      `cannot listen on ${formatAddress(hostname, port)}: ${describeError(error)}`,
+      { cause: error },
+    );
+  }
+  const addr = {
+    transport: "tcp" as const,
+    hostname: listener.addr.hostname,
+    port: listener.addr.port,
+  };
+  const where = formatAddress(addr.hostname, addr.port);
+  log.info("listening on {address}", { address: where });
+
+  const open = new Set<Connection>();
+  const throttle = new LogThrottle();
+  let nextId = 0;
+  let served = 0;
+  let closedBytesIn = 0;
+  let closedBytesOut = 0;
+  let state: "serving" | "draining" | "stopped" = "serving";
+  const stopping = Promise.withResolvers<void>();
+  const drained = Promise.withResolvers<void>();
+  const finished = Promise.withResolvers<ServerStats>();
+  finished.promise.catch(() => {}); // callers that never await it must not see an unhandled rejection
+
+  function stats(): ServerStats {
+    let bytesIn = closedBytesIn;
+    let bytesOut = closedBytesOut;
+    for (const c of open) {
+      bytesIn += c.counters.bytesIn;
+      bytesOut += c.counters.bytesOut;
+    }
+    return { open: open.size, served, bytesIn, bytesOut, refusals: { ...guard.refusals } };
+  }
+
+  function refuse(conn: Deno.TcpConn, peer: Deno.NetAddr, reason: RefusalReason): void {
+    const suppressed = throttle.hit(`${reason} ${addressKey(peer.hostname)}`);
+    if (suppressed !== null) {
+      log.warning("refused {peer}: {reason}{more}", {
+        peer: formatAddress(peer.hostname, peer.port),
+        reason,
+        more: suppressed > 0 ? ` (${suppressed} more since the last line)` : "",
+      });
+    }
+    if (rejectLine === undefined) return closeQuietly(conn);
+    conn.write(rejectLine).catch(() => {}).finally(() => closeQuietly(conn));
+  }
+
+  function handle(conn: Deno.TcpConn): void {
+    const peer = conn.remoteAddr as Deno.NetAddr;
+    const admission = guard.admit(peer.hostname);
+    if (!admission.ok) return refuse(conn, peer, admission.reason);
+    const now = performance.now();
+    const c: Connection = {
+      id: ++nextId,
+      peer: formatAddress(peer.hostname, peer.port),
+      openedAt: now,
+      counters: { bytesIn: 0, bytesOut: 0 },
+      controller: new AbortController(),
+      seenBytesIn: 0,
+      lastActiveAt: now,
+    };
+    open.add(c);
+    served++;
+    connLog.info("#{id} opened from {peer}", { id: c.id, peer: c.peer });
+    try {
+      conn.setNoDelay(true);
+    } catch {
+      // The peer may already be gone; the echo will find out and say so.
+    }
+    // Checked once per connection, so that a disabled debug line costs nothing per chunk.
+    const onChunk = connLog.isEnabledFor("debug")
+      ? (bytes: number) => connLog.debug("#{id} got {bytes} bytes", { id: c.id, bytes })
+      : undefined;
+    // Detached: the accept loop never waits for a connection, and whatever
+    // happens to one is caught here.
+    echoConnection(conn, { counters: c.counters, signal: c.controller.signal, onChunk })
+      .catch((error: unknown) => `error: ${describeError(error)}`)
+      .then((end: EchoEnd) => {
+        closeQuietly(conn);
+        admission.release();
+        open.delete(c);
+        closedBytesIn += c.counters.bytesIn;
+        closedBytesOut += c.counters.bytesOut;
+        connLog.info("#{id} closed: {reason}; {bytesIn} bytes in, {bytesOut} out, {duration}", {
+          id: c.id,
+          peer: c.peer,
+          reason: END_TEXT[end] ?? end,
+          bytesIn: c.counters.bytesIn,
+          bytesOut: c.counters.bytesOut,
+          duration: formatDuration(performance.now() - c.openedAt),
+        });
+        if (state === "draining" && open.size === 0) drained.resolve();
+      });
+  }
+
+  async function acceptLoop(): Promise<void> {
+    let backoffMs = 0;
+    while (state === "serving") {
+      try {
+        for await (const conn of listener) {
+          if (backoffMs > 0) {
+            log.info("accepting again");
+            backoffMs = 0;
+          }
+          handle(conn);
+          if (whenFull === "wait" && guard.full) {
+            await Promise.race([guard.whenNotFull(), stopping.promise]);
+          }
+        }
+        if (state !== "serving") return;
+        throw new Deno.errors.BadResource("the listener closed");
+      } catch (error) {
+        if (state !== "serving") return;
+        if (error instanceof Deno.errors.BadResource) throw error;
+        // Out of descriptors or a transient accept error: pause, growing, and
+        // retry, so that the loop neither spins nor gives up.
+        if (backoffMs === 0) {
+          log.error("accept failed: {error}; retrying with backoff", {
+            error: describeError(error),
+          });
+        }
+        backoffMs = Math.min(Math.max(backoffMs * 2, ACCEPT_BACKOFF_MIN_MS), ACCEPT_BACKOFF_MAX_MS);
+        await sleepUnless(backoffMs, stopping.promise);
+      }
+    }
+  }
+
+  const limitTimeoutMs = Math.min(
+    idleTimeoutMs > 0 ? idleTimeoutMs : Infinity,
+    maxLifetimeMs > 0 ? maxLifetimeMs : Infinity,
+  );
+  // One sweep for all connections instead of a timer each: the hot path only
+  // counts bytes, and the sweep notices who stopped counting.
+  const sweep = Number.isFinite(limitTimeoutMs)
+    ? setInterval(() => {
+      const now = performance.now();
+      for (const c of open) {
+        if (c.counters.bytesIn !== c.seenBytesIn) {
+          c.seenBytesIn = c.counters.bytesIn;
+          c.lastActiveAt = now;
+        }
+        let reason: "idle" | "lifetime" | undefined;
+        if (maxLifetimeMs > 0 && now - c.openedAt >= maxLifetimeMs) reason = "lifetime";
+        else if (idleTimeoutMs > 0 && now - c.lastActiveAt >= idleTimeoutMs) reason = "idle";
+        if (reason !== undefined && !c.controller.signal.aborted) {
+          guard.count(reason);
+          c.controller.abort(reason === "idle" ? "idle timeout" : "lifetime reached");
+        }
+      }
+    }, Math.min(1000, Math.max(10, limitTimeoutMs / 4)))
+    : undefined;
+
+  async function shutdown(): Promise<ServerStats> {
+    if (state !== "serving") return await finished.promise;
+    state = "draining";
+    stopping.resolve();
+    closeQuietly(listener);
+    await accepting;
+    if (open.size === 0) drained.resolve();
+    else {
+      log.info("draining {open} connections for up to {timeout}", {
+        open: open.size,
+        timeout: formatDuration(drainTimeoutMs),
+      });
+      if (await sleepUnless(drainTimeoutMs, drained.promise)) {
+        for (const c of open) c.controller.abort("shutdown");
+      }
+    }
+    await drained.promise;
+    state = "stopped";
+    clearInterval(sweep);
+    const summary = stats();
+    log.info("stopped: served {served} connections, echoed {bytesOut} bytes", { ...summary });
+    finished.resolve(summary);
+    return summary;
+  }
+
+  const accepting = acceptLoop().catch((error: unknown) => {
+    if (state !== "serving") return;
+    state = "stopped";
+    stopping.resolve();
+    clearInterval(sweep);
+    for (const c of open) c.controller.abort("listener lost");
+    finished.reject(
+      new Error(`stopped listening on ${where}: ${describeError(error)}`, { cause: error }),
+    );
+  });
+
+  return {
+    addr,
+    finished: finished.promise,
+    shutdown,
+    stats,
+    [Symbol.asyncDispose]: async () => {
+      await shutdown();
+    },
+  };
+}
+
+function closeQuietly(resource: { close(): void }): void {
+  try {
+    resource.close();
+  } catch {
+    // Already closed: the aim is reached.
+  }
+}
+
+/** Waits `ms`, or less if `early` settles first; resolves true when the time ran out. */
+async function sleepUnless(ms: number, early: Promise<void>): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), ms);
+  });
+  try {
+    return await Promise.race([timeout, early.then(() => false)]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,174 @@
+import { ok, strictEqual } from "node:assert/strict";
+import { assertRefused, Cli, exchange, runCli } from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const noStackTrace = (stderr: string) => ok(!/^\s+at /m.test(stderr), `stack trace:\n${stderr}`);
+
+Deno.test("serve logs the real port for --port 0 and echoes", async () => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0"]);
+  const port = await cli.port();
+  ok(port > 0);
+  ok(cli.stderr.includes(`listening on 127.0.0.1:${port}`));
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  strictEqual(decoder.decode(await exchange(conn, encoder.encode("ping"))), "ping");
+  await cli.waitFor(/#1 opened from 127\.0\.0\.1:\d+/);
+});
+
+Deno.test("serve listens on IPv6 ::1", async () => {
+  await using cli = new Cli(["serve", "-H", "::1", "-p", "0"]);
+  const port = await cli.port();
+  ok(cli.stderr.includes(`listening on [::1]:${port}`));
+  using conn = await Deno.connect({ hostname: "::1", port });
+  strictEqual(decoder.decode(await exchange(conn, encoder.encode("six"))), "six");
+});
+
+Deno.test("SIGTERM drains: the open connection finishes, new ones are refused, exit 0", async () => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "20s"]);
+  const port = await cli.port();
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  strictEqual(decoder.decode(await exchange(conn, encoder.encode("before"))), "before");
+  cli.kill("SIGTERM");
+  await cli.waitFor(/draining 1 connections/);
+  await assertRefused({ hostname: "127.0.0.1", port });
+  strictEqual(decoder.decode(await exchange(conn, encoder.encode("during"))), "during");
+  await conn.closeWrite();
+  strictEqual(await conn.read(new Uint8Array(1)), null);
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0);
+  ok(/stopped: served 1 connections, echoed 12 bytes/.test(stderr), stderr);
+});
+
+Deno.test("after the drain timeout the rest are closed and the server exits 0", async () => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "100ms"]);
+  const port = await cli.port();
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  strictEqual(decoder.decode(await exchange(conn, encoder.encode("x"))), "x");
+  cli.kill("SIGINT");
+  strictEqual(await conn.read(new Uint8Array(1)), null);
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0);
+  ok(stderr.includes("closed: shutdown"), stderr);
+});
+
+Deno.test("a second signal exits at once", async () => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "1m"]);
+  const port = await cli.port();
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  strictEqual(decoder.decode(await exchange(conn, encoder.encode("x"))), "x");
+  cli.kill("SIGTERM");
+  await cli.waitFor(/draining/);
+  cli.kill("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 143);
+  ok(stderr.includes("second SIGTERM: exiting now"), stderr);
+});
+
+Deno.test("a busy port is one clear line and exit 1", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stderr } = await runCli(["--host", "127.0.0.1", "--port", String(taken.addr.port)]);
+  strictEqual(code, 1);
+  ok(
+    stderr.includes(`cannot listen on 127.0.0.1:${taken.addr.port}: address already in use`),
+    stderr,
+  );
+  noStackTrace(stderr);
+});
+
+for (
+  const [args, message] of [
+    [["--port", "abc"], 'invalid --port "abc": expected a whole number from 0 to 65535'],
+    [["--port", "70000"], 'invalid --port "70000"'],
+    [["--drain-timeout", "soon"], 'invalid --drain-timeout "soon"'],
+    [
+      ["--log-level", "loud"],
+      'invalid --log-level "loud": expected one of debug, info, warning, error',
+    ],
+    [["--bogus"], "unknown flag --bogus"],
+    [["frobnicate"], 'unknown command "frobnicate"'],
+    [["client", "--count", "0"], 'invalid --count "0"'],
+    [["client", "--timeout", "0"], 'invalid --timeout "0": must be above 0'],
+  ] as const
+) {
+  Deno.test(`bad input ${args.join(" ")} exits 2 with a hint`, async () => {
+    const { code, stderr } = await runCli([...args]);
+    strictEqual(code, 2);
+    ok(stderr.includes(message), stderr);
+    ok(stderr.includes('Try "echo-server --help"'), stderr);
+    noStackTrace(stderr);
+  });
+}
+
+Deno.test("--help and --version print to stdout and exit 0", async () => {
+  const help = await runCli(["--help"]);
+  strictEqual(help.code, 0);
+  ok(help.stdout.includes("echo-server client [FLAGS]"));
+  const serveHelp = await runCli(["serve", "--help"]);
+  ok(serveHelp.stdout.includes("--drain-timeout DURATION"));
+  const clientHelp = await runCli(["client", "-h"]);
+  ok(clientHelp.stdout.includes("--message TEXT"));
+  const version = await runCli(["--version"]);
+  ok(/^echo-server \d+\.\d+\.\d+\n$/.test(version.stdout), version.stdout);
+});
+
+Deno.test("--log-format json writes one JSON object a line", async () => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"]);
+  const port = await cli.port();
+  cli.kill("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0);
+  const lines = stderr.trim().split("\n").map((line) => JSON.parse(line));
+  strictEqual(lines[0].message, `listening on 127.0.0.1:${port}`);
+  strictEqual(lines[0].level, "info");
+  strictEqual(lines[0].logger, "echo-server.server");
+});
+
+Deno.test("--log-level debug logs every chunk", async () => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--log-level", "debug"]);
+  const port = await cli.port();
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await exchange(conn, encoder.encode("12345"));
+  await cli.waitFor(/#1 got 5 bytes/);
+});
+
+Deno.test("client sends one message, a periodic series, and stdin", async () => {
+  await using server = new Cli(["--host", "127.0.0.1", "--port", "0"]);
+  const port = String(await server.port());
+  const one = await runCli(["client", "-p", port, "-m", "Hello, server"]);
+  strictEqual(one.code, 0, one.stderr);
+  strictEqual(one.stdout, "Hello, server\n");
+  const series = await runCli(["client", "-p", port, "--count", "3", "--interval", "10ms"]);
+  strictEqual(series.code, 0, series.stderr);
+  strictEqual(series.stdout, "Hello, server 3\nHello, server 2\nHello, server 1\n");
+  const piped = await runCli(["client", "--port", port], { stdin: "one\ntwo\n\u00e9\u0000\n" });
+  strictEqual(piped.code, 0, piped.stderr);
+  strictEqual(piped.stdout, "one\ntwo\n\u00e9\u0000\n");
+});
+
+Deno.test("client says so when the server is unreachable", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = closed.addr.port;
+  closed.close();
+  const { code, stderr } = await runCli(["client", "-p", String(port), "-m", "hi"]);
+  strictEqual(code, 1);
+  strictEqual(
+    stderr,
+    `echo-server client: cannot connect to 127.0.0.1:${port}: connection refused\n`,
+  );
+});
+
+Deno.test("client exits 1 when the echo differs", async () => {
+  // A server that answers with the wrong bytes.
+  using liar = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    using conn = await liar.accept();
+    const buffer = new Uint8Array(64);
+    const n = await conn.read(buffer) ?? 0;
+    await conn.write(buffer.subarray(0, n).map((b) => b ^ 1));
+    await conn.read(buffer);
+  })();
+  const { code, stderr } = await runCli(["client", "-p", String(liar.addr.port), "-m", "abc"]);
+  await serving;
+  strictEqual(code, 1);
+  ok(stderr.includes('echo differs: sent "abc", got "`cb"'), stderr);
+});

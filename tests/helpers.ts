@@ -1,0 +1,202 @@
+/**
+ * Shared pieces of the tests: payloads, raw socket exchanges and the CLI run
+ * as a real subprocess.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+
+/** The project root, where `main.ts` is. */
+export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
+
+/** `n` bytes cycling through every value 0-255, offset by `seed`. */
+export function pattern(n: number, seed = 0): Uint8Array {
+  const bytes = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bytes[i] = (i + seed * 7) & 0xff;
+  return bytes;
+}
+
+/** Writes all of `bytes`. */
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+}
+
+/** Reads exactly `n` bytes, or fewer if the stream ends first. */
+export async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const r = await conn.read(out.subarray(got));
+    if (r === null) break;
+    got += r;
+  }
+  return out.subarray(0, got);
+}
+
+/** Reads until the peer closes, and returns everything read. */
+export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  while (true) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
+  }
+  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let off = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, off);
+    off += chunk.length;
+  }
+  return out;
+}
+
+/** Sends `bytes` over `conn` while reading the echo, and returns what came back. */
+export async function exchange(conn: Deno.Conn, bytes: Uint8Array): Promise<Uint8Array> {
+  const [, reply] = await Promise.all([writeAll(conn, bytes), readN(conn, bytes.length)]);
+  return reply;
+}
+
+/** Tells whether two byte arrays are equal, without printing megabytes on failure. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Asserts that nobody serves `addr`: the connection is refused, or, when the
+ * kernel had already queued it as the listener closed, reset or ended
+ * without an echo.
+ */
+export async function assertRefused(addr: { hostname: string; port: number }): Promise<void> {
+  let conn: Deno.Conn;
+  try {
+    conn = await Deno.connect({ hostname: addr.hostname, port: addr.port });
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionRefused) return;
+    if (error instanceof Deno.errors.ConnectionReset) return;
+    throw error;
+  }
+  try {
+    await conn.write(new Uint8Array([1]));
+    const n = await conn.read(new Uint8Array(1));
+    if (n !== null) throw new Error(`${addr.hostname}:${addr.port} still echoes`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+  } finally {
+    conn.close();
+  }
+}
+
+/** A `main.ts` subprocess with its stderr collected as it comes. */
+export class Cli implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly #pump: Promise<void>;
+  readonly #stdout: Promise<Uint8Array>;
+  #stderr = "";
+  #waiters: Array<() => void> = [];
+
+  /** Starts `deno run --allow-net <entry> ...args` in the project root. */
+  constructor(args: string[], options: { entry?: string; stdin?: "piped" | "null" } = {}) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-net", options.entry ?? "main.ts", ...args],
+      cwd: ROOT,
+      stdin: options.stdin ?? "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    this.#child = child;
+    this.#stdout = new Response(child.stdout).bytes();
+    this.#pump = (async () => {
+      for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+        this.#stderr += text;
+        for (const wake of this.#waiters.splice(0)) wake();
+      }
+      for (const wake of this.#waiters.splice(0)) wake();
+    })();
+  }
+
+  /** The process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** The child's stdin (when started with `stdin: "piped"`). */
+  get stdin(): WritableStream<Uint8Array> {
+    return this.#child.stdin;
+  }
+
+  /** Everything written to stderr so far. */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /**
+   * Resolves with the first match of `pattern` in stderr, waiting for more
+   * output as needed; rejects if stderr ends without a match or after `ms`.
+   */
+  async waitFor(pattern: RegExp, ms = 15_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + ms;
+    let ended = false;
+    this.#pump.then(() => ended = true);
+    while (true) {
+      const match = this.#stderr.match(pattern);
+      if (match) return match;
+      if (ended || Date.now() > deadline) {
+        throw new Error(`stderr never matched ${pattern}:\n${this.#stderr}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#waiters.push(resolve);
+        timer = setTimeout(resolve, deadline - Date.now());
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits for the `listening on` line and returns the port it names. */
+  async port(): Promise<number> {
+    const match = await this.waitFor(/listening on \S*:(\d+)/);
+    return Number(match[1]);
+  }
+
+  /** Sends a signal to the process. */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    this.#child.kill(signal);
+  }
+
+  /** Waits for the exit; resolves with the code, stdout and all of stderr. */
+  async finished(): Promise<{ code: number; stdout: string; stderr: string }> {
+    const [status, stdout] = await Promise.all([this.#child.status, this.#stdout, this.#pump]);
+    return { code: status.code, stdout: new TextDecoder().decode(stdout), stderr: this.#stderr };
+  }
+
+  /** Kills the process if it still runs and waits for it, so that no test leaks it. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.finished();
+  }
+}
+
+/** Runs `main.ts` with `args` to completion. */
+export async function runCli(
+  args: string[],
+  options: { entry?: string; stdin?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  await using cli = new Cli(args, {
+    entry: options.entry,
+    stdin: options.stdin === undefined ? "null" : "piped",
+  });
+  if (options.stdin !== undefined) {
+    const writer = cli.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  return await cli.finished();
+}
