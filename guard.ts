@@ -157,7 +157,7 @@ function cidrList(name: string, value: readonly Cidr[] | undefined): readonly Ci
  * ```
  */
 export class Guard {
-  readonly #maxConns: number;
+  #maxConns: number;
   readonly #maxConnsPerIp: number;
   readonly #rate: number | undefined;
   readonly #burst: number;
@@ -275,6 +275,35 @@ export class Guard {
    */
   get full(): boolean {
     return this.#open >= this.#maxConns;
+  }
+
+  /**
+   * The cap on open connections now: `maxConns`, or lower after
+   * {@link Guard.lowerCap}.
+   *
+   * @example
+   * ```ts
+   * new Guard({ maxConns: 5 }).maxConns; // 5
+   * ```
+   */
+  get maxConns(): number {
+    return this.#maxConns;
+  }
+
+  /**
+   * Lowers the cap to `limit` (never raises it, never below 1), for when the
+   * process learns that it cannot hold more, e.g. when accept runs out of
+   * file descriptors. Returns the cap now in force.
+   *
+   * @example
+   * ```ts
+   * const guard = new Guard({ maxConns: 10_000 });
+   * guard.lowerCap(1_000); // 1000
+   * ```
+   */
+  lowerCap(limit: number): number {
+    this.#maxConns = Math.max(1, Math.min(this.#maxConns, Math.floor(limit)));
+    return this.#maxConns;
   }
 
   /**

@@ -227,34 +227,51 @@ export function serve(options: ServeOptions = {}): EchoServer {
       });
   }
 
+  /** In `wait` mode at the cap, pauses until a connection closes (or shutdown). */
+  async function roomToAccept(): Promise<void> {
+    if (whenFull === "wait" && guard.full) {
+      await Promise.race([guard.whenNotFull(), stopping.promise]);
+    }
+  }
+
   async function acceptLoop(): Promise<void> {
     let backoffMs = 0;
+    let failures = 0;
     while (state === "serving") {
       try {
         for await (const conn of listener) {
-          if (backoffMs > 0) {
-            log.info("accepting again");
-            backoffMs = 0;
+          if (failures > 0) {
+            log.info("accepting again after {failures} failed accepts", { failures });
+            backoffMs = failures = 0;
           }
           handle(conn);
-          if (whenFull === "wait" && guard.full) {
-            await Promise.race([guard.whenNotFull(), stopping.promise]);
-          }
+          await roomToAccept();
         }
         if (state !== "serving") return;
         throw new Deno.errors.BadResource("the listener closed");
       } catch (error) {
         if (state !== "serving") return;
         if (error instanceof Deno.errors.BadResource) throw error;
-        // Out of descriptors or a transient accept error: pause, growing, and
-        // retry, so that the loop neither spins nor gives up.
-        if (backoffMs === 0) {
-          log.error("accept failed: {error}; retrying with backoff", {
-            error: describeError(error),
-          });
+        if (failures++ === 0) {
+          const code = (error as { code?: string }).code;
+          if ((code === "EMFILE" || code === "ENFILE") && guard.open > 0) {
+            // The descriptors ran out at this many connections: hold no more
+            // than that, so that "wait" mode queues newcomers in the backlog
+            // instead of failing accept after accept.
+            log.warning(
+              "out of file descriptors with {open} connections open: pausing accepts, at most {open} connections from now on",
+              { open: guard.lowerCap(guard.open) },
+            );
+          } else {
+            log.error("accept failed: {error}; retrying with backoff", {
+              error: describeError(error),
+            });
+          }
         }
+        // Pause, growing, and retry, so that the loop neither spins nor gives up.
         backoffMs = Math.min(Math.max(backoffMs * 2, ACCEPT_BACKOFF_MIN_MS), ACCEPT_BACKOFF_MAX_MS);
         await sleepUnless(backoffMs, stopping.promise);
+        await roomToAccept();
       }
     }
   }

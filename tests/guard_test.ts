@@ -310,3 +310,13 @@ Deno.test("Guard: invalid options name the option and value", () => {
     message: 'invalid allow "10.0.0.0/8": must be an array of CIDRs',
   });
 });
+
+Deno.test("Guard: lowerCap lowers but never raises the cap", () => {
+  const guard = new Guard({ maxConns: 10 });
+  strictEqual(guard.lowerCap(4), 4);
+  strictEqual(guard.lowerCap(8), 4);
+  strictEqual(guard.lowerCap(0), 1);
+  strictEqual(guard.maxConns, 1);
+  ok(guard.admit("10.0.0.1").ok);
+  strictEqual(guard.full, true);
+});

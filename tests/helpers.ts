@@ -4,6 +4,7 @@
  *
  * @module
  */
+import net from "node:net";
 import { fileURLToPath } from "node:url";
 
 /** The project root, where `main.ts` is. */
@@ -97,10 +98,18 @@ export class Cli implements AsyncDisposable {
   #stderr = "";
   #waiters: Array<() => void> = [];
 
-  /** Starts `deno run --allow-net <entry> ...args` in the project root. */
-  constructor(args: string[], options: { entry?: string; stdin?: "piped" | "null" } = {}) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--allow-net", options.entry ?? "main.ts", ...args],
+  /**
+   * Starts `deno run --allow-net <entry> ...args` in the project root, or
+   * `<executable> ...args` for a compiled binary.
+   */
+  constructor(
+    args: string[],
+    options: { entry?: string; executable?: string; stdin?: "piped" | "null" } = {},
+  ) {
+    const child = new Deno.Command(options.executable ?? Deno.execPath(), {
+      args: options.executable !== undefined
+        ? args
+        : ["run", "--quiet", "--allow-net", options.entry ?? "main.ts", ...args],
       cwd: ROOT,
       stdin: options.stdin ?? "null",
       stdout: "piped",
@@ -199,4 +208,54 @@ export async function runCli(
     await writer.close();
   }
   return await cli.finished();
+}
+
+/** A TCP client bound to a chosen local address, for per-address limits. */
+export interface BoundClient {
+  /** Sends `text` and resolves with the echo, or `null` when the server closed or reset instead. */
+  echo(text: string): Promise<string | null>;
+  /** Resolves with everything received once the server closes the connection. */
+  closed: Promise<string>;
+  /** Closes the connection. */
+  close(): void;
+}
+
+/**
+ * Connects to `127.0.0.1:port` from `localAddress` (any 127.x address), which
+ * `Deno.connect` cannot choose; node:net can.
+ */
+export function connectFrom(localAddress: string, port: number): Promise<BoundClient> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection({ host: "127.0.0.1", port, localAddress });
+    let received = "";
+    let wanted = 0;
+    let onData: (() => void) | undefined;
+    const closed = new Promise<string>((done) => socket.on("close", () => done(received)));
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => {
+      received += chunk;
+      onData?.();
+    });
+    socket.on("error", () => {}); // a reset shows as "close"; the tests look at what came back
+    socket.once("connect", () => {
+      socket.off("error", reject);
+      resolve({
+        echo: (text) =>
+          new Promise((done) => {
+            const start = wanted;
+            wanted += text.length;
+            onData = () => {
+              if (received.length >= wanted) done(received.slice(start, wanted));
+            };
+            closed.then(() =>
+              done(received.length >= wanted ? received.slice(start, wanted) : null)
+            );
+            socket.write(text, "latin1");
+          }),
+        closed,
+        close: () => socket.destroy(),
+      });
+    });
+    socket.once("error", reject);
+  });
 }

@@ -1,0 +1,204 @@
+/**
+ * Admission control end to end: real servers, real sockets, clients bound to
+ * distinct loopback addresses where a limit is per address.
+ */
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { parseCidr } from "../cidr.ts";
+import { Guard } from "../guard.ts";
+import { serve, type ServeOptions } from "../server.ts";
+import { Cli, connectFrom, exchange, readN } from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const local = { hostname: "127.0.0.1", port: 0 } as const;
+
+/** Refusals other than the listed ones must stay at zero. */
+function refusals(options: Partial<Record<string, number>>) {
+  return { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0, ...options };
+}
+
+/** Resolves with the echo of `text`, or null when the connection ends first. */
+async function tryEcho(conn: Deno.Conn, text: string): Promise<string | null> {
+  try {
+    await conn.write(encoder.encode(text));
+    const reply = await readN(conn, text.length);
+    return reply.length === text.length ? decoder.decode(reply) : null;
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionReset) return null;
+    throw error;
+  }
+}
+
+async function flood(options: ServeOptions, count: number) {
+  const server = serve({ ...local, ...options });
+  const conns = await Promise.all(Array.from({ length: count }, () => Deno.connect(server.addr)));
+  return { server, conns };
+}
+
+Deno.test("--max-conns 50 wait: 50 of 200 echoed at first, the other 150 as slots free", async () => {
+  const guard = new Guard({ maxConns: 50 });
+  const { server, conns } = await flood({ guard, whenFull: "wait" }, 200);
+  const firstFifty = Promise.withResolvers<void>();
+  const held: Deno.Conn[] = [];
+  let checked = false;
+  const replies = conns.map((conn, i) =>
+    tryEcho(conn, `hello ${i}`).then((reply) => {
+      strictEqual(reply, `hello ${i}`);
+      // Hold the first fifty open; after the check, each leaves once echoed.
+      if (checked) return conn.close();
+      held.push(conn);
+      if (held.length === 50) firstFifty.resolve();
+    })
+  );
+  await firstFifty.promise;
+  // The acceptor holds back at the cap: the rest wait in the kernel's backlog.
+  strictEqual(server.stats().served, 50);
+  strictEqual(guard.open, 50);
+  checked = true;
+  for (const conn of held) conn.close();
+  await Promise.all(replies);
+  strictEqual(server.stats().served, 200);
+  const summary = await server.shutdown();
+  deepStrictEqual(summary.refusals, refusals({}));
+});
+
+Deno.test("--max-conns 50 refuse: 50 of 200 echoed, 150 closed at once", async () => {
+  const { server, conns } = await flood(
+    { guard: new Guard({ maxConns: 50 }), whenFull: "refuse" },
+    200,
+  );
+  const replies = await Promise.all(conns.map((conn, i) => tryEcho(conn, `hello ${i}`)));
+  strictEqual(replies.filter((r) => r !== null).length, 50);
+  strictEqual(replies.filter((r) => r === null).length, 150);
+  replies.forEach((reply, i) => ok(reply === null || reply === `hello ${i}`));
+  deepStrictEqual(server.stats().refusals, refusals({ cap: 150 }));
+  for (const conn of conns) conn.close();
+  await server.shutdown();
+});
+
+Deno.test("--max-conns-per-ip caps each client address, not the others", async () => {
+  await using server = serve({ ...local, guard: new Guard({ maxConnsPerIp: 2 }) });
+  const port = server.addr.port;
+  const a = await Promise.all([1, 2, 3].map(() => connectFrom("127.0.0.2", port)));
+  const b = await Promise.all([1, 2].map(() => connectFrom("127.0.0.3", port)));
+  const aReplies = await Promise.all(a.map((c) => c.echo("from a")));
+  const bReplies = await Promise.all(b.map((c) => c.echo("from b")));
+  deepStrictEqual(aReplies.filter((r) => r === "from a").length, 2);
+  deepStrictEqual(aReplies.filter((r) => r === null).length, 1);
+  deepStrictEqual(bReplies, ["from b", "from b"]);
+  deepStrictEqual(server.stats().refusals, refusals({ "per-ip": 1 }));
+  for (const c of [...a, ...b]) c.close();
+  await Promise.all([...a, ...b].map((c) => c.closed));
+});
+
+Deno.test("--rate and --burst limit new connections per address", async () => {
+  await using server = serve({ ...local, guard: new Guard({ rate: 1, burst: 2 }) });
+  const clients = await Promise.all(
+    [1, 2, 3].map(() => connectFrom("127.0.0.4", server.addr.port)),
+  );
+  const replies = await Promise.all(clients.map((c) => c.echo("x")));
+  strictEqual(replies.filter((r) => r === "x").length, 2);
+  strictEqual(replies.filter((r) => r === null).length, 1);
+  const other = await connectFrom("127.0.0.5", server.addr.port);
+  strictEqual(await other.echo("y"), "y");
+  deepStrictEqual(server.stats().refusals, refusals({ rate: 1 }));
+  for (const c of [...clients, other]) c.close();
+  await Promise.all([...clients, other].map((c) => c.closed));
+});
+
+Deno.test("--idle-timeout closes a silent connection and spares an active one", async () => {
+  await using server = serve({ ...local, idleTimeoutMs: 300 });
+  using silent = await Deno.connect(server.addr);
+  using active = await Deno.connect(server.addr);
+  const started = performance.now();
+  const silentEnd = silent.read(new Uint8Array(1));
+  // The active client talks every 50 ms for 600 ms, twice the timeout.
+  for (let i = 0; i < 12; i++) {
+    strictEqual(await tryEcho(active, `tick ${i}`), `tick ${i}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  strictEqual(await silentEnd, null);
+  ok(performance.now() - started >= 300);
+  deepStrictEqual(server.stats().refusals, refusals({ idle: 1 }));
+  strictEqual(server.stats().open, 1);
+});
+
+Deno.test("--max-lifetime closes even a busy connection", async () => {
+  await using server = serve({ ...local, maxLifetimeMs: 200 });
+  using conn = await Deno.connect(server.addr);
+  const started = performance.now();
+  let replies = 0;
+  while (await tryEcho(conn, "busy") === "busy") {
+    replies++;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  ok(replies > 0);
+  ok(performance.now() - started >= 200);
+  deepStrictEqual(server.stats().refusals, refusals({ lifetime: 1 }));
+});
+
+Deno.test("--deny wins over --allow, and --reject-message is sent before closing", async () => {
+  const guard = new Guard({
+    allow: [parseCidr("127.0.0.0/29")],
+    deny: [parseCidr("127.0.0.6/32")],
+  });
+  await using server = serve({ ...local, guard, rejectMessage: "go away" });
+  const port = server.addr.port;
+  const allowed = await connectFrom("127.0.0.7", port);
+  strictEqual(await allowed.echo("in"), "in");
+  const denied = await connectFrom("127.0.0.6", port);
+  strictEqual(await denied.closed, "go away\n");
+  const outside = await connectFrom("127.0.0.9", port);
+  strictEqual(await outside.closed, "go away\n");
+  deepStrictEqual(server.stats().refusals, refusals({ denied: 2 }));
+  allowed.close();
+  await allowed.closed;
+});
+
+Deno.test("refusals are logged at most once per reason and address", async () => {
+  await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--max-conns-per-ip", "1"]);
+  const port = await cli.port();
+  using held = await Deno.connect({ hostname: "127.0.0.1", port });
+  strictEqual(await tryEcho(held, "held"), "held");
+  for (let i = 0; i < 5; i++) {
+    using refused = await Deno.connect({ hostname: "127.0.0.1", port });
+    strictEqual(await tryEcho(refused, "no"), null);
+  }
+  const other = await connectFrom("127.0.0.8", port);
+  strictEqual(await other.echo("fine"), "fine");
+  other.close();
+  await other.closed;
+  cli.kill("SIGTERM");
+  held.close();
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0);
+  const lines = stderr.split("\n").filter((line) => line.includes("refused"));
+  strictEqual(lines.length, 1, stderr);
+  ok(/WARN .*refused 127\.0\.0\.1:\d+: per-ip/.test(lines[0]), lines[0]);
+});
+
+Deno.test("out of file descriptors: accepts pause, then recover without losing a client", async () => {
+  // The server runs under a small descriptor limit; 60 clients are more than it can hold.
+  await using cli = new Cli([
+    "-c",
+    `ulimit -n 64 && exec "${Deno.execPath()}" run --quiet --allow-net main.ts -H 127.0.0.1 -p 0`,
+  ], { executable: "bash" });
+  const port = await cli.port();
+  const conns = await Promise.all(
+    Array.from({ length: 60 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+  );
+  const replies = conns.map((conn, i) => tryEcho(conn, `client ${i}`));
+  await cli.waitFor(/out of file descriptors with (\d+) connections open/);
+  // Every client is served in the end, as earlier ones leave.
+  for (let i = 0; i < conns.length; i++) {
+    strictEqual(await replies[i], `client ${i}`);
+    conns[i].close();
+  }
+  const again = await Deno.connect({ hostname: "127.0.0.1", port });
+  strictEqual(decoder.decode(await exchange(again, encoder.encode("later"))), "later");
+  again.close();
+  cli.kill("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0);
+  strictEqual(stderr.match(/out of file descriptors/g)?.length, 1, stderr);
+});

@@ -1,0 +1,63 @@
+import { ok, rejects, strictEqual } from "node:assert/strict";
+import { ClientError, connect } from "../client.ts";
+import { serve } from "../server.ts";
+import { pattern, sameBytes } from "./helpers.ts";
+
+const local = { hostname: "127.0.0.1", port: 0 } as const;
+
+Deno.test("send resolves with exactly the bytes sent, text or binary, small or large", async () => {
+  await using server = serve(local);
+  await using client = await connect({ port: server.addr.port });
+  strictEqual(new TextDecoder().decode(await client.send("Hello, server")), "Hello, server");
+  const big = pattern(8 << 20, 1);
+  ok(sameBytes(await client.send(big), big), "8 MiB echo differs");
+  strictEqual((await client.send(new Uint8Array(0))).length, 0);
+});
+
+Deno.test("concurrent sends on one client come back whole and in order", async () => {
+  await using server = serve(local);
+  await using client = await connect({ port: server.addr.port });
+  const messages = Array.from({ length: 20 }, (_, i) => pattern(50_000 + i, i));
+  const replies = await Promise.all(messages.map((m) => client.send(m)));
+  replies.forEach((reply, i) => ok(sameBytes(reply, messages[i]), `message ${i} differs`));
+});
+
+Deno.test("connect names the address and the reason when refused", async () => {
+  const gone = Deno.listen(local);
+  const port = gone.addr.port;
+  gone.close();
+  await rejects(connect({ port }), {
+    name: "ClientError",
+    message: `cannot connect to 127.0.0.1:${port}: connection refused`,
+  });
+});
+
+Deno.test("a send that gets no reply gives up when its signal aborts", async () => {
+  // A server that accepts and reads but never answers.
+  using mute = Deno.listen(local);
+  const accepted = mute.accept();
+  await using client = await connect({ port: mute.addr.port });
+  using conn = await accepted;
+  await rejects(
+    client.send("anyone?", { signal: AbortSignal.timeout(50) }),
+    (error: unknown) => error instanceof DOMException && error.name === "TimeoutError",
+  );
+  await rejects(client.send("again"), ClientError);
+  strictEqual(await conn.read(new Uint8Array(16)), 7);
+});
+
+Deno.test("a server that closes mid-echo is reported with the byte counts", async () => {
+  using short = Deno.listen(local);
+  const serving = (async () => {
+    using conn = await short.accept();
+    const buffer = new Uint8Array(4);
+    const n = await conn.read(buffer) ?? 0;
+    await conn.write(buffer.subarray(0, Math.min(n, 2)));
+  })();
+  await using client = await connect({ port: short.addr.port });
+  await rejects(client.send("four"), {
+    name: "ClientError",
+    message: /127\.0\.0\.1:\d+ closed the connection after echoing 2 of 4 bytes/,
+  });
+  await serving;
+});
