@@ -7,6 +7,7 @@
  */
 
 import { addressKey, type Cidr, cidrContainsIp, parseIp } from "./cidr.ts";
+import type { OpenResult, SharedCounts } from "./shared_counts.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /**
@@ -79,7 +80,8 @@ export interface GuardOptions {
    * Most client keys with a token bucket tracked at once (positive integer).
    * Buckets that refill are dropped anyway; this is the hard ceiling for a
    * flood of distinct addresses, beyond which the least recently seen key is
-   * forgotten (and so forgiven).
+   * forgotten (and so forgiven). Not used with `shared`, whose buckets live
+   * in a fixed number of slots.
    * @default 100_000
    */
   maxRateKeys?: number;
@@ -94,10 +96,24 @@ export interface GuardOptions {
    */
   deny?: readonly Cidr[];
   /**
-   * Monotonic clock in milliseconds.
-   * @default performance.now
+   * Monotonic clock in milliseconds. With `shared`, every thread must read
+   * the same clock, which `performance.now` alone is not (each Worker's
+   * starts at 0).
+   * @default performance.now, or with `shared`
+   *   `() => performance.timeOrigin + performance.now()`
    */
   now?: () => number;
+  /**
+   * Counts shared with Guards in other Workers. When given, open counts (total
+   * and per key), the cap, token buckets and refusal counters are global to
+   * every Guard holding the same buffer; `allow`/`deny` and the other limits
+   * stay this Guard's own configuration. The shared cap is lowered to
+   * `maxConns` (it is never raised). Per-key counts and buckets are hashed
+   * into slots, so keys sharing a slot share their limits, and
+   * {@link Guard.openFor} and {@link Guard.tracked} report slots.
+   * @default undefined: exact counts private to this Guard
+   */
+  shared?: SharedCounts;
 }
 
 /**
@@ -135,35 +151,37 @@ function cidrList(name: string, value: readonly Cidr[] | undefined): readonly Ci
   return [...value];
 }
 
+/** The token bucket settings of a Guard; undefined when rate limiting is off. */
+interface RateLimit {
+  readonly rate: number;
+  readonly burst: number;
+}
+
 /**
- * Decides whether a freshly accepted connection may stay open and keeps the
- * counts needed to decide. Checks run in this order, and the first failing
- * one is the refusal reason: `denied` (deny list, then allow list), `rate`
- * (every attempt that gets this far spends a token, refused or not), `per-ip`,
- * `cap`.
- *
- * Memory: per-key connection counts are deleted when they reach 0, so that
- * map never exceeds `maxConns` entries; token buckets are dropped once full
- * again (swept from the least recently used end on each `admit`, amortised
- * O(1)), and never exceed `maxRateKeys`.
- *
- * @example
- * ```ts
- * const guard = new Guard({ maxConns: 2, maxConnsPerIp: 1 });
- * const first = guard.admit("10.0.0.1"); // { ok: true, release }
- * guard.admit("10.0.0.1"); // { ok: false, reason: "per-ip" }
- * if (first.ok) first.release();
- * guard.refusals["per-ip"]; // 1
- * ```
+ * Everything a Guard counts, behind one interface so that a single admit path
+ * serves both the private Map-backed counts and the cross-thread ones.
  */
-export class Guard {
-  #maxConns: number;
-  readonly #maxConnsPerIp: number;
-  readonly #rate: number | undefined;
-  readonly #burst: number;
+interface Counts {
+  readonly open: number;
+  readonly cap: number;
+  lowerCap(limit: number): number;
+  /** Counts a connection if both limits allow it; `per-ip` is checked first. */
+  tryOpen(key: string, maxPerKey: number): OpenResult;
+  close(key: string): void;
+  /** Always true when rate limiting is off. */
+  takeToken(key: string): boolean;
+  count(reason: RefusalReason): void;
+  readonly refusals: Readonly<Record<RefusalReason, number>>;
+  openFor(key: string): number;
+  readonly tracked: { readonly perIp: number; readonly rate: number };
+  whenNotFull(): Promise<void>;
+}
+
+/** Exact counts in Maps, private to one Guard (and so to one thread). */
+class LocalCounts implements Counts {
+  #cap: number;
+  readonly #rateLimit: RateLimit | undefined;
   readonly #maxRateKeys: number;
-  readonly #allow: readonly Cidr[];
-  readonly #deny: readonly Cidr[];
   readonly #now: () => number;
   /** Open connections per client key; absent means 0. */
   readonly #perKey = new Map<string, number>();
@@ -181,15 +199,205 @@ export class Guard {
   /** Shared by all waiters: one release wakes them all, and each re-checks via admit. */
   #notFull: PromiseWithResolvers<void> | null = null;
 
+  constructor(
+    cap: number,
+    rateLimit: RateLimit | undefined,
+    maxRateKeys: number,
+    now: () => number,
+  ) {
+    this.#cap = cap;
+    this.#rateLimit = rateLimit;
+    this.#maxRateKeys = maxRateKeys;
+    this.#now = now;
+  }
+
+  get open(): number {
+    return this.#open;
+  }
+
+  get cap(): number {
+    return this.#cap;
+  }
+
+  lowerCap(limit: number): number {
+    this.#cap = Math.max(1, Math.min(this.#cap, Math.floor(limit)));
+    return this.#cap;
+  }
+
+  tryOpen(key: string, maxPerKey: number): OpenResult {
+    const forKey = this.#perKey.get(key) ?? 0;
+    if (forKey >= maxPerKey) return "per-ip";
+    if (this.#open >= this.#cap) return "cap";
+    this.#open++;
+    this.#perKey.set(key, forKey + 1);
+    return "ok";
+  }
+
+  close(key: string): void {
+    this.#open--;
+    const remaining = (this.#perKey.get(key) ?? 1) - 1;
+    if (remaining > 0) this.#perKey.set(key, remaining);
+    else this.#perKey.delete(key);
+    if (this.#notFull !== null && this.#open < this.#cap) {
+      const waiters = this.#notFull;
+      this.#notFull = null;
+      waiters.resolve();
+    }
+  }
+
+  takeToken(key: string): boolean {
+    if (this.#rateLimit === undefined) return true;
+    // The map is in least-recently-used order, and a bucket left alone long
+    // enough refills, so full buckets collect at the front: drop them there.
+    for (const [staleKey, bucket] of this.#buckets) {
+      if (!bucket.full) break;
+      this.#buckets.delete(staleKey);
+    }
+    let bucket = this.#buckets.get(key);
+    if (bucket === undefined) {
+      if (this.#buckets.size >= this.#maxRateKeys) {
+        const oldest = this.#buckets.keys().next();
+        if (!oldest.done) this.#buckets.delete(oldest.value);
+      }
+      bucket = new TokenBucket({ ...this.#rateLimit, now: this.#now });
+    } else {
+      // Re-inserted below to move it to the most recently used end.
+      this.#buckets.delete(key);
+    }
+    this.#buckets.set(key, bucket);
+    return bucket.take();
+  }
+
+  count(reason: RefusalReason): void {
+    this.#refusals[reason]++;
+  }
+
+  get refusals(): Readonly<Record<RefusalReason, number>> {
+    return { ...this.#refusals };
+  }
+
+  openFor(key: string): number {
+    return this.#perKey.get(key) ?? 0;
+  }
+
+  get tracked(): { readonly perIp: number; readonly rate: number } {
+    return { perIp: this.#perKey.size, rate: this.#buckets.size };
+  }
+
+  whenNotFull(): Promise<void> {
+    if (this.#open < this.#cap) return Promise.resolve();
+    this.#notFull ??= Promise.withResolvers<void>();
+    return this.#notFull.promise;
+  }
+}
+
+/** {@link SharedCounts} with this Guard's rate limit and clock filled in. */
+class SharedGuardCounts implements Counts {
+  readonly #shared: SharedCounts;
+  readonly #rateLimit: RateLimit | undefined;
+  readonly #now: () => number;
+
+  constructor(shared: SharedCounts, rateLimit: RateLimit | undefined, now: () => number) {
+    this.#shared = shared;
+    this.#rateLimit = rateLimit;
+    this.#now = now;
+  }
+
+  get open(): number {
+    return this.#shared.open;
+  }
+
+  get cap(): number {
+    return this.#shared.cap;
+  }
+
+  lowerCap(limit: number): number {
+    return this.#shared.lowerCap(limit);
+  }
+
+  tryOpen(key: string, maxPerKey: number): OpenResult {
+    return this.#shared.tryOpen(key, maxPerKey);
+  }
+
+  close(key: string): void {
+    this.#shared.close(key);
+  }
+
+  takeToken(key: string): boolean {
+    if (this.#rateLimit === undefined) return true;
+    const { rate, burst } = this.#rateLimit;
+    return this.#shared.takeToken(key, rate, burst, this.#now());
+  }
+
+  count(reason: RefusalReason): void {
+    this.#shared.count(reason);
+  }
+
+  get refusals(): Readonly<Record<RefusalReason, number>> {
+    return this.#shared.refusals;
+  }
+
+  openFor(key: string): number {
+    return this.#shared.openFor(key);
+  }
+
+  get tracked(): { readonly perIp: number; readonly rate: number } {
+    const { perKey, buckets } = this.#shared.tracked(this.#now());
+    return { perIp: perKey, rate: buckets };
+  }
+
+  whenNotFull(): Promise<void> {
+    return this.#shared.whenNotFull();
+  }
+}
+
+/**
+ * Decides whether a freshly accepted connection may stay open and keeps the
+ * counts needed to decide. Checks run in this order, and the first failing
+ * one is the refusal reason: `denied` (deny list, then allow list), `rate`
+ * (every attempt that gets this far spends a token, refused or not), `per-ip`,
+ * `cap`.
+ *
+ * Memory: per-key connection counts are deleted when they reach 0, so that
+ * map never exceeds `maxConns` entries; token buckets are dropped once full
+ * again (swept from the least recently used end on each `admit`, amortised
+ * O(1)), and never exceed `maxRateKeys`. With `shared`, the counts live in
+ * the fixed-size buffer of {@link SharedCounts} instead.
+ *
+ * @example
+ * ```ts
+ * const guard = new Guard({ maxConns: 2, maxConnsPerIp: 1 });
+ * const first = guard.admit("10.0.0.1"); // { ok: true, release }
+ * guard.admit("10.0.0.1"); // { ok: false, reason: "per-ip" }
+ * if (first.ok) first.release();
+ * guard.refusals["per-ip"]; // 1
+ * ```
+ *
+ * @example One limit across Workers
+ * ```ts
+ * import { SharedCounts } from "./shared_counts.ts";
+ *
+ * // Main thread: create the counts once and post `counts.buffer` to each Worker.
+ * const counts = SharedCounts.create();
+ * // In each Worker, with the buffer it was posted:
+ * const guard = new Guard({ maxConns: 1_000, shared: SharedCounts.from(counts.buffer) });
+ * ```
+ */
+export class Guard {
+  readonly #maxConnsPerIp: number;
+  readonly #allow: readonly Cidr[];
+  readonly #deny: readonly Cidr[];
+  readonly #counts: Counts;
+
   /**
    * @throws {RangeError} for an out-of-range option, naming the option and
    *   value, e.g. `invalid maxConns 0: must be a positive integer`.
    * @throws {TypeError} when `allow`/`deny` is not an array or `now` is not a function.
    */
   constructor(options: GuardOptions = {}) {
-    this.#maxConns = positiveInteger("maxConns", options.maxConns, 10_000);
+    const maxConns = positiveInteger("maxConns", options.maxConns, 10_000);
     this.#maxConnsPerIp = positiveInteger("maxConnsPerIp", options.maxConnsPerIp, 256);
-    this.#maxRateKeys = positiveInteger("maxRateKeys", options.maxRateKeys, 100_000);
+    const maxRateKeys = positiveInteger("maxRateKeys", options.maxRateKeys, 100_000);
 
     const { rate } = options;
     if (rate !== undefined && (!Number.isFinite(rate) || rate <= 0)) {
@@ -198,21 +406,35 @@ export class Guard {
     if (rate === undefined && options.burst !== undefined) {
       throw new RangeError(`invalid burst ${describe(options.burst)}: requires rate to be set`);
     }
-    this.#rate = rate;
-    this.#burst = positiveInteger(
+    const burst = positiveInteger(
       "burst",
       options.burst,
       rate === undefined ? 1 : Math.max(1, Math.ceil(rate)),
     );
+    const rateLimit = rate === undefined ? undefined : { rate, burst };
 
     this.#allow = cidrList("allow", options.allow);
     this.#deny = cidrList("deny", options.deny);
 
-    const { now } = options;
+    const { now, shared } = options;
     if (now !== undefined && typeof now !== "function") {
       throw new TypeError(`invalid now ${describe(now)}: must be a function`);
     }
-    this.#now = now ?? (() => performance.now());
+    if (shared === undefined) {
+      this.#counts = new LocalCounts(
+        maxConns,
+        rateLimit,
+        maxRateKeys,
+        now ?? (() => performance.now()),
+      );
+    } else {
+      shared.lowerCap(maxConns);
+      this.#counts = new SharedGuardCounts(
+        shared,
+        rateLimit,
+        now ?? (() => performance.timeOrigin + performance.now()),
+      );
+    }
   }
 
   /**
@@ -235,26 +457,22 @@ export class Guard {
   admit(address: string): Admission {
     if (this.#denied(address)) return this.#refuse("denied");
     const key = addressKey(address);
-    if (this.#rate !== undefined && !this.#takeToken(key, this.#rate)) {
-      return this.#refuse("rate");
-    }
-    const forKey = this.#perKey.get(key) ?? 0;
-    if (forKey >= this.#maxConnsPerIp) return this.#refuse("per-ip");
-    if (this.#open >= this.#maxConns) return this.#refuse("cap");
+    if (!this.#counts.takeToken(key)) return this.#refuse("rate");
+    const result = this.#counts.tryOpen(key, this.#maxConnsPerIp);
+    if (result !== "ok") return this.#refuse(result);
 
-    this.#open++;
-    this.#perKey.set(key, forKey + 1);
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      this.#release(key);
+      this.#counts.close(key);
     };
     return { ok: true, release };
   }
 
   /**
-   * Open admitted connections (admitted and not yet released).
+   * Open admitted connections (admitted and not yet released); with
+   * `shared`, in every Guard sharing the counts.
    *
    * @example
    * ```ts
@@ -262,7 +480,7 @@ export class Guard {
    * ```
    */
   get open(): number {
-    return this.#open;
+    return this.#counts.open;
   }
 
   /**
@@ -274,12 +492,12 @@ export class Guard {
    * ```
    */
   get full(): boolean {
-    return this.#open >= this.#maxConns;
+    return this.#counts.open >= this.#counts.cap;
   }
 
   /**
    * The cap on open connections now: `maxConns`, or lower after
-   * {@link Guard.lowerCap}.
+   * {@link Guard.lowerCap} (with `shared`, by any Guard sharing the counts).
    *
    * @example
    * ```ts
@@ -287,13 +505,14 @@ export class Guard {
    * ```
    */
   get maxConns(): number {
-    return this.#maxConns;
+    return this.#counts.cap;
   }
 
   /**
    * Lowers the cap to `limit` (never raises it, never below 1), for when the
    * process learns that it cannot hold more, e.g. when accept runs out of
-   * file descriptors. Returns the cap now in force.
+   * file descriptors. Returns the cap now in force. With `shared`, the cap
+   * is lowered for every Guard sharing the counts.
    *
    * @example
    * ```ts
@@ -302,14 +521,14 @@ export class Guard {
    * ```
    */
   lowerCap(limit: number): number {
-    this.#maxConns = Math.max(1, Math.min(this.#maxConns, Math.floor(limit)));
-    return this.#maxConns;
+    return this.#counts.lowerCap(limit);
   }
 
   /**
    * Resolves immediately when not full, otherwise on the first release that
-   * brings `open` below `maxConns`. All pending waiters wake together, so a
-   * waiter must still go through {@link Guard.admit}, which may refuse.
+   * brings `open` below `maxConns` (with `shared`, a release by any Guard
+   * sharing the counts, in any thread). All pending waiters wake together, so
+   * a waiter must still go through {@link Guard.admit}, which may refuse.
    *
    * @example
    * ```ts
@@ -319,9 +538,7 @@ export class Guard {
    * ```
    */
   whenNotFull(): Promise<void> {
-    if (!this.full) return Promise.resolve();
-    this.#notFull ??= Promise.withResolvers<void>();
-    return this.#notFull.promise;
+    return this.#counts.whenNotFull();
   }
 
   /**
@@ -337,14 +554,15 @@ export class Guard {
    * ```
    */
   count(reason: RefusalReason): void {
-    if (!Object.hasOwn(this.#refusals, reason)) {
+    if (!REFUSAL_REASONS.includes(reason)) {
       throw new RangeError(`invalid refusal reason ${describe(reason)}`);
     }
-    this.#refusals[reason]++;
+    this.#counts.count(reason);
   }
 
   /**
-   * Snapshot of refusal counters, one per {@link RefusalReason}, starting at 0.
+   * Snapshot of refusal counters, one per {@link RefusalReason}, starting at
+   * 0; with `shared`, summed over every Guard sharing the counts.
    *
    * @example
    * ```ts
@@ -352,12 +570,13 @@ export class Guard {
    * ```
    */
   get refusals(): Readonly<Record<RefusalReason, number>> {
-    return { ...this.#refusals };
+    return this.#counts.refusals;
   }
 
   /**
    * Open connections counted against `address`'s client key, so
-   * `openFor("2001:db8::1")` includes every address in `2001:db8::/64`.
+   * `openFor("2001:db8::1")` includes every address in `2001:db8::/64`
+   * (with `shared`, also any key hashed to the same slot).
    *
    * @example
    * ```ts
@@ -365,11 +584,12 @@ export class Guard {
    * ```
    */
   openFor(address: string): number {
-    return this.#perKey.get(addressKey(address)) ?? 0;
+    return this.#counts.openFor(addressKey(address));
   }
 
   /**
-   * Sizes of the per-key maps, for metrics and for checking memory bounds.
+   * Sizes of the per-key maps, for metrics and for checking memory bounds;
+   * with `shared`, the slots in use (a scan of every slot).
    *
    * @example
    * ```ts
@@ -377,11 +597,11 @@ export class Guard {
    * ```
    */
   get tracked(): { readonly perIp: number; readonly rate: number } {
-    return { perIp: this.#perKey.size, rate: this.#buckets.size };
+    return this.#counts.tracked;
   }
 
   #refuse(reason: "cap" | "per-ip" | "rate" | "denied"): Admission {
-    this.#refusals[reason]++;
+    this.#counts.count(reason);
     return { ok: false, reason };
   }
 
@@ -398,39 +618,5 @@ export class Guard {
       if (cidrContainsIp(cidr, ip)) return false;
     }
     return true;
-  }
-
-  #takeToken(key: string, rate: number): boolean {
-    // The map is in least-recently-used order, and a bucket left alone long
-    // enough refills, so full buckets collect at the front: drop them there.
-    for (const [staleKey, bucket] of this.#buckets) {
-      if (!bucket.full) break;
-      this.#buckets.delete(staleKey);
-    }
-    let bucket = this.#buckets.get(key);
-    if (bucket === undefined) {
-      if (this.#buckets.size >= this.#maxRateKeys) {
-        const oldest = this.#buckets.keys().next();
-        if (!oldest.done) this.#buckets.delete(oldest.value);
-      }
-      bucket = new TokenBucket({ rate, burst: this.#burst, now: this.#now });
-    } else {
-      // Re-inserted below to move it to the most recently used end.
-      this.#buckets.delete(key);
-    }
-    this.#buckets.set(key, bucket);
-    return bucket.take();
-  }
-
-  #release(key: string): void {
-    this.#open--;
-    const remaining = (this.#perKey.get(key) ?? 1) - 1;
-    if (remaining > 0) this.#perKey.set(key, remaining);
-    else this.#perKey.delete(key);
-    if (this.#notFull !== null && this.#open < this.#maxConns) {
-      const waiters = this.#notFull;
-      this.#notFull = null;
-      waiters.resolve();
-    }
   }
 }

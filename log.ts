@@ -21,6 +21,8 @@ export interface LoggingOptions {
   level?: Level;
   /** `text` for people, `json` for log shippers (one object a line). @default {"text"} */
   format?: LogFormat;
+  /** The worker this isolate is, with `--workers`; every line then carries it. */
+  worker?: number;
 }
 
 const LEVEL_TEXT: Readonly<Record<LogLevel, string>> = {
@@ -68,21 +70,26 @@ function renderMessage(record: LogRecord): string {
   return text;
 }
 
-function textLine(record: LogRecord): string {
-  const time = new Date(record.timestamp).toISOString();
-  return `${time} ${LEVEL_TEXT[record.level]} ${record.category.slice(1).join(".")}: ${
-    renderMessage(record)
-  }\n`;
+function textFormatter(worker: number | undefined): (record: LogRecord) => string {
+  const tag = worker === undefined ? "" : `w${worker} `;
+  return (record) => {
+    const time = new Date(record.timestamp).toISOString();
+    return `${time} ${LEVEL_TEXT[record.level]} ${tag}${record.category.slice(1).join(".")}: ${
+      renderMessage(record)
+    }\n`;
+  };
 }
 
-function jsonLine(record: LogRecord): string {
-  return JSON.stringify({
-    time: new Date(record.timestamp).toISOString(),
-    level: record.level,
-    logger: record.category.join("."),
-    message: renderMessage(record),
-    ...record.properties,
-  }) + "\n";
+function jsonFormatter(worker: number | undefined): (record: LogRecord) => string {
+  return (record) =>
+    JSON.stringify({
+      time: new Date(record.timestamp).toISOString(),
+      level: record.level,
+      logger: record.category.join("."),
+      ...(worker === undefined ? {} : { worker }),
+      message: renderMessage(record),
+      ...record.properties,
+    }) + "\n";
 }
 
 /**
@@ -97,7 +104,9 @@ function jsonLine(record: LogRecord): string {
  * ```
  */
 export async function setupLogging(options: LoggingOptions = {}): Promise<void> {
-  const format = options.format === "json" ? jsonLine : textLine;
+  const format = options.format === "json"
+    ? jsonFormatter(options.worker)
+    : textFormatter(options.worker);
   await reset();
   await configure({
     sinks: { stderr: (record: LogRecord) => write(format(record)) },

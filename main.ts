@@ -6,6 +6,8 @@
  */
 import denoJson from "./deno.json" with { type: "json" };
 import { parseCidr } from "./cidr.ts";
+import type { BenchMode } from "./bench.ts";
+import { runBenchCommand } from "./bench_cli.ts";
 import { runClient } from "./client_cli.ts";
 import {
   choiceFlag,
@@ -21,6 +23,7 @@ import {
 import { Guard } from "./guard.ts";
 import { flushLogs, LOG_FORMATS, LOG_LEVELS, logger, setupLogging } from "./log.ts";
 import { ListenError, serve, type WhenFull } from "./server.ts";
+import { inWorker, startWorkers, workerMain } from "./workers.ts";
 
 const VERSION = denoJson.version;
 const PORT_MAX = 65535;
@@ -104,6 +107,12 @@ const SERVE_FLAGS: FlagTable = {
     value: "TEXT",
     help: "a line written to refused connections before closing them",
   },
+  workers: {
+    type: "string",
+    value: "N|auto",
+    default: "1",
+    help: "isolates serving the same port (auto: one per CPU); limits stay global",
+  },
   "log-level": {
     type: "string",
     value: "LEVEL",
@@ -152,11 +161,57 @@ const CLIENT_FLAGS: FlagTable = {
   help: { type: "boolean", short: "h", help: "show this help" },
 };
 
+const BENCH_MODES: readonly BenchMode[] = ["pingpong", "stream", "churn"];
+
+const BENCH_FLAGS: FlagTable = {
+  host: { type: "string", short: "H", value: "HOST", default: "127.0.0.1", help: "server to load" },
+  port: { type: "string", short: "p", value: "PORT", default: "8000", help: "server port" },
+  connections: {
+    type: "string",
+    short: "c",
+    value: "N",
+    default: "100",
+    help: "concurrent connections (churn: concurrent connect-echo-close slots)",
+  },
+  duration: {
+    type: "string",
+    short: "d",
+    value: "DURATION",
+    default: "10s",
+    help: "how long to load",
+  },
+  size: {
+    type: "string",
+    short: "s",
+    value: "BYTES",
+    default: "64",
+    help: "message size (pingpong, churn)",
+  },
+  mode: {
+    type: "string",
+    short: "m",
+    value: "MODE",
+    default: "pingpong",
+    help:
+      "pingpong (send, await the echo), stream (write and read flat out), churn (connect, echo, close)",
+  },
+  rate: {
+    type: "string",
+    short: "r",
+    value: "N",
+    help:
+      "open loop: N messages per second in total, latency from the scheduled send (default: closed loop)",
+  },
+  json: { type: "boolean", help: "print the report as one JSON object" },
+  help: { type: "boolean", short: "h", help: "show this help" },
+};
+
 const USAGE = `echo-server ${VERSION}: a TCP echo server, its client and its load tester
 
 Usage:
   echo-server [serve] [FLAGS]     run the server (the default command)
   echo-server client [FLAGS]      talk to a server
+  echo-server bench [FLAGS]       load a server and verify every byte
   echo-server --version           print the version
 
 Run "echo-server COMMAND --help" for a command's flags.
@@ -188,6 +243,17 @@ Flags:
 ${formatFlags(CLIENT_FLAGS)}
 `;
 
+const BENCH_USAGE = `Usage: echo-server bench [FLAGS]
+
+Loads an echo server from many connections, verifies every byte that comes
+back, and reports throughput and a latency histogram. Shows a progress line
+each second; Ctrl-C ends the run early with a report. Exits 1 if any echo was
+corrupted or short, or a connection failed.
+
+Flags:
+${formatFlags(BENCH_FLAGS)}
+`;
+
 async function main(args: string[]): Promise<number> {
   const [first, ...rest] = args;
   if (first === "--version" || first === "-V") {
@@ -199,6 +265,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (first === "client") return await clientCommand(rest);
+  if (first === "bench") return await benchCommand(rest);
   if (first === "serve") return await serveCommand(rest);
   if (first !== undefined && !first.startsWith("-")) {
     throw new UsageError(`unknown command "${first}"`);
@@ -212,19 +279,18 @@ async function serveCommand(args: string[]): Promise<number> {
     console.log(SERVE_USAGE);
     return 0;
   }
-  const maxConns = intFlag("max-conns", str(flags, "max-conns"), 1, MANY);
   const rate = flags.rate === undefined ? undefined : numberFlag("rate", str(flags, "rate"));
   if (flags.burst !== undefined && rate === undefined) {
     throw new UsageError("--burst needs --rate");
   }
-  const guard = new Guard({
-    maxConns,
+  const limits = {
+    maxConns: intFlag("max-conns", str(flags, "max-conns"), 1, MANY),
     maxConnsPerIp: intFlag("max-conns-per-ip", str(flags, "max-conns-per-ip"), 1, MANY),
     rate,
     burst: flags.burst === undefined ? undefined : intFlag("burst", str(flags, "burst"), 1, MANY),
     allow: list(flags, "allow").map((text) => cidrFlag("allow", text)),
     deny: list(flags, "deny").map((text) => cidrFlag("deny", text)),
-  });
+  };
   const options = {
     hostname: str(flags, "host"),
     port: intFlag("port", str(flags, "port"), 0, PORT_MAX),
@@ -233,14 +299,28 @@ async function serveCommand(args: string[]): Promise<number> {
     idleTimeoutMs: durationFlag("idle-timeout", str(flags, "idle-timeout")),
     maxLifetimeMs: durationFlag("max-lifetime", str(flags, "max-lifetime")),
     rejectMessage: flags["reject-message"] === undefined ? undefined : str(flags, "reject-message"),
-    guard,
   };
-  await setupLogging({
+  const workers = flags.workers === "auto"
+    ? navigator.hardwareConcurrency
+    : intFlag("workers", str(flags, "workers"), 1, 1024);
+  if (workers > 1 && !canLoadWorkers()) {
+    throw new UsageError(
+      "--workers needs --allow-read, so that each worker can load the program (deno run --allow-net --allow-read …)",
+    );
+  }
+  const logging = {
     level: choiceFlag("log-level", str(flags, "log-level"), LOG_LEVELS),
     format: choiceFlag("log-format", str(flags, "log-format"), LOG_FORMATS),
-  });
+  };
+  await setupLogging(logging);
   const log = logger("server");
-  const server = serve(options);
+  const server = workers > 1
+    ? await startWorkers({
+      entry: import.meta.url,
+      count: workers,
+      config: { serve: options, guard: limits, logging },
+    })
+    : serve({ ...options, guard: new Guard(limits) });
   let signals = 0;
   const onSignal = (signal: Deno.Signal) => () => {
     if (++signals > 1) {
@@ -280,6 +360,30 @@ async function clientCommand(args: string[]): Promise<number> {
   });
 }
 
+async function benchCommand(args: string[]): Promise<number> {
+  const flags = parseFlags(args, BENCH_FLAGS);
+  if (flags.help) {
+    console.log(BENCH_USAGE);
+    return 0;
+  }
+  return await runBenchCommand({
+    host: str(flags, "host"),
+    port: intFlag("port", str(flags, "port"), 1, PORT_MAX),
+    connections: intFlag("connections", str(flags, "connections"), 1, 100_000),
+    durationMs: positiveDuration("duration", str(flags, "duration")),
+    size: intFlag("size", str(flags, "size"), 1, 16 << 20),
+    mode: choiceFlag("mode", str(flags, "mode"), BENCH_MODES),
+    rate: flags.rate === undefined ? undefined : numberFlag("rate", str(flags, "rate")),
+  }, flags.json === true);
+}
+
+/** Workers load this very module; from a file that takes read permission. */
+function canLoadWorkers(): boolean {
+  const url = new URL(import.meta.url);
+  if (url.protocol !== "file:") return true;
+  return Deno.permissions.querySync({ name: "read", path: url }).state === "granted";
+}
+
 function str(flags: FlagValues, name: string): string {
   const value = flags[name];
   if (typeof value !== "string") throw new UsageError(`--${name} needs a value`);
@@ -305,7 +409,9 @@ function positiveDuration(name: string, text: string): number {
   return ms;
 }
 
-if (import.meta.main) {
+if (import.meta.main && inWorker()) {
+  workerMain();
+} else if (import.meta.main) {
   let code: number;
   try {
     code = await main(Deno.args);

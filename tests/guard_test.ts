@@ -1,6 +1,8 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { parseCidr } from "../cidr.ts";
 import { type Admission, Guard, type GuardOptions, REFUSAL_REASONS } from "../guard.ts";
+import { SharedCounts } from "../shared_counts.ts";
+import { FixtureWorker, within } from "./shared_counts_client_fixture.ts";
 
 function release(admission: Admission): void {
   ok(admission.ok, "expected an admission");
@@ -319,4 +321,137 @@ Deno.test("Guard: lowerCap lowers but never raises the cap", () => {
   strictEqual(guard.maxConns, 1);
   ok(guard.admit("10.0.0.1").ok);
   strictEqual(guard.full, true);
+});
+
+Deno.test("Guard (shared): two Guards enforce one maxConns and per-ip cap", () => {
+  const shared = SharedCounts.create();
+  const a = new Guard({ maxConns: 3, maxConnsPerIp: 2, shared });
+  const b = new Guard({ maxConns: 3, maxConnsPerIp: 2, shared });
+  const first = a.admit("10.0.0.1");
+  strictEqual(reasonOf(b.admit("::ffff:10.0.0.1")), "ok");
+  strictEqual(reasonOf(a.admit("10.0.0.1")), "per-ip");
+  strictEqual(reasonOf(b.admit("10.0.0.1")), "per-ip");
+  strictEqual(b.openFor("10.0.0.1"), 2);
+  strictEqual(reasonOf(b.admit("10.0.0.2")), "ok");
+  ok(a.full && b.full);
+  strictEqual(reasonOf(a.admit("10.0.0.3")), "cap");
+  strictEqual(a.open, 3);
+  strictEqual(b.open, 3);
+  deepStrictEqual(a.refusals, { cap: 1, "per-ip": 2, rate: 0, denied: 0, idle: 0, lifetime: 0 });
+  deepStrictEqual(b.refusals, a.refusals);
+
+  release(first);
+  release(first); // still idempotent
+  strictEqual(b.open, 2);
+  strictEqual(reasonOf(b.admit("10.0.0.3")), "ok");
+});
+
+Deno.test("Guard (shared): rate is one bucket per key across Guards", () => {
+  const clock = fakeClock();
+  const shared = SharedCounts.create();
+  const options: GuardOptions = { rate: 1, burst: 2, now: clock.now, shared };
+  const a = new Guard(options);
+  const b = new Guard(options);
+  deepStrictEqual(
+    [a, b, a].map((guard) => reasonOf(guard.admit("10.0.0.1"))),
+    ["ok", "ok", "rate"],
+  );
+  strictEqual(reasonOf(b.admit("10.0.0.2")), "ok");
+  clock.advance(1000);
+  strictEqual(reasonOf(b.admit("10.0.0.1")), "ok");
+  strictEqual(reasonOf(a.admit("10.0.0.1")), "rate");
+  strictEqual(a.refusals.rate, 2);
+  // 10.0.0.2's bucket is full again by now, so only 10.0.0.1's is in use.
+  deepStrictEqual(a.tracked, { perIp: 2, rate: 1 });
+  clock.advance(10_000);
+  strictEqual(b.tracked.rate, 0);
+});
+
+Deno.test("Guard (shared): allow and deny stay per Guard; counts do not", () => {
+  const shared = SharedCounts.create();
+  const strict = new Guard({ deny: [parseCidr("10.0.0.0/8")], shared });
+  const open = new Guard({ shared });
+  strictEqual(reasonOf(strict.admit("10.0.0.1")), "denied");
+  strictEqual(reasonOf(open.admit("10.0.0.1")), "ok");
+  strictEqual(open.refusals.denied, 1);
+  strictEqual(strict.open, 1);
+});
+
+Deno.test("Guard (shared): the cap is the lowest maxConns, and lowerCap is global", () => {
+  const shared = SharedCounts.create();
+  const a = new Guard({ maxConns: 10, shared });
+  strictEqual(a.maxConns, 10);
+  const b = new Guard({ maxConns: 20, shared });
+  strictEqual(b.maxConns, 10);
+  strictEqual(b.lowerCap(4), 4);
+  strictEqual(a.maxConns, 4);
+  strictEqual(a.lowerCap(8), 4);
+  new Guard({ maxConns: 100, shared }); // a late Guard does not raise it back
+  strictEqual(shared.cap, 4);
+  a.count("idle");
+  b.count("lifetime");
+  strictEqual(shared.refusals.idle + shared.refusals.lifetime, 2);
+  throws(() => a.count("bogus" as never), { name: "RangeError" });
+});
+
+Deno.test("Guard (shared): whenNotFull on one Guard resolves after a release on the other", async () => {
+  const shared = SharedCounts.create();
+  const a = new Guard({ maxConns: 2, shared });
+  const b = new Guard({ maxConns: 2, shared });
+  await a.whenNotFull();
+  const held = b.admit("10.0.0.1");
+  a.admit("10.0.0.2");
+  ok(a.full);
+  let woken = false;
+  const room = a.whenNotFull().then(() => {
+    woken = true;
+  });
+  await Promise.resolve();
+  await Promise.resolve();
+  strictEqual(woken, false);
+  release(held);
+  await room;
+  ok(woken);
+  ok(!a.full);
+});
+
+Deno.test("Guard (shared): a Guard in a Worker and one here share every limit", async () => {
+  const shared = SharedCounts.create();
+  const options = { maxConns: 4, maxConnsPerIp: 2, rate: 0.001, burst: 3 };
+  const local = new Guard({ ...options, shared });
+  using worker = new FixtureWorker();
+  await worker.request({ op: "guard", buffer: shared.buffer, options });
+
+  const remote = await worker.request({
+    op: "admit",
+    addresses: ["10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"],
+  });
+  deepStrictEqual(remote.results, ["ok", "ok", "per-ip", "ok", "ok"]);
+  strictEqual(local.open, 4);
+  ok(local.full);
+  strictEqual(local.openFor("10.0.0.1"), 2);
+  // 10.0.0.1 spent its 3 tokens in the worker; 10.0.0.4 has tokens but no room.
+  strictEqual(reasonOf(local.admit("10.0.0.1")), "rate");
+  strictEqual(reasonOf(local.admit("10.0.0.4")), "cap");
+  deepStrictEqual(local.refusals, {
+    cap: 1,
+    "per-ip": 1,
+    rate: 1,
+    denied: 0,
+    idle: 0,
+    lifetime: 0,
+  });
+
+  // Releases in the worker wake a waiter here.
+  let woken = false;
+  const room = local.whenNotFull().then(() => {
+    woken = true;
+  });
+  await Promise.resolve();
+  strictEqual(woken, false);
+  await worker.request({ op: "release" });
+  await within(room, 5_000, "wake-up by releases in the worker");
+  ok(woken);
+  strictEqual(local.open, 0);
+  strictEqual(reasonOf(local.admit("10.0.0.4")), "ok");
 });

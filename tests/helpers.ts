@@ -99,17 +99,27 @@ export class Cli implements AsyncDisposable {
   #waiters: Array<() => void> = [];
 
   /**
-   * Starts `deno run --allow-net <entry> ...args` in the project root, or
+   * Starts `deno run --allow-net <entry> ...args` in the project root (or
+   * with the given permissions instead of `--allow-net`), or
    * `<executable> ...args` for a compiled binary.
    */
   constructor(
     args: string[],
-    options: { entry?: string; executable?: string; stdin?: "piped" | "null" } = {},
+    options: {
+      entry?: string;
+      executable?: string;
+      stdin?: "piped" | "null";
+      permissions?: string[];
+    } = {},
   ) {
     const child = new Deno.Command(options.executable ?? Deno.execPath(), {
-      args: options.executable !== undefined
-        ? args
-        : ["run", "--quiet", "--allow-net", options.entry ?? "main.ts", ...args],
+      args: options.executable !== undefined ? args : [
+        "run",
+        "--quiet",
+        ...(options.permissions ?? ["--allow-net"]),
+        options.entry ?? "main.ts",
+        ...args,
+      ],
       cwd: ROOT,
       stdin: options.stdin ?? "null",
       stdout: "piped",

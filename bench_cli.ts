@@ -1,0 +1,57 @@
+/**
+ * The `bench` command: runs the load tester with a live progress line and
+ * prints the report as text or JSON.
+ *
+ * @module
+ */
+import { type BenchOptions, formatProgress, formatReport, runBench } from "./bench.ts";
+import { describeError } from "./address.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * Runs a benchmark and resolves with the exit code: 0 when every echo was
+ * verified, 1 when any was corrupted or short, a connection failed, or the
+ * server could not be reached. SIGINT ends the run early with a report.
+ */
+export async function runBenchCommand(
+  options: Omit<BenchOptions, "signal" | "onProgress">,
+  json: boolean,
+): Promise<number> {
+  const interrupted = new AbortController();
+  const onInterrupt = () => interrupted.abort();
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  // On a terminal the progress line is redrawn in place; elsewhere (a pipe,
+  // a CI log) each second gets a plain line of its own.
+  const tty = Deno.stderr.isTerminal();
+  let drawn = false;
+  try {
+    const report = await runBench({
+      ...options,
+      signal: interrupted.signal,
+      onProgress: (progress) => {
+        const line = formatProgress(progress);
+        Deno.stderr.writeSync(encoder.encode(tty ? `\r\x1b[2K${line}` : `${line}\n`));
+        drawn = tty;
+      },
+    });
+    if (drawn) Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));
+    console.log(json ? JSON.stringify(report) : formatReport(report));
+    if (!report.ok) {
+      console.error(
+        `echo-server bench: ${report.mismatches} mismatches, ${report.errors} errors${
+          report.firstError ? ` (first: ${report.firstError})` : ""
+        }`,
+      );
+    }
+    return report.ok ? 0 : 1;
+  } catch (error) {
+    if (drawn) Deno.stderr.writeSync(encoder.encode("\n"));
+    console.error(
+      `echo-server bench: ${error instanceof Error ? error.message : describeError(error)}`,
+    );
+    return 1;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+}

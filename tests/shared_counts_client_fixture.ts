@@ -1,0 +1,84 @@
+/**
+ * Test-thread side of shared_counts_worker_fixture.ts: starts the worker and
+ * turns its message protocol into awaited calls.
+ *
+ * @module
+ */
+
+import type { FixtureReply, FixtureRequest } from "./shared_counts_worker_fixture.ts";
+
+/**
+ * One fixture Worker, terminated on dispose so that a failing assertion
+ * cannot leak it past the test (the sanitizers would report it).
+ *
+ * @example
+ * ```ts
+ * using worker = new FixtureWorker();
+ * await worker.request({ op: "release" });
+ * ```
+ */
+export class FixtureWorker implements Disposable {
+  readonly #worker = new Worker(new URL("./shared_counts_worker_fixture.ts", import.meta.url), {
+    type: "module",
+  });
+
+  /**
+   * Sends one request and resolves with its reply; rejects when the worker
+   * reports an error. Only one request may be pending at a time.
+   *
+   * @example
+   * ```ts
+   * using worker = new FixtureWorker();
+   * const reply = await worker.request({ op: "admit", addresses: ["10.0.0.1"] });
+   * ```
+   */
+  request(request: FixtureRequest): Promise<FixtureReply> {
+    const { promise, resolve, reject } = Promise.withResolvers<FixtureReply>();
+    this.#worker.onmessage = (event: MessageEvent<FixtureReply>) => {
+      if (event.data.error === undefined) resolve(event.data);
+      else reject(new Error(`worker: ${event.data.error}`));
+    };
+    this.#worker.onerror = (event) => {
+      event.preventDefault();
+      reject(new Error(`worker: ${event.message}`));
+    };
+    this.#worker.postMessage(request);
+    return promise;
+  }
+
+  /**
+   * Stops the worker; called by `using` at the end of the scope.
+   *
+   * @example
+   * ```ts
+   * const worker = new FixtureWorker();
+   * worker[Symbol.dispose]();
+   * ```
+   */
+  [Symbol.dispose](): void {
+    this.#worker.terminate();
+  }
+}
+
+/**
+ * Resolves like `promise`, or rejects naming `what` after `ms`, so that a
+ * lost cross-thread wake-up fails the test instead of hanging it. Its timer
+ * also keeps the event loop alive, which delivering an `Atomics.waitAsync`
+ * result requires, and is cleared either way for the sanitizers.
+ *
+ * @example
+ * ```ts
+ * await within(Promise.resolve(), 1_000, "nothing");
+ * ```
+ */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

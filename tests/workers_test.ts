@@ -1,0 +1,70 @@
+import { ok, strictEqual } from "node:assert/strict";
+import { Cli, exchange, readN, runCli } from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const permissions = ["--allow-net", "--allow-read"];
+const decoder = new TextDecoder();
+
+async function tryEcho(
+  port: number,
+  text: string,
+): Promise<{ conn: Deno.Conn; reply: string | null }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(encoder.encode(text));
+    const reply = await readN(conn, text.length);
+    return { conn, reply: reply.length === text.length ? decoder.decode(reply) : null };
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionReset) return { conn, reply: null };
+    throw error;
+  }
+}
+
+Deno.test("--workers 2: connections spread over both workers, shutdown drains both", async () => {
+  await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--workers", "2"], { permissions });
+  const port = await cli.port();
+  await cli.waitFor(/2 workers share 127\.0\.0\.1 port \d+/);
+  for (let i = 0; i < 40; i++) {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    strictEqual(decoder.decode(await exchange(conn, encoder.encode(`hi ${i}`))), `hi ${i}`);
+  }
+  cli.kill("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+  const opened = stderr.split("\n").filter((line) => / w[12] conn: #\d+ opened/.test(line));
+  strictEqual(opened.length, 40, stderr);
+  ok(opened.some((line) => line.includes(" w1 ")), "worker 1 served none");
+  ok(opened.some((line) => line.includes(" w2 ")), "worker 2 served none");
+  ok(stderr.includes("stopped: served 40 connections"), stderr);
+});
+
+Deno.test("--workers 2 --max-conns 10: the cap holds across workers", async () => {
+  await using cli = new Cli([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    "0",
+    "--workers",
+    "2",
+    "--max-conns",
+    "10",
+    "--when-full",
+    "refuse",
+  ], { permissions });
+  const port = await cli.port();
+  await cli.waitFor(/2 workers share/);
+  const results = await Promise.all(Array.from({ length: 30 }, (_, i) => tryEcho(port, `c${i}`)));
+  strictEqual(results.filter((r) => r.reply !== null).length, 10);
+  strictEqual(results.filter((r) => r.reply === null).length, 20);
+  for (const { conn } of results) conn.close();
+  cli.kill("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+  ok(/ w1 server: refused/.test(stderr) || / w2 server: refused/.test(stderr), stderr);
+});
+
+Deno.test("--workers without read permission is a clear usage error", async () => {
+  const { code, stderr } = await runCli(["-p", "0", "--workers", "2"]);
+  strictEqual(code, 2);
+  ok(stderr.includes("--workers needs --allow-read"), stderr);
+});
