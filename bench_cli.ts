@@ -48,7 +48,7 @@ export async function runBenchCommand(
   } catch (error) {
     if (drawn) Deno.stderr.writeSync(encoder.encode("\n"));
     console.error(
-      `echo-server bench: ${error instanceof Error ? error.message : describeError(error)}`,
+      `echo-server bench: ${describeError(error)}`,
     );
     return 1;
   } finally {

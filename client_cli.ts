@@ -6,6 +6,7 @@
  */
 import { ClientError, connect, type EchoClient } from "./client.ts";
 import { describeError } from "./address.ts";
+import { formatDuration } from "./duration.ts";
 
 /** Options for {@linkcode runClient}. */
 export interface ClientCommandOptions {
@@ -42,6 +43,12 @@ export async function runClient(options: ClientCommandOptions): Promise<number> 
   } catch (error) {
     return fail(error);
   }
+  const timedOut = (error: unknown) =>
+    error instanceof DOMException && error.name === "TimeoutError"
+      ? new ClientError(
+        `no reply from ${client.address} within ${formatDuration(options.timeoutMs)}`,
+      )
+      : error;
   try {
     if (options.message === undefined && options.count === undefined) {
       return await pipeStdin(client, options.timeoutMs);
@@ -63,7 +70,7 @@ export async function runClient(options: ClientCommandOptions): Promise<number> 
     }
     return 0;
   } catch (error) {
-    return fail(error);
+    return fail(timedOut(error));
   } finally {
     client.close();
   }

@@ -38,7 +38,7 @@ export interface EchoOptions {
    * when it is needed: it runs on the hot path.
    */
   onChunk?: (bytes: number) => void;
-  /** Size of the first read buffer in bytes. @default {1024} */
+  /** Size of the first read buffer in bytes, and the size it returns to once reads stay small. @default {1024} */
   initialBufferSize?: number;
   /** Largest read buffer in bytes; the buffer grows ×4 while reads fill it. @default {65536} */
   maxBufferSize?: number;
@@ -47,9 +47,12 @@ export interface EchoOptions {
 /**
  * Why an echo ended: `eof` (the peer shut down its side and everything was
  * written back), `reset` (the peer reset the connection or stopped reading for
- * good), or the reason given to the abort signal.
+ * good), or else the reason given to the abort signal, as a string.
  */
-export type EchoEnd = "eof" | "reset" | string;
+export type EchoEnd = string;
+
+/** Reads under a quarter of the buffer, in a row, after which it shrinks back. */
+const SHORT_READS_BEFORE_SHRINK = 4;
 
 const RESET_ERRORS = [
   Deno.errors.ConnectionReset,
@@ -89,10 +92,15 @@ export function isPeerGone(error: unknown): boolean {
 export async function echoConnection(stream: Duplex, options: EchoOptions = {}): Promise<EchoEnd> {
   const counters = options.counters ?? { bytesIn: 0, bytesOut: 0 };
   const { signal, onChunk } = options;
-  const maxSize = options.maxBufferSize ?? 65536;
-  // Idle connections are the common case: start small and grow only for the
-  // connections that fill their buffer, so memory follows traffic.
-  let buffer = new Uint8Array(Math.min(options.initialBufferSize ?? 1024, maxSize));
+  const maxSize = Math.max(1, options.maxBufferSize ?? 65536);
+  const minSize = Math.max(1, Math.min(options.initialBufferSize ?? 1024, maxSize));
+  // Idle connections are the common case: start small, grow while reads fill
+  // the buffer, and drop back once reads have stayed small for a while, so
+  // that a connection that returns to small messages does not keep a large
+  // buffer. One short read is not enough: segments of a bulk transfer often
+  // arrive short, and shrinking on each would make the buffer see-saw.
+  let buffer = new Uint8Array(minSize);
+  let shortReads = 0;
   const abort = () => stream.close();
   signal?.addEventListener("abort", abort, { once: true });
   try {
@@ -109,8 +117,14 @@ export async function echoConnection(stream: Duplex, options: EchoOptions = {}):
         if (written === chunk.length) break;
         chunk = chunk.subarray(written);
       }
-      if (n === buffer.length && buffer.length < maxSize) {
-        buffer = new Uint8Array(Math.min(buffer.length * 4, maxSize));
+      if (n === buffer.length) {
+        shortReads = 0;
+        if (buffer.length < maxSize) buffer = new Uint8Array(Math.min(buffer.length * 4, maxSize));
+      } else if (n >= buffer.length >> 2) {
+        shortReads = 0;
+      } else if (buffer.length > minSize && ++shortReads >= SHORT_READS_BEFORE_SHRINK) {
+        shortReads = 0;
+        buffer = new Uint8Array(minSize);
       }
     }
   } catch (error) {

@@ -65,7 +65,7 @@ export function parseFlags(args: string[], table: FlagTable): FlagValues {
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: true });
   } catch (error) {
-    throw new UsageError(explainParseError(error));
+    throw new UsageError(explainParseError(error, table));
   }
   if (parsed.positionals.length > 0) {
     throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
@@ -77,13 +77,20 @@ export function parseFlags(args: string[], table: FlagTable): FlagValues {
   return values;
 }
 
-function explainParseError(error: unknown): string {
+function explainParseError(error: unknown, table: FlagTable): string {
   const message = error instanceof Error ? error.message : String(error);
   const code = (error as { code?: string }).code;
   const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
-  const name = /--[\w-]+/.exec(quoted)?.[0] ?? quoted;
+  const short = /^-(\w)\b/.exec(quoted)?.[1];
+  const long = Object.entries(table).find(([, flag]) =>
+    short !== undefined && flag.short === short
+  );
+  const name = long !== undefined ? `--${long[0]}` : /--[\w-]+/.exec(quoted)?.[0] ?? quoted;
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `unknown flag ${name}`;
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    if (message.includes("ambiguous")) {
+      return `${name} needs a value (write ${name}=VALUE for a value that starts with "-")`;
+    }
     return message.includes("argument missing")
       ? `${name} needs a value`
       : `${name} takes no value`;

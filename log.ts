@@ -37,6 +37,7 @@ const LEVEL_TEXT: Readonly<Record<LogLevel, string>> = {
 const encoder = new TextEncoder();
 let pending = "";
 let flushQueued = false;
+let exitHooked = false;
 
 /**
  * Writes the lines buffered in this turn of the event loop to stderr. Lines are
@@ -107,6 +108,14 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<void> 
   const format = options.format === "json"
     ? jsonFormatter(options.worker)
     : textFormatter(options.worker);
+  if (!exitHooked) {
+    // Lines still buffered when the process ends (an uncaught error, or the
+    // end of the program) are written out rather than lost.
+    exitHooked = true;
+    globalThis.addEventListener("error", flushLogs);
+    globalThis.addEventListener("unhandledrejection", flushLogs);
+    globalThis.addEventListener("unload", flushLogs);
+  }
   await reset();
   await configure({
     sinks: { stderr: (record: LogRecord) => write(format(record)) },

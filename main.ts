@@ -329,7 +329,7 @@ async function serveCommand(args: string[]): Promise<number> {
       Deno.exit(signal === "SIGINT" ? 130 : 143);
     }
     log.info("{signal}: shutting down", { signal });
-    server.shutdown();
+    server.shutdown().catch(() => {}); // a failure surfaces through server.finished
   };
   const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
     const handler = onSignal(signal);

@@ -180,9 +180,16 @@ export function serve(options: ServeOptions = {}): EchoServer {
   }
 
   function handle(conn: Deno.TcpConn): void {
+    // With workers the cap is shared: another worker may have taken the last
+    // slot while this one sat in accept. In wait mode that connection waits
+    // here for a slot, as it would have in the backlog, instead of being refused.
+    if (whenFull === "wait" && guard.full) return void admitWhenRoom(conn);
     const peer = conn.remoteAddr as Deno.NetAddr;
     const admission = guard.admit(peer.hostname);
-    if (!admission.ok) return refuse(conn, peer, admission.reason);
+    if (!admission.ok) {
+      if (admission.reason === "cap" && whenFull === "wait") return void admitWhenRoom(conn);
+      return refuse(conn, peer, admission.reason);
+    }
     const now = performance.now();
     const c: Connection = {
       id: ++nextId,
@@ -227,6 +234,12 @@ export function serve(options: ServeOptions = {}): EchoServer {
       });
   }
 
+  async function admitWhenRoom(conn: Deno.TcpConn): Promise<void> {
+    await roomToAccept();
+    if (state === "serving") handle(conn);
+    else closeQuietly(conn);
+  }
+
   /** In `wait` mode at the cap, pauses until a connection closes (or shutdown). */
   async function roomToAccept(): Promise<void> {
     if (whenFull === "wait" && guard.full) {
@@ -244,7 +257,13 @@ export function serve(options: ServeOptions = {}): EchoServer {
             log.info("accepting again after {failures} failed accepts", { failures });
             backoffMs = failures = 0;
           }
-          handle(conn);
+          try {
+            handle(conn);
+          } catch (error) {
+            // A bug in handling one connection must not end the accept loop.
+            log.error("could not handle a connection: {error}", { error: describeError(error) });
+            closeQuietly(conn);
+          }
           await roomToAccept();
         }
         if (state !== "serving") return;

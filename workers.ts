@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { describeError, formatAddress } from "./address.ts";
 import { Guard, type GuardOptions } from "./guard.ts";
 import { logger, type LoggingOptions, setupLogging } from "./log.ts";
 import {
@@ -48,84 +49,91 @@ const log = logger("server");
 
 /**
  * Starts `count` workers serving on one port and resolves once all listen.
- * The result behaves as one {@linkcode EchoServer}: its stats add up the
- * workers', and `shutdown` drains them all. Rejects with a
+ * The result behaves as one {@linkcode EchoServer}: `shutdown` drains every
+ * worker and its summary adds theirs up; `stats()` gives the shared counts
+ * (open connections, refusals), while served and byte counts come with the
+ * summary. `finished` rejects if a worker dies. Rejects with a
  * {@linkcode ListenError} when the port cannot be had.
  */
 export async function startWorkers(options: WorkersOptions): Promise<EchoServer> {
+  const hostname = options.config.serve.hostname ?? "0.0.0.0";
+  // Listening once without reusePort first makes a port that anyone else
+  // holds (even another echo-server with workers) a clear error instead of
+  // a silently shared port, and turns port 0 into the one the workers share.
+  const port = probePort(hostname, options.config.serve.port ?? 8000);
   const shared = SharedCounts.create();
   const workers: Worker[] = [];
-  const stopped: Promise<ServerStats>[] = [];
+  const listening: PromiseWithResolvers<void>[] = [];
+  const stopped: PromiseWithResolvers<ServerStats>[] = [];
   const finished = Promise.withResolvers<ServerStats>();
   finished.promise.catch(() => {}); // a caller that never awaits it must not see an unhandled rejection
-  let port = options.config.serve.port ?? 8000;
-  let shuttingDown = false;
+  let settled = false;
 
-  const fail = (message: string) => {
-    if (shuttingDown) return;
-    shuttingDown = true;
+  /** A worker died or its server failed: stop them all, and let nobody wait for them. */
+  const fail = (error: Error) => {
+    if (settled) return;
+    settled = true;
     for (const worker of workers) worker.terminate();
-    finished.reject(new Error(message));
+    for (const pending of [...listening, ...stopped]) pending.reject(error);
+    finished.reject(error);
   };
 
   for (let id = 1; id <= options.count; id++) {
     const worker = new Worker(options.entry, { type: "module", name: `echo-server worker ${id}` });
-    workers.push(worker);
-    const listening = Promise.withResolvers<number>();
+    const ready = Promise.withResolvers<void>();
     const done = Promise.withResolvers<ServerStats>();
-    stopped.push(done.promise);
+    ready.promise.catch(() => {});
+    done.promise.catch(() => {});
+    workers.push(worker);
+    listening.push(ready);
+    stopped.push(done);
     worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
-      if (message.type === "listening") listening.resolve(message.port);
+      if (message.type === "listening") ready.resolve();
       else if (message.type === "stopped") done.resolve(message.stats);
-      else if (message.listen) listening.reject(new ListenError(message.message));
-      else fail(`worker ${id}: ${message.message}`);
+      else if (message.listen) fail(new ListenError(message.message));
+      else fail(new Error(`worker ${id}: ${message.message}`));
     };
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
-      const error = new Error(`worker ${id} crashed: ${event.message}`);
-      listening.reject(error);
-      fail(error.message);
+      fail(new Error(`worker ${id} crashed: ${event.message}`));
     };
     const start: ToWorker = {
       type: "start",
       id,
-      config: { ...options.config, serve: { ...options.config.serve, port } },
+      config: { ...options.config, serve: { ...options.config.serve, hostname, port } },
       shared: shared.buffer,
     };
     worker.postMessage(start);
-    try {
-      // The first worker may have been given port 0: the others join the port it got.
-      port = await listening.promise;
-    } catch (error) {
-      for (const w of workers) w.terminate();
-      throw error;
-    }
   }
-  const hostname = options.config.serve.hostname ?? "0.0.0.0";
+  await Promise.all(listening.map((ready) => ready.promise));
   log.info("{count} workers share {hostname} port {port}", {
     count: options.count,
     hostname,
     port,
   });
 
-  const total = (all: ServerStats[]): ServerStats => ({
-    open: all.reduce((sum, s) => sum + s.open, 0),
-    served: all.reduce((sum, s) => sum + s.served, 0),
-    bytesIn: all.reduce((sum, s) => sum + s.bytesIn, 0),
-    bytesOut: all.reduce((sum, s) => sum + s.bytesOut, 0),
-    refusals: { ...shared.refusals },
-  });
-
   async function shutdown(): Promise<ServerStats> {
-    if (!shuttingDown) {
-      shuttingDown = true;
+    if (!settled) {
+      settled = true;
       const stop: ToWorker = { type: "shutdown" };
       for (const worker of workers) worker.postMessage(stop);
-      const summary = total(await Promise.all(stopped));
-      for (const worker of workers) worker.terminate();
-      log.info("stopped: served {served} connections, echoed {bytesOut} bytes", { ...summary });
-      finished.resolve(summary);
+      try {
+        const all = await Promise.all(stopped.map((done) => done.promise));
+        const summary: ServerStats = {
+          open: 0,
+          served: all.reduce((sum, s) => sum + s.served, 0),
+          bytesIn: all.reduce((sum, s) => sum + s.bytesIn, 0),
+          bytesOut: all.reduce((sum, s) => sum + s.bytesOut, 0),
+          refusals: shared.refusals,
+        };
+        log.info("stopped: served {served} connections, echoed {bytesOut} bytes", { ...summary });
+        finished.resolve(summary);
+      } catch (error) {
+        finished.reject(error);
+      } finally {
+        for (const worker of workers) worker.terminate();
+      }
     }
     return await finished.promise;
   }
@@ -134,18 +142,31 @@ export async function startWorkers(options: WorkersOptions): Promise<EchoServer>
     addr: { transport: "tcp", hostname, port },
     finished: finished.promise,
     shutdown,
-    // Live per-worker byte counts stay in the workers; the shared counts are what is global.
     stats: () => ({
       open: shared.open,
       served: 0,
       bytesIn: 0,
       bytesOut: 0,
-      refusals: { ...shared.refusals },
+      refusals: shared.refusals,
     }),
     [Symbol.asyncDispose]: async () => {
       await shutdown();
     },
   };
+}
+
+function probePort(hostname: string, port: number): number {
+  try {
+    const probe = Deno.listen({ hostname, port });
+    const got = probe.addr.port;
+    probe.close();
+    return got;
+  } catch (error) {
+    throw new ListenError(
+      `cannot listen on ${formatAddress(hostname, port)}: ${describeError(error)}`,
+      { cause: error },
+    );
+  }
 }
 
 /** Tells whether this code runs inside a Web Worker. */
@@ -167,6 +188,21 @@ export function workerMain(): void {
     close(): void;
   };
   let server: EchoServer | undefined;
+  // Report a crash to the main thread as one line, instead of a stack trace on stderr.
+  const report = (error: unknown) =>
+    scope.postMessage({
+      type: "failed",
+      message: error instanceof Error ? error.message : String(error),
+      listen: false,
+    });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    report(event.error);
+  });
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    report(event.reason);
+  });
   scope.onmessage = async (event) => {
     const message = event.data;
     if (message.type === "shutdown") {
@@ -183,13 +219,7 @@ export function workerMain(): void {
       scope.postMessage({ type: "failed", message: text, listen: error instanceof ListenError });
       return;
     }
-    server.finished.catch((error: unknown) => {
-      scope.postMessage({
-        type: "failed",
-        message: error instanceof Error ? error.message : String(error),
-        listen: false,
-      });
-    });
+    server.finished.catch(report);
     scope.postMessage({ type: "listening", port: server.addr.port });
   };
 }

@@ -172,3 +172,17 @@ Deno.test("client exits 1 when the echo differs", async () => {
   strictEqual(code, 1);
   ok(stderr.includes('echo differs: sent "abc", got "`cb"'), stderr);
 });
+
+Deno.test("client names the server and the limit when no reply comes", async () => {
+  using mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = mute.accept();
+  const run = runCli(["client", "-p", String(mute.addr.port), "-m", "hello?", "-t", "200ms"]);
+  using conn = await accepted;
+  const { code, stderr } = await run;
+  strictEqual(code, 1);
+  strictEqual(
+    stderr,
+    `echo-server client: no reply from 127.0.0.1:${mute.addr.port} within 200ms\n`,
+  );
+  strictEqual(await conn.read(new Uint8Array(16)), 6);
+});

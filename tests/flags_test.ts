@@ -32,6 +32,10 @@ Deno.test("parseFlags names unknown flags, missing values and stray arguments", 
   });
   throws(() => parseFlags(["--port"], TABLE), { message: "--port needs a value" });
   throws(() => parseFlags(["--json=yes"], TABLE), { message: "--json takes no value" });
+  throws(() => parseFlags(["--port", "--json"], TABLE), {
+    message: '--port needs a value (write --port=VALUE for a value that starts with "-")',
+  });
+  deepStrictEqual(parseFlags(["--port=-1"], TABLE).port, "-1");
   throws(() => parseFlags(["extra"], TABLE), { message: 'unexpected argument "extra"' });
 });
 

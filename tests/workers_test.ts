@@ -1,4 +1,4 @@
-import { ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { Cli, exchange, readN, runCli } from "./helpers.ts";
 
 const encoder = new TextEncoder();
@@ -67,4 +67,39 @@ Deno.test("--workers without read permission is a clear usage error", async () =
   const { code, stderr } = await runCli(["-p", "0", "--workers", "2"]);
   strictEqual(code, 2);
   ok(stderr.includes("--workers needs --allow-read"), stderr);
+});
+
+Deno.test("--workers in wait mode queues past the shared cap instead of refusing", async () => {
+  await using cli = new Cli(
+    ["-H", "127.0.0.1", "-p", "0", "--workers", "2", "--max-conns", "2"],
+    { permissions },
+  );
+  const port = await cli.port();
+  await cli.waitFor(/2 workers share/);
+  // Each client leaves once echoed, so all twelve are served two at a time.
+  const replies = await Promise.all(
+    Array.from({ length: 12 }, async (_, i) => {
+      const { conn, reply } = await tryEcho(port, `q${i}`);
+      conn.close();
+      return reply;
+    }),
+  );
+  deepStrictEqual(replies, Array.from({ length: 12 }, (_, i) => `q${i}`));
+  cli.kill("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+  ok(!stderr.includes("refused"), stderr);
+});
+
+Deno.test("a port held by another server is an error for --workers too", async () => {
+  await using first = new Cli(["-H", "127.0.0.1", "-p", "0", "--workers", "2"], { permissions });
+  const port = await first.port();
+  await first.waitFor(/2 workers share/);
+  await using second = new Cli(
+    ["-H", "127.0.0.1", "-p", String(port), "--workers", "2"],
+    { permissions },
+  );
+  const { code, stderr } = await second.finished();
+  strictEqual(code, 1);
+  ok(stderr.includes(`cannot listen on 127.0.0.1:${port}: address already in use`), stderr);
 });

@@ -1,0 +1,87 @@
+/**
+ * The standard benchmark (`deno task bench`): starts the server from main.ts
+ * with its default flags, loads it with the project's own `bench` engine in
+ * four standard runs, and prints a Markdown table. Every byte is verified; a
+ * mismatch or error makes the exit code 1.
+ *
+ *   deno task bench [--seconds 3] [-- server flags, e.g. --workers 2]
+ *
+ * For comparisons against other runtimes, use ../shared/bench/run_peers.sh
+ * (see BENCHMARKS.md).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type BenchOptions, runBench } from "../bench.ts";
+
+const { values, positionals } = parseArgs({
+  options: { seconds: { type: "string", default: "3" } },
+  allowPositionals: true,
+});
+const seconds = Number(values.seconds);
+if (!(seconds > 0 && seconds <= 60)) {
+  console.error(`bench: --seconds must be a number from 0 to 60, not "${values.seconds}"`);
+  Deno.exit(2);
+}
+
+const server = new Deno.Command(Deno.execPath(), {
+  args: [
+    "run",
+    "--quiet",
+    "--allow-net",
+    "--allow-read",
+    "main.ts",
+    "-H",
+    "127.0.0.1",
+    "-p",
+    "0",
+    ...positionals,
+  ],
+  cwd: new URL("../", import.meta.url),
+  stdin: "null",
+  stdout: "null",
+  stderr: "piped",
+}).spawn();
+const lines = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
+let log = "";
+let port = 0;
+while (port === 0) {
+  const { value, done } = await lines.read();
+  if (done) {
+    console.error(`bench: the server did not start:\n${log}`);
+    Deno.exit(1);
+  }
+  log += value;
+  port = Number(/listening on \S+:(\d+)/.exec(log)?.[1] ?? 0);
+}
+// Drain the server's log (a line per connection at info) so that it never blocks on a full pipe.
+const draining = (async () => {
+  while (!(await lines.read()).done);
+})();
+
+const runs: Array<[string, Pick<BenchOptions, "mode" | "connections" | "size">]> = [
+  ["pingpong 100 × 64 B", { mode: "pingpong", connections: 100, size: 64 }],
+  ["pingpong 100 × 4 KiB", { mode: "pingpong", connections: 100, size: 4096 }],
+  ["stream 4 connections", { mode: "stream", connections: 4, size: 65536 }],
+  ["churn 50 × 64 B", { mode: "churn", connections: 50, size: 64 }],
+];
+console.log(
+  `server: main.ts ${positionals.join(" ") || "(default flags)"}; ${seconds} s per run\n`,
+);
+console.log("| run | msg/s | MB/s | conn/s | p50 µs | p99 µs | p99.9 µs | errors | mismatches |");
+console.log("|---|---|---|---|---|---|---|---|---|");
+let failed = false;
+for (const [name, run] of runs) {
+  const r = await runBench({ host: "127.0.0.1", port, durationMs: seconds * 1000, ...run });
+  failed ||= !r.ok;
+  const l = r.latencyUs;
+  console.log(
+    `| ${name} | ${Math.round(r.msgsPerS)} | ${r.mbPerS.toFixed(1)} | ${
+      run.mode === "churn" ? Math.round(r.connectionsPerS) : "-"
+    } | ${l.p50} | ${l.p99} | ${l.p99_9} | ${r.errors} | ${r.mismatches} |`,
+  );
+}
+server.kill("SIGTERM");
+await server.status;
+await draining;
+Deno.exit(failed ? 1 : 0);
