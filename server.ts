@@ -79,12 +79,15 @@ export class ListenError extends Error {
   }
 }
 
-interface Connection {
+/** One admitted connection; it is also the echo's byte counter. */
+interface Connection extends EchoCounters {
   readonly id: number;
+  readonly conn: Deno.TcpConn;
   readonly peer: string;
   readonly openedAt: number;
-  readonly counters: EchoCounters;
-  readonly controller: AbortController;
+  readonly release: () => void;
+  /** Set when the server closes it (shutdown, timeouts): the reason to report. */
+  endReason: string | undefined;
   seenBytesIn: number;
   lastActiveAt: number;
 }
@@ -160,8 +163,8 @@ export function serve(options: ServeOptions = {}): EchoServer {
     let bytesIn = closedBytesIn;
     let bytesOut = closedBytesOut;
     for (const c of open) {
-      bytesIn += c.counters.bytesIn;
-      bytesOut += c.counters.bytesOut;
+      bytesIn += c.bytesIn;
+      bytesOut += c.bytesOut;
     }
     return { open: open.size, served, bytesIn, bytesOut, refusals: { ...guard.refusals } };
   }
@@ -193,10 +196,13 @@ export function serve(options: ServeOptions = {}): EchoServer {
     const now = performance.now();
     const c: Connection = {
       id: ++nextId,
+      conn,
       peer: formatAddress(peer.hostname, peer.port),
       openedAt: now,
-      counters: { bytesIn: 0, bytesOut: 0 },
-      controller: new AbortController(),
+      release: admission.release,
+      endReason: undefined,
+      bytesIn: 0,
+      bytesOut: 0,
       seenBytesIn: 0,
       lastActiveAt: now,
     };
@@ -208,30 +214,44 @@ export function serve(options: ServeOptions = {}): EchoServer {
     } catch {
       // The peer may already be gone; the echo will find out and say so.
     }
+    // Detached: the accept loop never waits for a connection.
+    void run(c);
+  }
+
+  /** Echoes one connection to its end, whatever that is, then accounts for it. */
+  async function run(c: Connection): Promise<void> {
     // Checked once per connection, so that a disabled debug line costs nothing per chunk.
     const onChunk = connLog.isEnabledFor("debug")
       ? (bytes: number) => connLog.debug("#{id} got {bytes} bytes", { id: c.id, bytes })
       : undefined;
-    // Detached: the accept loop never waits for a connection, and whatever
-    // happens to one is caught here.
-    echoConnection(conn, { counters: c.counters, signal: c.controller.signal, onChunk })
-      .catch((error: unknown) => `error: ${describeError(error)}`)
-      .then((end: EchoEnd) => {
-        closeQuietly(conn);
-        admission.release();
-        open.delete(c);
-        closedBytesIn += c.counters.bytesIn;
-        closedBytesOut += c.counters.bytesOut;
-        connLog.info("#{id} closed: {reason}; {bytesIn} bytes in, {bytesOut} out, {duration}", {
-          id: c.id,
-          peer: c.peer,
-          reason: END_TEXT[end] ?? end,
-          bytesIn: c.counters.bytesIn,
-          bytesOut: c.counters.bytesOut,
-          duration: formatDuration(performance.now() - c.openedAt),
-        });
-        if (state === "draining" && open.size === 0) drained.resolve();
-      });
+    let end: EchoEnd;
+    try {
+      end = await echoConnection(c.conn, { counters: c, onChunk });
+    } catch (error) {
+      // Closing a connection from here makes its pending read fail: report why it was closed.
+      end = c.endReason ?? `error: ${describeError(error)}`;
+    }
+    closeQuietly(c.conn);
+    c.release();
+    open.delete(c);
+    closedBytesIn += c.bytesIn;
+    closedBytesOut += c.bytesOut;
+    connLog.info("#{id} closed: {reason}; {bytesIn} bytes in, {bytesOut} out, {duration}", {
+      id: c.id,
+      peer: c.peer,
+      reason: END_TEXT[end] ?? end,
+      bytesIn: c.bytesIn,
+      bytesOut: c.bytesOut,
+      duration: formatDuration(performance.now() - c.openedAt),
+    });
+    if (state === "draining" && open.size === 0) drained.resolve();
+  }
+
+  /** Closes a connection from the server's side, recording why. */
+  function endConnection(c: Connection, reason: string): void {
+    if (c.endReason !== undefined) return;
+    c.endReason = reason;
+    closeQuietly(c.conn);
   }
 
   async function admitWhenRoom(conn: Deno.TcpConn): Promise<void> {
@@ -305,16 +325,16 @@ export function serve(options: ServeOptions = {}): EchoServer {
     ? setInterval(() => {
       const now = performance.now();
       for (const c of open) {
-        if (c.counters.bytesIn !== c.seenBytesIn) {
-          c.seenBytesIn = c.counters.bytesIn;
+        if (c.bytesIn !== c.seenBytesIn) {
+          c.seenBytesIn = c.bytesIn;
           c.lastActiveAt = now;
         }
         let reason: "idle" | "lifetime" | undefined;
         if (maxLifetimeMs > 0 && now - c.openedAt >= maxLifetimeMs) reason = "lifetime";
         else if (idleTimeoutMs > 0 && now - c.lastActiveAt >= idleTimeoutMs) reason = "idle";
-        if (reason !== undefined && !c.controller.signal.aborted) {
+        if (reason !== undefined && c.endReason === undefined) {
           guard.count(reason);
-          c.controller.abort(reason === "idle" ? "idle timeout" : "lifetime reached");
+          endConnection(c, reason === "idle" ? "idle timeout" : "lifetime reached");
         }
       }
     }, Math.min(1000, Math.max(10, limitTimeoutMs / 4)))
@@ -333,7 +353,7 @@ export function serve(options: ServeOptions = {}): EchoServer {
         timeout: formatDuration(drainTimeoutMs),
       });
       if (await sleepUnless(drainTimeoutMs, drained.promise)) {
-        for (const c of open) c.controller.abort("shutdown");
+        for (const c of open) endConnection(c, "shutdown");
       }
     }
     await drained.promise;
@@ -350,7 +370,7 @@ export function serve(options: ServeOptions = {}): EchoServer {
     state = "stopped";
     stopping.resolve();
     clearInterval(sweep);
-    for (const c of open) c.controller.abort("listener lost");
+    for (const c of open) endConnection(c, "listener lost");
     finished.reject(
       new Error(`stopped listening on ${where}: ${describeError(error)}`, { cause: error }),
     );
