@@ -42,6 +42,13 @@ export class ClientError extends Error {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Shows bytes as a quoted string, shortened, for error messages. */
+function quote(bytes: Uint8Array): string {
+  const text = JSON.stringify(decoder.decode(bytes.subarray(0, 60)));
+  return bytes.length > 60 ? `${text.slice(0, -1)}…"` : text;
+}
 
 /** One connection to an echo server. Make one with {@linkcode connect}. */
 export class EchoClient implements AsyncDisposable {
@@ -101,12 +108,43 @@ export class EchoClient implements AsyncDisposable {
       if (n === null) {
         this.close();
         throw new ClientError(
-          `${this.address} closed the connection after echoing ${got} of ${length} bytes`,
+          `${this.address} closed the connection after ${got} of ${length} bytes${
+            got > 0 ? `; it sent back ${quote(reply.subarray(0, got))}` : ""
+          }`,
         );
       }
       got += n;
     }
     return reply;
+  }
+
+  /**
+   * Half-closes the connection, so that the server writes back whatever is
+   * left and closes, and resolves with any bytes that came back beyond the
+   * echoes already received: empty for an exact echo server.
+   */
+  async end(options: SendOptions = {}): Promise<Uint8Array> {
+    await this.#queue;
+    if (this.#closed) throw new ClientError(`connection to ${this.address} is closed`);
+    const abort = () => this.close();
+    options.signal?.addEventListener("abort", abort, { once: true });
+    try {
+      await this.#conn.closeWrite();
+      const extra: number[] = [];
+      const buffer = new Uint8Array(4096);
+      for (let n; (n = await this.#conn.read(buffer)) !== null;) {
+        extra.push(...buffer.subarray(0, n));
+      }
+      return new Uint8Array(extra);
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw new ClientError(`connection to ${this.address} failed: ${describeError(error)}`, {
+        cause: error,
+      });
+    } finally {
+      options.signal?.removeEventListener("abort", abort);
+      this.close();
+    }
   }
 
   /** Closes the connection; calling it again does nothing. */

@@ -68,6 +68,7 @@ export async function runClient(options: ClientCommandOptions): Promise<number> 
       await writeAll(Deno.stdout, encoder.encode(decoder.decode(reply) + "\n"));
       if (i > 1) await new Promise((resolve) => setTimeout(resolve, options.intervalMs));
     }
+    await expectNothingMore(client, options.timeoutMs);
     return 0;
   } catch (error) {
     return fail(timedOut(error));
@@ -85,13 +86,24 @@ async function pipeStdin(client: EchoClient, timeoutMs: number): Promise<number>
   const buffer = new Uint8Array(64 * 1024);
   while (true) {
     const n = await Deno.stdin.read(buffer);
-    if (n === null) return 0;
+    if (n === null) {
+      await expectNothingMore(client, timeoutMs);
+      return 0;
+    }
     const sent = buffer.slice(0, n);
     const reply = await client.send(sent, { signal: AbortSignal.timeout(timeoutMs) });
     if (!sameBytes(sent, reply)) {
       throw new ClientError(`echo differs after ${n} bytes were sent`);
     }
     await writeAll(Deno.stdout, reply);
+  }
+}
+
+/** Half-closes and checks that the server sends nothing beyond the echoes. */
+async function expectNothingMore(client: EchoClient, timeoutMs: number): Promise<void> {
+  const extra = await client.end({ signal: AbortSignal.timeout(timeoutMs) });
+  if (extra.length > 0) {
+    throw new ClientError(`echo differs: ${extra.length} more bytes came back than were sent`);
   }
 }
 

@@ -186,9 +186,29 @@ export function choiceFlag<T extends string>(name: string, text: string, choices
 export function durationFlag(name: string, text: string): number {
   try {
     return parseDuration(text);
-  } catch {
+  } catch (error) {
+    const tooLong = error instanceof Error && error.message.endsWith("too long");
     throw new UsageError(
-      `invalid --${name} "${text}": expected a duration such as 500ms, 10s, 2m or 1h`,
+      tooLong
+        ? `invalid --${name} "${text}": longer than the longest duration supported, 596h`
+        : `invalid --${name} "${text}": expected a duration such as 500ms, 10s, 2m or 1h`,
     );
   }
+}
+
+/**
+ * Reads a host name or address, or throws a {@linkcode UsageError}: empty
+ * text and white space are refused here rather than by the resolver later.
+ *
+ * @example
+ * ```ts
+ * import { hostFlag } from "./flags.ts";
+ * console.assert(hostFlag("host", "::1") === "::1");
+ * ```
+ */
+export function hostFlag(name: string, text: string): string {
+  if (text === "" || /\s/.test(text)) {
+    throw new UsageError(`invalid --${name} "${text}": expected a host name or an IP address`);
+  }
+  return text;
 }

@@ -351,6 +351,15 @@ class SharedGuardCounts implements Counts {
   }
 }
 
+/** Options for {@linkcode Guard.admit}. */
+export interface AdmitOptions {
+  /**
+   * The caller will wait for a slot and try again rather than refuse (the
+   * `wait` mode at the cap), so a `cap` answer is not counted as a refusal.
+   */
+  waitAtCap?: boolean;
+}
+
 /**
  * Decides whether a freshly accepted connection may stay open and keeps the
  * counts needed to decide. Checks run in this order, and the first failing
@@ -454,11 +463,12 @@ export class Guard {
    * }
    * ```
    */
-  admit(address: string): Admission {
+  admit(address: string, options: AdmitOptions = {}): Admission {
     if (this.#denied(address)) return this.#refuse("denied");
     const key = addressKey(address);
     if (!this.#counts.takeToken(key)) return this.#refuse("rate");
     const result = this.#counts.tryOpen(key, this.#maxConnsPerIp);
+    if (result === "cap" && options.waitAtCap) return { ok: false, reason: "cap" };
     if (result !== "ok") return this.#refuse(result);
 
     let released = false;

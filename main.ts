@@ -15,6 +15,7 @@ import {
   type FlagTable,
   type FlagValues,
   formatFlags,
+  hostFlag,
   intFlag,
   numberFlag,
   parseFlags,
@@ -28,6 +29,8 @@ import { inWorker, startWorkers, workerMain } from "./workers.ts";
 const VERSION = denoJson.version;
 const PORT_MAX = 65535;
 const MANY = Number.MAX_SAFE_INTEGER;
+/** Signals this close to the first are the same keypress delivered twice, not a second request. */
+const SAME_SIGNAL_MS = 300;
 
 const SERVE_FLAGS: FlagTable = {
   host: {
@@ -227,7 +230,7 @@ const SERVE_USAGE = `Usage: echo-server [serve] [FLAGS]
 
 Echoes every byte each client sends, until the client closes. SIGINT or
 SIGTERM stops accepting and lets open connections finish for --drain-timeout;
-a second signal exits at once. Durations: 500ms, 10s, 2m, 1h or plain seconds.
+a second signal (after the first 300 ms) exits at once. Durations: 500ms, 10s, 2m, 1h or plain seconds.
 
 Flags:
 ${formatFlags(SERVE_FLAGS)}
@@ -292,7 +295,7 @@ async function serveCommand(args: string[]): Promise<number> {
     deny: list(flags, "deny").map((text) => cidrFlag("deny", text)),
   };
   const options = {
-    hostname: str(flags, "host"),
+    hostname: hostFlag("host", str(flags, "host")),
     port: intFlag("port", str(flags, "port"), 0, PORT_MAX),
     drainTimeoutMs: durationFlag("drain-timeout", str(flags, "drain-timeout")),
     whenFull: choiceFlag<WhenFull>("when-full", str(flags, "when-full"), ["wait", "refuse"]),
@@ -321,13 +324,17 @@ async function serveCommand(args: string[]): Promise<number> {
       config: { serve: options, guard: limits, logging },
     })
     : serve({ ...options, guard: new Guard(limits) });
-  let signals = 0;
+  let firstSignalAt: number | undefined;
   const onSignal = (signal: Deno.Signal) => () => {
-    if (++signals > 1) {
+    if (firstSignalAt !== undefined) {
+      // One Ctrl-C can arrive twice: from the terminal, and forwarded by a
+      // parent such as `deno task` or npx in the same process group.
+      if (performance.now() - firstSignalAt < SAME_SIGNAL_MS) return;
       log.warning("second {signal}: exiting now", { signal });
       flushLogs();
       Deno.exit(signal === "SIGINT" ? 130 : 143);
     }
+    firstSignalAt = performance.now();
     log.info("{signal}: shutting down", { signal });
     server.shutdown().catch(() => {}); // a failure surfaces through server.finished
   };
@@ -351,7 +358,7 @@ async function clientCommand(args: string[]): Promise<number> {
     return 0;
   }
   return await runClient({
-    host: str(flags, "host"),
+    host: hostFlag("host", str(flags, "host")),
     port: intFlag("port", str(flags, "port"), 1, PORT_MAX),
     message: flags.message === undefined ? undefined : str(flags, "message"),
     count: flags.count === undefined ? undefined : intFlag("count", str(flags, "count"), 1, MANY),
@@ -366,13 +373,17 @@ async function benchCommand(args: string[]): Promise<number> {
     console.log(BENCH_USAGE);
     return 0;
   }
+  const mode = choiceFlag("mode", str(flags, "mode"), BENCH_MODES);
+  if (mode === "stream" && flags.rate !== undefined) {
+    throw new UsageError("--rate applies to pingpong and churn, not to stream");
+  }
   return await runBenchCommand({
-    host: str(flags, "host"),
+    host: hostFlag("host", str(flags, "host")),
     port: intFlag("port", str(flags, "port"), 1, PORT_MAX),
     connections: intFlag("connections", str(flags, "connections"), 1, 100_000),
     durationMs: positiveDuration("duration", str(flags, "duration")),
     size: intFlag("size", str(flags, "size"), 1, 16 << 20),
-    mode: choiceFlag("mode", str(flags, "mode"), BENCH_MODES),
+    mode,
     rate: flags.rate === undefined ? undefined : numberFlag("rate", str(flags, "rate")),
   }, flags.json === true);
 }
@@ -417,7 +428,8 @@ if (import.meta.main && inWorker()) {
     code = await main(Deno.args);
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`echo-server: ${error.message}\nTry "echo-server --help" for usage.`);
+      const command = ["serve", "client", "bench"].includes(Deno.args[0]) ? ` ${Deno.args[0]}` : "";
+      console.error(`echo-server: ${error.message}\nTry "echo-server${command} --help" for usage.`);
       code = 2;
     } else if (error instanceof ListenError) {
       logger("server").error("{message}", { message: error.message });

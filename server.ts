@@ -11,6 +11,7 @@ import { Guard, type RefusalReason } from "./guard.ts";
 import { LogThrottle } from "./log_throttle.ts";
 import { addressKey } from "./cidr.ts";
 import { logger } from "./log.ts";
+import { plural, summary as describeSummary } from "./words.ts";
 
 /** What to do with a new connection while `maxConns` are open. */
 export type WhenFull = "wait" | "refuse";
@@ -169,15 +170,23 @@ export function serve(options: ServeOptions = {}): EchoServer {
     return { open: open.size, served, bytesIn, bytesOut, refusals: { ...guard.refusals } };
   }
 
-  function refuse(conn: Deno.TcpConn, peer: Deno.NetAddr, reason: RefusalReason): void {
+  /**
+   * Logs a refusal or a close by a limit at warning, at most once per reason
+   * and address every 10 s, so that the log cannot become the flood.
+   */
+  function warnLimited(what: string, reason: RefusalReason, peer: Deno.NetAddr): void {
     const suppressed = throttle.hit(`${reason} ${addressKey(peer.hostname)}`);
-    if (suppressed !== null) {
-      log.warning("refused {peer}: {reason}{more}", {
-        peer: formatAddress(peer.hostname, peer.port),
-        reason,
-        more: suppressed > 0 ? ` (${suppressed} more since the last line)` : "",
-      });
-    }
+    if (suppressed === null) return;
+    log.warning("{what} {peer}: {reason}{more}", {
+      what,
+      peer: formatAddress(peer.hostname, peer.port),
+      reason,
+      more: suppressed > 0 ? ` (${suppressed} more since the last line)` : "",
+    });
+  }
+
+  function refuse(conn: Deno.TcpConn, peer: Deno.NetAddr, reason: RefusalReason): void {
+    warnLimited("refused", reason, peer);
     if (rejectLine === undefined) return closeQuietly(conn);
     conn.write(rejectLine).catch(() => {}).finally(() => closeQuietly(conn));
   }
@@ -188,7 +197,7 @@ export function serve(options: ServeOptions = {}): EchoServer {
     // here for a slot, as it would have in the backlog, instead of being refused.
     if (whenFull === "wait" && guard.full) return void admitWhenRoom(conn);
     const peer = conn.remoteAddr as Deno.NetAddr;
-    const admission = guard.admit(peer.hostname);
+    const admission = guard.admit(peer.hostname, { waitAtCap: whenFull === "wait" });
     if (!admission.ok) {
       if (admission.reason === "cap" && whenFull === "wait") return void admitWhenRoom(conn);
       return refuse(conn, peer, admission.reason);
@@ -236,8 +245,9 @@ export function serve(options: ServeOptions = {}): EchoServer {
     open.delete(c);
     closedBytesIn += c.bytesIn;
     closedBytesOut += c.bytesOut;
-    connLog.info("#{id} closed: {reason}; {bytesIn} bytes in, {bytesOut} out, {duration}", {
+    connLog.info("#{id} closed: {reason}; {bytesInText} in, {bytesOut} out, {duration}", {
       id: c.id,
+      bytesInText: plural(c.bytesIn, "byte"),
       peer: c.peer,
       reason: END_TEXT[end] ?? end,
       bytesIn: c.bytesIn,
@@ -334,6 +344,7 @@ export function serve(options: ServeOptions = {}): EchoServer {
         else if (idleTimeoutMs > 0 && now - c.lastActiveAt >= idleTimeoutMs) reason = "idle";
         if (reason !== undefined && c.endReason === undefined) {
           guard.count(reason);
+          warnLimited(`closed #${c.id} from`, reason, c.conn.remoteAddr);
           endConnection(c, reason === "idle" ? "idle timeout" : "lifetime reached");
         }
       }
@@ -348,7 +359,8 @@ export function serve(options: ServeOptions = {}): EchoServer {
     await accepting;
     if (open.size === 0) drained.resolve();
     else {
-      log.info("draining {open} connections for up to {timeout}", {
+      log.info("draining {connections} for up to {timeout}", {
+        connections: plural(open.size, "connection"),
         open: open.size,
         timeout: formatDuration(drainTimeoutMs),
       });
@@ -360,7 +372,7 @@ export function serve(options: ServeOptions = {}): EchoServer {
     state = "stopped";
     clearInterval(sweep);
     const summary = stats();
-    log.info("stopped: served {served} connections, echoed {bytesOut} bytes", { ...summary });
+    log.info("stopped: {summary}", { ...summary, summary: describeSummary(summary) });
     finished.resolve(summary);
     return summary;
   }

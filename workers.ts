@@ -16,6 +16,7 @@ import {
   type ServerStats,
 } from "./server.ts";
 import { SharedCounts } from "./shared_counts.ts";
+import { summary as describeSummary } from "./words.ts";
 
 /** What each worker needs to start its server: plain data, cloned into the worker. */
 export interface WorkerConfig {
@@ -127,7 +128,7 @@ export async function startWorkers(options: WorkersOptions): Promise<EchoServer>
           bytesOut: all.reduce((sum, s) => sum + s.bytesOut, 0),
           refusals: shared.refusals,
         };
-        log.info("stopped: served {served} connections, echoed {bytesOut} bytes", { ...summary });
+        log.info("stopped: {summary}", { ...summary, summary: describeSummary(summary) });
         finished.resolve(summary);
       } catch (error) {
         finished.reject(error);

@@ -13,6 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import { type BenchOptions, runBench } from "../bench.ts";
+import { startProjectServer } from "./project_server.ts";
 
 const { values, positionals } = parseArgs({
   options: { seconds: { type: "string", default: "3" } },
@@ -24,40 +25,14 @@ if (!(seconds > 0 && seconds <= 60)) {
   Deno.exit(2);
 }
 
-const server = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "--quiet",
-    "--allow-net",
-    "--allow-read",
-    "main.ts",
-    "-H",
-    "127.0.0.1",
-    "-p",
-    "0",
-    ...positionals,
-  ],
-  cwd: new URL("../", import.meta.url),
-  stdin: "null",
-  stdout: "null",
-  stderr: "piped",
-}).spawn();
-const lines = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
-let log = "";
-let port = 0;
-while (port === 0) {
-  const { value, done } = await lines.read();
-  if (done) {
-    console.error(`bench: the server did not start:\n${log}`);
-    Deno.exit(1);
-  }
-  log += value;
-  port = Number(/listening on \S+:(\d+)/.exec(log)?.[1] ?? 0);
+let server;
+try {
+  server = await startProjectServer(positionals);
+} catch (error) {
+  console.error(`bench: ${error instanceof Error ? error.message : error}`);
+  Deno.exit(1);
 }
-// Drain the server's log (a line per connection at info) so that it never blocks on a full pipe.
-const draining = (async () => {
-  while (!(await lines.read()).done);
-})();
+const { port } = server;
 
 const runs: Array<[string, Pick<BenchOptions, "mode" | "connections" | "size">]> = [
   ["pingpong 100 × 64 B", { mode: "pingpong", connections: 100, size: 64 }],
@@ -81,7 +56,5 @@ for (const [name, run] of runs) {
     } | ${l.p50} | ${l.p99} | ${l.p99_9} | ${r.errors} | ${r.mismatches} |`,
   );
 }
-server.kill("SIGTERM");
-await server.status;
-await draining;
+await server[Symbol.asyncDispose]();
 Deno.exit(failed ? 1 : 0);

@@ -15,6 +15,7 @@
 import net from "node:net";
 import { parseArgs } from "node:util";
 import { Histogram } from "../histogram.ts";
+import { startProjectServer } from "./project_server.ts";
 
 const { values } = parseArgs({
   options: {
@@ -71,27 +72,8 @@ if (values["flooder-port"] !== undefined) {
   Deno.exit(0);
 }
 
-const root = new URL("../", import.meta.url);
-const server = new Deno.Command(Deno.execPath(), {
-  args: ["run", "--quiet", "--allow-net", "main.ts", "-H", "127.0.0.1", "-p", "0"],
-  cwd: root,
-  stdin: "null",
-  stdout: "null",
-  stderr: "piped",
-}).spawn();
-const lines = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
-let seen = "";
-let port = 0;
-while (port === 0) {
-  const { value, done } = await lines.read();
-  if (done) throw new Error(`server did not start:\n${seen}`);
-  seen += value;
-  port = Number(/listening on \S+:(\d+)/.exec(seen)?.[1] ?? 0);
-}
-// Keep draining the server's log so that it never blocks on a full pipe.
-const draining = (async () => {
-  while (!(await lines.read()).done);
-})();
+await using server = await startProjectServer();
+const { port } = server;
 
 const good = await Deno.connect({ hostname: "127.0.0.1", port });
 good.setNoDelay(true);
@@ -159,6 +141,3 @@ await flooder.stdin.close();
 await flooder.status;
 await flooderOut.cancel();
 good.close();
-server.kill("SIGTERM");
-await server.status;
-await draining;

@@ -29,14 +29,14 @@ Deno.test("SIGTERM drains: the open connection finishes, new ones are refused, e
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   strictEqual(decoder.decode(await exchange(conn, encoder.encode("before"))), "before");
   cli.kill("SIGTERM");
-  await cli.waitFor(/draining 1 connections/);
+  await cli.waitFor(/draining 1 connection\b/);
   await assertRefused({ hostname: "127.0.0.1", port });
   strictEqual(decoder.decode(await exchange(conn, encoder.encode("during"))), "during");
   await conn.closeWrite();
   strictEqual(await conn.read(new Uint8Array(1)), null);
   const { code, stderr } = await cli.finished();
   strictEqual(code, 0);
-  ok(/stopped: served 1 connections, echoed 12 bytes/.test(stderr), stderr);
+  ok(/stopped: served 1 connection, echoed 12 bytes/.test(stderr), stderr);
 });
 
 Deno.test("after the drain timeout the rest are closed and the server exits 0", async () => {
@@ -58,10 +58,29 @@ Deno.test("a second signal exits at once", async () => {
   strictEqual(decoder.decode(await exchange(conn, encoder.encode("x"))), "x");
   cli.kill("SIGTERM");
   await cli.waitFor(/draining/);
+  // The spacing is the input under test: within 300 ms a signal counts as the
+  // same one delivered twice (see the next test).
+  await new Promise((resolve) => setTimeout(resolve, 400));
   cli.kill("SIGTERM");
   const { code, stderr } = await cli.finished();
   strictEqual(code, 143);
   ok(stderr.includes("second SIGTERM: exiting now"), stderr);
+});
+
+Deno.test("one Ctrl-C delivered twice (terminal and deno task) still drains", async () => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "20s"]);
+  const port = await cli.port();
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  strictEqual(decoder.decode(await exchange(conn, encoder.encode("a"))), "a");
+  cli.kill("SIGINT");
+  cli.kill("SIGINT");
+  await cli.waitFor(/draining 1 connection/);
+  strictEqual(decoder.decode(await exchange(conn, encoder.encode("still"))), "still");
+  await conn.closeWrite();
+  strictEqual(await conn.read(new Uint8Array(1)), null);
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+  ok(!stderr.includes("exiting now"), stderr);
 });
 
 Deno.test("a busy port is one clear line and exit 1", async () => {
@@ -88,13 +107,22 @@ for (
     [["frobnicate"], 'unknown command "frobnicate"'],
     [["client", "--count", "0"], 'invalid --count "0"'],
     [["client", "--timeout", "0"], 'invalid --timeout "0": must be above 0'],
+    [
+      ["--port", "-1"],
+      '--port needs a value (write --port=VALUE for a value that starts with "-")',
+    ],
+    [["--port=-1"], 'invalid --port "-1"'],
+    [["-H", ""], 'invalid --host "": expected a host name or an IP address'],
+    [["--idle-timeout", "1000h"], 'invalid --idle-timeout "1000h": longer than the longest'],
+    [["bench", "--mode", "stream", "--rate", "5"], "--rate applies to pingpong and churn"],
   ] as const
 ) {
   Deno.test(`bad input ${args.join(" ")} exits 2 with a hint`, async () => {
     const { code, stderr } = await runCli([...args]);
     strictEqual(code, 2);
     ok(stderr.includes(message), stderr);
-    ok(stderr.includes('Try "echo-server --help"'), stderr);
+    const command = ["client", "bench"].includes(args[0]) ? ` ${args[0]}` : "";
+    ok(stderr.includes(`Try "echo-server${command} --help"`), stderr);
     noStackTrace(stderr);
   });
 }
@@ -185,4 +213,39 @@ Deno.test("client names the server and the limit when no reply comes", async () 
     `echo-server client: no reply from 127.0.0.1:${mute.addr.port} within 200ms\n`,
   );
   strictEqual(await conn.read(new Uint8Array(16)), 6);
+});
+
+Deno.test("client notices bytes beyond the echo, and shows a refusal for what it is", async () => {
+  // A server that echoes, then adds a line of its own when the client is done.
+  using chatty = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    using conn = await chatty.accept();
+    const buffer = new Uint8Array(64);
+    const n = await conn.read(buffer) ?? 0;
+    await conn.write(buffer.subarray(0, n));
+    await conn.read(buffer);
+    await conn.write(encoder.encode("bye\n"));
+  })();
+  const extra = await runCli(["client", "-p", String(chatty.addr.port), "-m", "hi"]);
+  await serving;
+  strictEqual(extra.code, 1);
+  ok(extra.stderr.includes("echo differs: 4 more bytes came back than were sent"), extra.stderr);
+
+  await using server = new Cli([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    "0",
+    "--deny",
+    "127.0.0.1",
+    "--reject-message",
+    "busy",
+  ]);
+  const port = String(await server.port());
+  const refused = await runCli(["client", "-p", port, "-m", "hello there"]);
+  strictEqual(refused.code, 1);
+  ok(
+    refused.stderr.includes('closed the connection after 5 of 11 bytes; it sent back "busy\\n"'),
+    refused.stderr,
+  );
 });

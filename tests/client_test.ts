@@ -57,7 +57,14 @@ Deno.test("a server that closes mid-echo is reported with the byte counts", asyn
   await using client = await connect({ port: short.addr.port });
   await rejects(client.send("four"), {
     name: "ClientError",
-    message: /127\.0\.0\.1:\d+ closed the connection after echoing 2 of 4 bytes/,
+    message: /127\.0\.0\.1:\d+ closed the connection after 2 of 4 bytes; it sent back "fo"/,
   });
   await serving;
+});
+
+Deno.test("end half-closes and returns what came back beyond the echoes", async () => {
+  await using server = serve(local);
+  const client = await connect({ port: server.addr.port });
+  await client.send("exact");
+  strictEqual((await client.end()).length, 0);
 });

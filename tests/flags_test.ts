@@ -4,6 +4,7 @@ import {
   durationFlag,
   type FlagTable,
   formatFlags,
+  hostFlag,
   intFlag,
   numberFlag,
   parseFlags,
@@ -50,6 +51,10 @@ Deno.test("value readers name the flag and the bad value", () => {
   throws(() => numberFlag("rate", "0"), /invalid --rate "0"/);
   strictEqual(durationFlag("idle-timeout", "5m"), 300_000);
   throws(() => durationFlag("idle-timeout", "soon"), /invalid --idle-timeout "soon"/);
+  throws(() => durationFlag("idle-timeout", "1000h"), /"1000h": longer than the longest/);
+  strictEqual(hostFlag("host", "::"), "::");
+  throws(() => hostFlag("host", ""), /invalid --host "": expected a host name/);
+  throws(() => hostFlag("host", "bad host!"), /invalid --host "bad host!"/);
   strictEqual(choiceFlag("mode", "b", ["a", "b"]), "b");
   throws(() => choiceFlag("mode", "c", ["a", "b"]), /expected one of a, b/);
 });

@@ -455,3 +455,12 @@ Deno.test("Guard (shared): a Guard in a Worker and one here share every limit", 
   strictEqual(local.open, 0);
   strictEqual(reasonOf(local.admit("10.0.0.4")), "ok");
 });
+
+Deno.test("Guard: a cap answer for a caller that will wait is not counted as a refusal", () => {
+  const guard = new Guard({ maxConns: 1 });
+  ok(guard.admit("10.0.0.1").ok);
+  deepStrictEqual(guard.admit("10.0.0.2", { waitAtCap: true }), { ok: false, reason: "cap" });
+  strictEqual(guard.refusals.cap, 0);
+  deepStrictEqual(guard.admit("10.0.0.2"), { ok: false, reason: "cap" });
+  strictEqual(guard.refusals.cap, 1);
+});
