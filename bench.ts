@@ -5,26 +5,35 @@
  *
  * Every connection sends a seeded pseudo-random byte pattern, a different
  * stretch of it for each message, so corrupted, reordered, added or missing
- * bytes all show as mismatches. When the duration is up, no new message is
- * sent and in-flight echoes get a bounded time (the duration, clamped to
- * 0.2–2 s) to come back; what is still missing then counts as a short echo.
+ * bytes all show as mismatches. A message is read back while it is still
+ * being written, so messages of any size up to 16 MiB work against a server
+ * that echoes as it reads. When the duration is up, no new message is sent
+ * and in-flight echoes get a bounded time (the duration, clamped to 0.2–2 s)
+ * to come back; a message still partly written or partly echoed then counts
+ * as a short echo.
+ *
+ * A connection the server closes before it has echoed anything (a refusal at
+ * admission, say) is an error, `refused`, not a mismatch; one it closes
+ * between two echoes is a reset. A run that verified nothing is not OK.
  * The hot path uses `Deno.Conn` read/write directly with preallocated
  * buffers and a native compare, so one core can saturate a Deno echo server.
  *
  * @example
  * ```ts
  * import { formatReport, runBench } from "./bench.ts";
+ * import { serve } from "./server.ts";
  *
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * const report = await runBench({
  *   host: "127.0.0.1",
- *   port: 7,
- *   connections: 100,
- *   durationMs: 5_000,
+ *   port: server.addr.port,
+ *   connections: 10,
+ *   durationMs: 300,
  *   size: 64,
  *   mode: "pingpong",
  * });
  * console.log(formatReport(report));
- * if (!report.ok) Deno.exitCode = 1;
+ * console.assert(report.ok);
  * ```
  *
  * @module
@@ -128,7 +137,7 @@ export interface BenchProgress {
   p99Us: number;
   /** Connections open now. */
   openConnections: number;
-  /** Connect failures and resets since the start. */
+  /** Connect failures, refusals and resets since the start. */
   errors: number;
   /** Corrupted or short echoes since the start. */
   mismatches: number;
@@ -147,7 +156,10 @@ export interface BenchProgress {
  * ```
  */
 export interface LatencyReport {
-  /** Samples: verified round trips (stream: 64 KiB chunks written → echoed). */
+  /**
+   * Samples: one per verified message, so it equals the report's `messages`
+   * (stream: 64 KiB chunks written → echoed).
+   */
   count: number;
   /** Fastest sample. */
   min: number;
@@ -172,9 +184,12 @@ export interface LatencyReport {
  * @example
  * ```ts
  * import { runBench } from "./bench.ts";
+ * import { serve } from "./server.ts";
  *
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * const r = await runBench({
- *   host: "127.0.0.1", port: 7, connections: 4, durationMs: 1_000, size: 64, mode: "pingpong",
+ *   host: "127.0.0.1", port: server.addr.port, connections: 4, durationMs: 200, size: 64,
+ *   mode: "pingpong",
  * });
  * console.log(JSON.stringify(r));
  * ```
@@ -200,29 +215,58 @@ export interface BenchReport {
   bytesReceived: number;
   /** `messages / elapsedS`. */
   msgsPerS: number;
+  /**
+   * Open loop: `msgsPerS / options.rate`, below 1 when the server or this
+   * client could not keep up with the requested rate; `null` without a rate.
+   */
+  rateAchievedFraction: number | null;
   /** Echoed megabytes (10^6 bytes) per second: `bytesReceived / elapsedS / 1e6`. */
   mbPerS: number;
-  /** Connections established (churn: one per echo). */
+  /**
+   * Connections established and served (churn: one per echo); those the server
+   * closed before echoing anything count as `refused` instead.
+   */
   connectionsOpened: number;
-  /** Connection attempts that failed. */
+  /** Connection attempts that failed to connect, plus `refused`. */
   connectionsFailed: number;
+  /**
+   * Of `connectionsFailed`: connections the server accepted and then closed
+   * (or reset) before echoing a single byte, e.g. refused at admission. Up to
+   * 4 KiB of non-echo bytes it sent first (a refusal line) are not counted as
+   * corrupted.
+   */
+  refused: number;
   /** `connectionsOpened / elapsedS`, the figure that matters for churn. */
   connectionsPerS: number;
-  /** Connect failures plus resets. */
+  /** `connectionsFailed + resets`. */
   errors: number;
-  /** Connections reset, failed or closed by the server mid-run. */
+  /** Connections that had served and were then reset, failed or closed by the server mid-run. */
   resets: number;
   /** `corrupted + short`. */
   mismatches: number;
   /** Echoes whose bytes differed from what was sent, or had bytes added. */
   corrupted: number;
-  /** Echoes cut short: the server closed early or never sent every byte back. */
+  /**
+   * Echoes that stopped partway: the server closed the connection after
+   * echoing part of a message, or the message was still partly written or
+   * unechoed when the drain time ran out.
+   */
   short: number;
-  /** The first error seen, for diagnosis; `null` when none. */
+  /**
+   * The first error seen, for diagnosis, or why a run without errors is not
+   * OK (`no echo completed within the run`); `null` when none.
+   */
   firstError: string | null;
-  /** No errors and no mismatches: the figure a CLI's exit code should follow. */
+  /**
+   * No errors, no mismatches and at least one verified echo (stream: bytes
+   * echoed): the figure a CLI's exit code should follow.
+   */
   ok: boolean;
-  /** Round-trip latency, µs (pingpong: send → echo; churn: connect → echo → close). */
+  /**
+   * Round-trip latency, µs (pingpong: send → echo; churn: connect → echo →
+   * close, the first connection of each slot timed by its own connect plus its
+   * echo, as it was opened before the clock started).
+   */
   latencyUs: LatencyReport;
 }
 
@@ -242,8 +286,14 @@ const MAX_SIZE = 16 * 1024 * 1024;
  * schedule, so erring early keeps the timer's lateness out of the latency.
  */
 const TIMER_SLACK_MS = 2;
-/** How long the first connections may take before the run gives up on them. */
-const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * How long the first connections may take before the run gives up on them:
+ * the duration, within 1–10 s.
+ */
+const CONNECT_TIMEOUT_MIN_MS = 1_000;
+const CONNECT_TIMEOUT_MAX_MS = 10_000;
+/** Below this share of the requested open-loop rate the report says so. */
+const RATE_SHORTFALL = 0.95;
 /** Wait before a churn slot retries a failed connect, so it does not spin. */
 const RETRY_MS = 10;
 /**
@@ -257,6 +307,12 @@ const RETRY_MS = 10;
 const STREAM_WINDOW = 256 * 1024;
 /** Stream latency markers kept per connection; more in flight go unsampled. */
 const MARKS = 256;
+/**
+ * Most bytes a server may send on a connection, none of them a correct echo,
+ * and then close it for that to count as a refusal (with a refusal line)
+ * rather than as corrupted echoes.
+ */
+const BANNER_MAX = 4096;
 
 /**
  * Validates the options, runs the load and reports. Rejects with
@@ -267,12 +323,13 @@ const MARKS = 256;
  * @example
  * ```ts
  * import { runBench } from "./bench.ts";
+ * import { serve } from "./server.ts";
  *
- * const ac = new AbortController();
- * Deno.addSignalListener("SIGINT", () => ac.abort());
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 });
+ * // A long run, ended early (as Ctrl-C would) by aborting the signal.
  * const report = await runBench({
- *   host: "127.0.0.1", port: 7, connections: 50, durationMs: 30_000, size: 512,
- *   mode: "churn", signal: ac.signal,
+ *   host: "127.0.0.1", port: server.addr.port, connections: 5, durationMs: 30_000, size: 512,
+ *   mode: "churn", signal: AbortSignal.timeout(300),
  * });
  * console.log(report.connectionsPerS, report.latencyUs.p99);
  * ```
@@ -298,9 +355,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
  * @example
  * ```ts
  * import { formatReport, runBench } from "./bench.ts";
+ * import { serve } from "./server.ts";
  *
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * const r = await runBench({
- *   host: "127.0.0.1", port: 7, connections: 4, durationMs: 1_000, size: 64, mode: "pingpong",
+ *   host: "127.0.0.1", port: server.addr.port, connections: 4, durationMs: 200, size: 64,
+ *   mode: "pingpong",
  * });
  * console.log(formatReport(r));
  * ```
@@ -312,22 +372,34 @@ export function formatReport(r: BenchReport): string {
     : `${o.mode}, ${o.connections} ${o.mode === "churn" ? "slots" : "connections"} × ${
       bytes(o.size)
     }`;
-  const pace = o.rate === null ? "closed loop" : `open loop at ${int(o.rate)} msg/s`;
+  const pace = o.rate === null ? "closed loop" : `open loop at ${rate(o.rate)} msg/s`;
   const l = r.latencyUs;
+  const connectFailed = r.connectionsFailed - r.refused;
   const lines = [
     `bench ${what}, ${fixed(r.elapsedS, 2)} s against ${hostPort(o.host, o.port)} (${pace})`,
     `  messages     ${int(r.messages)}  (${int(r.msgsPerS)} msg/s)`,
+  ];
+  if (
+    o.rate !== null && r.rateAchievedFraction !== null && r.rateAchievedFraction < RATE_SHORTFALL
+  ) {
+    lines.push(
+      `  rate         achieved ${r.msgsPerS >= 100 ? int(r.msgsPerS) : rate(r.msgsPerS)} of ${
+        rate(o.rate)
+      } msg/s requested (${fixed(100 * r.rateAchievedFraction, 1)} %)`,
+    );
+  }
+  lines.push(
     `  throughput   ${fixed(r.mbPerS, 1)} MB/s echoed  (sent ${mb(r.bytesSent)}, received ${
       mb(r.bytesReceived)
     })`,
-    `  connections  ${int(r.connectionsOpened)} opened (${int(r.connectionsPerS)}/s), ${
-      int(r.connectionsFailed)
-    } failed`,
-    `  errors       ${int(r.errors)}  (${int(r.connectionsFailed)} connect, ${
+    `  connections  ${int(r.connectionsOpened)} served (${int(r.connectionsPerS)}/s), ${
+      int(r.refused)
+    } closed by the server before echoing, ${int(connectFailed)} failed to connect`,
+    `  errors       ${int(r.errors)}  (${int(connectFailed)} connect, ${int(r.refused)} refused, ${
       int(r.resets)
     } reset)${r.firstError === null ? "" : `  first: ${r.firstError}`}`,
     `  mismatches   ${int(r.mismatches)}  (${int(r.corrupted)} corrupted, ${int(r.short)} short)`,
-  ];
+  );
   if (l.count === 0) {
     lines.push("  latency      no samples");
   } else {
@@ -364,10 +436,12 @@ export function formatReport(r: BenchReport): string {
  * @example
  * ```ts
  * import { formatProgress, runBench } from "./bench.ts";
+ * import { serve } from "./server.ts";
  *
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * await runBench({
- *   host: "127.0.0.1", port: 7, connections: 10, durationMs: 5_000, size: 64, mode: "pingpong",
- *   onProgress: (p) => console.log(formatProgress(p)),
+ *   host: "127.0.0.1", port: server.addr.port, connections: 10, durationMs: 1_200, size: 64,
+ *   mode: "pingpong", onProgress: (p) => console.log(formatProgress(p)),
  * });
  * ```
  */
@@ -536,6 +610,8 @@ class Run {
   readonly host: string;
   readonly port: number;
   readonly size: number;
+  /** How long in-flight echoes may take to come back once sending stops. */
+  readonly drainMs: number;
   readonly pattern: Pattern;
   /** Pattern offsets of the pingpong/churn payloads, and views of them to send. */
   readonly slotAt: Int32Array = new Int32Array(SLOTS);
@@ -563,8 +639,11 @@ class Run {
   messages = 0;
   bytesSent = 0;
   bytesReceived = 0;
+  /** Connections established, including those later `refused`. */
   opened = 0;
+  /** Connect attempts that failed. */
   failed = 0;
+  refused = 0;
   resets = 0;
   corrupted = 0;
   short = 0;
@@ -574,6 +653,7 @@ class Run {
     this.host = o.host;
     this.port = o.port;
     this.size = o.size;
+    this.drainMs = Math.min(2000, Math.max(200, o.durationMs));
     this.pattern = new Pattern(o.mode === "stream" ? READ_MAX + 1 : Math.max(o.size, READ_MAX + 1));
     for (let i = 0; i < SLOTS; i++) {
       // 1031 is prime: the offsets spread over the whole period.
@@ -631,15 +711,8 @@ class Run {
     }
   }
 
-  /** Counts a connection that died mid-run, unless we are the ones closing it. */
-  reset(err: unknown): void {
-    if (this.closing) return;
-    this.resets++;
-    this.noteError(err);
-  }
-
   noteError(err: unknown): void {
-    this.firstError ??= describe(err);
+    this.firstError ??= typeof err === "string" ? err : describe(err);
   }
 
   closeAll(): void {
@@ -651,12 +724,20 @@ class Run {
 }
 
 async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
+  const timeout = Math.min(CONNECT_TIMEOUT_MAX_MS, Math.max(CONNECT_TIMEOUT_MIN_MS, o.durationMs));
   const dialTimer = setTimeout(
-    () => run.dialing.abort(new Error(`timed out after ${CONNECT_TIMEOUT_MS / 1000} s`)),
-    CONNECT_TIMEOUT_MS,
+    () => run.dialing.abort(new Error(`timed out after ${timeout / 1000} s`)),
+    timeout,
   );
+  // How long each first connect took: churn times its first echo by it.
+  const dialMs = new Float64Array(o.connections);
   const dialed = await Promise.all(
-    Array.from({ length: o.connections }, () => run.connect(run.dialing.signal)),
+    Array.from({ length: o.connections }, async (_, i) => {
+      const t = performance.now();
+      const conn = await run.connect(run.dialing.signal);
+      dialMs[i] = performance.now() - t;
+      return conn;
+    }),
   );
   clearTimeout(dialTimer);
   const conns = dialed.filter((c): c is Deno.TcpConn => c !== null);
@@ -679,7 +760,7 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
     loops = conns.map((c, i) => pingpong(run, c, i, i * interval / senders, interval));
   } else {
     // Churn keeps every slot, even one whose first connect failed: it retries.
-    loops = dialed.map((c, i) => churn(run, c, i, i * interval / senders, interval));
+    loops = dialed.map((c, i) => churn(run, c, dialMs[i], i, i * interval / senders, interval));
   }
   const all = Promise.all(loops);
   try {
@@ -689,7 +770,7 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
     // then is a short echo.
     let drain: Timer | undefined;
     const drained = new Promise<void>((resolve) => {
-      drain = setTimeout(resolve, Math.min(2000, Math.max(200, o.durationMs)));
+      drain = setTimeout(resolve, run.drainMs);
     });
     await Promise.race([all, drained]);
     clearTimeout(drain);
@@ -716,7 +797,7 @@ function startProgress(run: Run, onProgress: (p: BenchProgress) => void): Timer 
       mbPerS: (run.bytesReceived - lastBytes) / dt / 1e6,
       p99Us: run.window.percentile(99),
       openConnections: run.open.size,
-      errors: run.failed + run.resets,
+      errors: run.failed + run.refused + run.resets,
       mismatches: run.corrupted + run.short,
     };
     run.total.merge(run.window);
@@ -739,8 +820,13 @@ function report(run: Run, o: BenchOptions): BenchReport {
   const elapsedS = run.startedAt === 0 ? 0 : Math.max(end - run.startedAt, 0) / 1000;
   const per = (x: number) => elapsedS > 0 ? x / elapsedS : 0;
   const h = run.total;
-  const errors = run.failed + run.resets;
+  const failed = run.failed + run.refused;
+  const errors = failed + run.resets;
   const mismatches = run.corrupted + run.short;
+  // A run that verified nothing proves nothing, even without an error.
+  const verified = o.mode === "stream" ? run.bytesReceived > 0 : run.messages > 0;
+  if (!verified) run.noteError("no echo completed within the run");
+  const msgsPerS = per(run.messages);
   return {
     options: {
       host: o.host,
@@ -755,18 +841,20 @@ function report(run: Run, o: BenchOptions): BenchReport {
     messages: run.messages,
     bytesSent: run.bytesSent,
     bytesReceived: run.bytesReceived,
-    msgsPerS: per(run.messages),
+    msgsPerS,
+    rateAchievedFraction: o.rate === undefined ? null : msgsPerS / o.rate,
     mbPerS: per(run.bytesReceived) / 1e6,
-    connectionsOpened: run.opened,
-    connectionsFailed: run.failed,
-    connectionsPerS: per(run.opened),
+    connectionsOpened: run.opened - run.refused,
+    connectionsFailed: failed,
+    refused: run.refused,
+    connectionsPerS: per(run.opened - run.refused),
     errors,
     resets: run.resets,
     mismatches,
     corrupted: run.corrupted,
     short: run.short,
     firstError: run.firstError,
-    ok: errors === 0 && mismatches === 0,
+    ok: errors === 0 && mismatches === 0 && verified,
     latencyUs: {
       count: h.count,
       min: h.min,
@@ -790,64 +878,177 @@ async function paced(run: Run, due: number): Promise<number> {
   return Math.min(due, performance.now());
 }
 
-/** Writes `view` from `sent` on, after a partial write; throws if the connection fails. */
-async function writeRest(run: Run, conn: Deno.TcpConn, view: Uint8Array, sent: number) {
-  while (sent < view.length) {
-    const n = await conn.write(view.subarray(sent));
-    run.bytesSent += n;
-    sent += n;
+const ECHO_OK = 0;
+const ECHO_BAD = 1;
+/** The connection ended before the echo was complete (counted). */
+const ECHO_DEAD = 2;
+/** The server closed the connection before it had echoed anything (counted). */
+const ECHO_REFUSED = 3;
+
+/** A read that returned end of file: the server closed the connection. */
+const EOF = new Error("closed by the server");
+
+/** What one pingpong or churn connection has done so far, to tell a refusal from a failure. */
+class Link {
+  /** Intact echoes on this connection. */
+  served = 0;
+  /** Corrupted echoes before the first intact one: a refusal line, if the server then closes. */
+  unverified = 0;
+  /** Bytes read before the first intact echo. */
+  unverifiedBytes = 0;
+  /** The start of what the server sent first, when that was not the echo. */
+  banner: string | null = null;
+
+  clear(): void {
+    this.served = 0;
+    this.unverified = 0;
+    this.unverifiedBytes = 0;
+    this.banner = null;
   }
 }
 
-const ECHO_OK = 0;
-const ECHO_BAD = 1;
-const ECHO_DEAD = 2;
+/**
+ * Accounts for a message whose echo ended before it was complete, `got` of
+ * its bytes back (`intact` while they matched) and `sent` written:
+ *
+ * - we closed the connection (the drain time ran out): a short echo;
+ * - the server closed it before it had echoed anything intact: a refusal,
+ *   and any bytes it sent first (at most BANNER_MAX) were not a corrupted
+ *   echo but its refusal;
+ * - the server closed it between two echoes: a reset;
+ * - the server closed it partway through an echo: a short echo and a reset.
+ */
+function lost(
+  run: Run,
+  link: Link,
+  err: unknown,
+  sent: number,
+  got: number,
+  intact: boolean,
+): number {
+  const why = err === EOF ? "" : `: ${describe(err)}`;
+  if (run.closing) {
+    run.short++;
+    run.noteError(
+      `an echo was still incomplete when the drain time (${run.drainMs / 1000} s) ran out (${
+        int(got)
+      } of ${int(run.size)} bytes back, ${int(sent)} sent)`,
+    );
+    return ECHO_DEAD;
+  }
+  if (link.served === 0 && (got === 0 || !intact) && link.unverifiedBytes <= BANNER_MAX) {
+    run.refused++;
+    run.corrupted -= link.unverified;
+    link.unverified = 0;
+    run.noteError(refusal(err, link.banner));
+    return ECHO_REFUSED;
+  }
+  run.resets++;
+  if (got === 0) {
+    run.noteError(
+      `the server closed the connection between echoes, after ${int(link.served)} echo${
+        link.served === 1 ? "" : "es"
+      }${why}`,
+    );
+  } else {
+    run.short++;
+    run.noteError(
+      `the server closed the connection mid-echo (${int(got)} of ${
+        int(run.size)
+      } bytes back)${why}`,
+    );
+  }
+  return ECHO_DEAD;
+}
+
+/** Why a connection was counted as refused: `err` ended it, after `banner` if any. */
+function refusal(err: unknown, banner: string | null): string {
+  const what = "the server closed the connection before echoing (refused?)";
+  if (banner !== null) return `${what}; it sent ${banner}`;
+  return err === EOF ? what : `${what}: ${describe(err)}`;
+}
+
+/** The first bytes of `buf` as a quoted string, control characters escaped, for an error message. */
+function excerpt(buf: Uint8Array, n: number): string {
+  const text = JSON.stringify(new TextDecoder().decode(buf.subarray(0, Math.min(n, 60))));
+  return n > 60 ? `${text}…` : text;
+}
 
 /**
- * Reads the rest of one `size`-byte message sent from pattern slot `slot`,
- * given what the first read returned, verifying as it goes. ECHO_BAD:
- * corrupted or extra bytes (counted). ECHO_DEAD: the connection ended first
- * (counted as a short echo and, unless we closed it, a reset).
+ * Finishes one message of slot `slot` after its first write put `sent`
+ * bytes out: writes the rest while reading the echo back, so that a message
+ * larger than the socket buffers cannot deadlock against a server that
+ * echoes as it reads. `first` is the result of a read already done, if any.
+ * Verifies as it goes. ECHO_BAD: corrupted or extra bytes (counted);
+ * ECHO_DEAD, ECHO_REFUSED: the connection ended first (counted, see
+ * {@linkcode lost}) and is closed.
  */
-async function readEcho(
+async function finishEcho(
   run: Run,
   conn: Deno.TcpConn,
+  link: Link,
   buf: Uint8Array,
   slot: number,
-  first: number | null,
+  sent: number,
+  first: number | null | undefined,
 ): Promise<number> {
   const size = run.size;
+  const view = run.slotView[slot];
   const at = run.slotAt[slot];
+  let writeError: unknown = undefined;
+  let writer: Promise<void> | undefined;
+  if (sent < size) {
+    writer = (async () => {
+      try {
+        while (sent < size) {
+          const n = await conn.write(view.subarray(sent));
+          run.bytesSent += n;
+          sent += n;
+        }
+      } catch (err) {
+        writeError = err;
+        // Ends the read too, should the connection still deliver nothing.
+        run.release(conn);
+      }
+    })();
+  }
   let got = 0;
   let intact = true;
-  let n = first;
+  let extra = false;
   try {
+    let n = first === undefined ? await conn.read(buf) : first;
     for (;;) {
-      if (n === null) throw new Error("connection closed by the server mid-echo");
+      if (n === null) throw EOF;
       run.bytesReceived += n;
-      const want = size - got;
-      if (n > want) {
+      if (link.served === 0) link.unverifiedBytes += n;
+      const fresh = got === 0 && link.served === 0;
+      if (n > size - got) {
         // More bytes than were sent: the echo added some.
         intact = false;
-        break;
+        extra = true;
+      } else if (intact && !run.pattern.matches(buf, n, at + got)) {
+        intact = false;
       }
-      if (intact && !run.pattern.matches(buf, n, at + got)) intact = false;
+      if (!intact && fresh) link.banner ??= excerpt(buf, n);
+      if (extra) break;
       got += n;
       if (got === size) break;
       n = await conn.read(buf);
     }
   } catch (err) {
-    return dead(run, err);
+    // A failed write closes the connection, which fails the read: report the write's error.
+    const cause = writeError ?? err;
+    run.release(conn);
+    await writer;
+    return lost(run, link, cause, sent, got, intact);
   }
+  // Every byte is back, so every byte went out: the writer has finished or
+  // is about to (after extra bytes, it may still be waiting on the server).
+  await writer;
   if (intact) return ECHO_OK;
   run.corrupted++;
+  if (link.served === 0) link.unverified++;
   return ECHO_BAD;
-}
-
-function dead(run: Run, err: unknown): number {
-  run.short++;
-  run.reset(err);
-  return ECHO_DEAD;
 }
 
 /**
@@ -858,29 +1059,26 @@ function dead(run: Run, err: unknown): number {
 async function exchange(
   run: Run,
   conn: Deno.TcpConn,
+  link: Link,
   buf: Uint8Array,
   slot: number,
 ): Promise<number> {
-  const view = run.slotView[slot];
+  const size = run.size;
+  let sent = 0;
+  let n: number | null = null;
   try {
-    const sent = await conn.write(view);
+    sent = await conn.write(run.slotView[slot]);
     run.bytesSent += sent;
-    if (sent < view.length) await writeRest(run, conn, view, sent);
+    if (sent === size) n = await conn.read(buf);
   } catch (err) {
-    run.reset(err);
-    return ECHO_DEAD;
+    run.release(conn);
+    return lost(run, link, err, sent, 0, true);
   }
-  let n: number | null;
-  try {
-    n = await conn.read(buf);
-  } catch (err) {
-    return dead(run, err);
-  }
-  if (n === view.length && run.pattern.matches(buf, n, run.slotAt[slot])) {
+  if (sent === size && n === size && run.pattern.matches(buf, n, run.slotAt[slot])) {
     run.bytesReceived += n;
     return ECHO_OK;
   }
-  return await readEcho(run, conn, buf, slot, n);
+  return await finishEcho(run, conn, link, buf, slot, sent, sent === size ? n : undefined);
 }
 
 async function pingpong(
@@ -892,6 +1090,7 @@ async function pingpong(
 ): Promise<void> {
   const size = run.size;
   const buf = new Uint8Array(Math.min(size, READ_MAX) + 1);
+  const link = new Link();
   let slot = index % SLOTS;
   let due = run.startedAt + phase;
   let start = performance.now();
@@ -902,32 +1101,27 @@ async function pingpong(
       due += interval;
     }
     // exchange(), inlined: this loop is the client's whole per-message cost.
-    const view = run.slotView[slot];
-    let outcome = ECHO_DEAD;
+    let outcome: number;
+    let sent = 0;
+    let n: number | null = null;
     try {
-      const sent = await conn.write(view);
+      sent = await conn.write(run.slotView[slot]);
       run.bytesSent += sent;
-      if (sent < size) await writeRest(run, conn, view, sent);
+      if (sent === size) n = await conn.read(buf);
     } catch (err) {
-      run.reset(err);
+      lost(run, link, err, sent, 0, true);
       break;
     }
-    let n: number | null;
-    try {
-      n = await conn.read(buf);
-    } catch (err) {
-      dead(run, err);
-      break;
-    }
-    if (n === size && run.pattern.matches(buf, n, run.slotAt[slot])) {
+    if (sent === size && n === size && run.pattern.matches(buf, n, run.slotAt[slot])) {
       run.bytesReceived += n;
       outcome = ECHO_OK;
     } else {
-      outcome = await readEcho(run, conn, buf, slot, n);
-      if (outcome === ECHO_DEAD) break;
+      outcome = await finishEcho(run, conn, link, buf, slot, sent, sent === size ? n : undefined);
+      if (outcome >= ECHO_DEAD) break;
     }
     const done = performance.now();
     if (outcome === ECHO_OK) {
+      link.served++;
       run.messages++;
       run.window.record((done - start) * 1000);
     }
@@ -939,24 +1133,30 @@ async function pingpong(
   run.release(conn);
 }
 
+/**
+ * One churn slot. `first`, when not null, was opened before the clock
+ * started together with every other slot's, `firstMs` its connect time: its
+ * echo takes the first place in the schedule and is timed as that connect
+ * plus the echo, leaving out the wait for the other connects.
+ */
 async function churn(
   run: Run,
   first: Deno.TcpConn | null,
+  firstMs: number,
   index: number,
   phase: number,
   interval: number,
 ): Promise<void> {
   const buf = new Uint8Array(Math.min(run.size, READ_MAX) + 1);
+  const link = new Link();
   let slot = index % SLOTS;
-  // The first connection was opened before the clock started, together with
-  // all the others: its echo counts and takes the first slot of the schedule,
-  // its latency would not mean much.
   let due = run.startedAt + phase + (first === null ? 0 : interval);
   let conn = first;
-  let start = -1;
+  let start = performance.now() - firstMs;
   let failedBefore = first === null;
   while (!run.stopping) {
     if (conn === null) {
+      // After a failed connect or a refusal, pause so that the slot does not spin.
       if (failedBefore) await run.until(performance.now() + RETRY_MS);
       if (run.stopping) break;
       start = interval > 0 ? await paced(run, due) : performance.now();
@@ -968,16 +1168,17 @@ async function churn(
       }
       if (interval > 0) due += interval;
     }
-    failedBefore = false;
-    const outcome = await exchange(run, conn, buf, slot);
+    link.clear();
+    const outcome = await exchange(run, conn, link, buf, slot);
     run.release(conn);
     conn = null;
     const done = performance.now();
     if (outcome === ECHO_OK) {
       run.messages++;
-      if (start >= 0) run.window.record((done - start) * 1000);
+      run.window.record((done - start) * 1000);
     }
-    if (outcome !== ECHO_DEAD) run.lastEchoAt = done;
+    if (outcome < ECHO_DEAD) run.lastEchoAt = done;
+    failedBefore = outcome === ECHO_REFUSED;
     slot = slot + 1 === SLOTS ? 0 : slot + 1;
   }
   if (conn !== null) run.release(conn);
@@ -993,6 +1194,11 @@ class StreamState {
    */
   writing = 0;
   received = 0;
+  /** Reads that matched, and that did not: all bad and then closed is a refusal. */
+  intactReads = 0;
+  badReads = 0;
+  /** The start of what the server sent first, when that was not the echo. */
+  banner: string | null = null;
   writerDone = false;
   /** Set once the connection's end is accounted for: the other side stays quiet. */
   finished = false;
@@ -1017,10 +1223,32 @@ async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void
     st.finished = true;
     st.room?.();
     st.room = null;
-    if (err !== undefined) {
-      // What was written and not echoed back never will be.
+    if (err === undefined) {
+      // The normal end.
+    } else if (run.closing) {
+      // The drain time ran out: what was written and not echoed back never will be.
+      if (st.received < st.sent || st.writing > 0) {
+        run.short++;
+        run.noteError(
+          `a stream echo was still incomplete when the drain time (${
+            run.drainMs / 1000
+          } s) ran out (${int(st.sent - st.received)} bytes written and not echoed${
+            st.writing > 0 ? ", a write pending" : ""
+          })`,
+        );
+      }
+    } else if (st.intactReads === 0 && st.received <= BANNER_MAX) {
+      run.refused++;
+      run.corrupted -= st.badReads;
+      run.noteError(refusal(err, st.banner));
+    } else {
+      run.resets++;
       if (st.received < st.sent) run.short++;
-      run.reset(err);
+      run.noteError(
+        err === EOF
+          ? "the server closed the connection mid-stream"
+          : `the connection failed mid-stream: ${describe(err)}`,
+      );
     }
     run.release(conn);
   };
@@ -1060,14 +1288,20 @@ async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void
     try {
       while (!(st.writerDone && st.received >= st.sent)) {
         const n = await conn.read(buf);
-        if (n === null) throw new Error("connection closed by the server mid-stream");
+        if (n === null) throw EOF;
         run.bytesReceived += n;
         // A flipped byte leaves the stream aligned, so keep going and count
         // each corrupted read; a dropped one misaligns the rest, which then
         // counts on every read, as it should.
-        if (st.received + n > st.sent + st.writing) run.corrupted++;
-        else if (!run.pattern.matches(buf, n, (phase + st.received) % PERIOD)) {
+        if (
+          st.received + n <= st.sent + st.writing &&
+          run.pattern.matches(buf, n, (phase + st.received) % PERIOD)
+        ) {
+          st.intactReads++;
+        } else {
           run.corrupted++;
+          st.badReads++;
+          if (st.received === 0) st.banner = excerpt(buf, n);
         }
         st.received += n;
         if (st.room !== null && st.sent - st.received <= STREAM_WINDOW) {
@@ -1105,6 +1339,14 @@ function hostPort(host: string, port: number): string {
 
 function int(n: number): string {
   return Math.round(n).toLocaleString("en-US");
+}
+
+/** A rate in msg/s: grouped, fractions kept (`0.5`, `1,234.5`, `0.00125`). */
+function rate(n: number): string {
+  return n.toLocaleString(
+    "en-US",
+    n >= 1 ? { maximumFractionDigits: 3 } : { maximumSignificantDigits: 3 },
+  );
 }
 
 function fixed(n: number, digits: number): string {

@@ -77,7 +77,7 @@ export function isPeerGone(error: unknown): boolean {
  * ```ts
  * import { echoConnection } from "./echo.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const client = await Deno.connect(listener.addr);
+ * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * const server = await listener.accept();
  * const echo = echoConnection(server).finally(() => server.close());
  * await client.write(new TextEncoder().encode("ping"));

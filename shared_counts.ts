@@ -112,10 +112,10 @@ function hashKey(key: string): number {
  * @example
  * ```ts
  * const counts = SharedCounts.create({ cap: 100 });
- * const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
- * worker.postMessage(counts.buffer);
- * // in worker.ts: const counts = new SharedCounts(event.data);
- * if (counts.tryOpen("10.0.0.1", 8) === "ok") counts.close("10.0.0.1");
+ * // Post counts.buffer to each Worker; there: const counts = SharedCounts.from(event.data);
+ * const sameCounts = SharedCounts.from(counts.buffer);
+ * if (sameCounts.tryOpen("10.0.0.1", 8) === "ok") counts.close("10.0.0.1");
+ * console.assert(counts.open === 0);
  * ```
  */
 export class SharedCounts {

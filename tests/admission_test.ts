@@ -172,7 +172,9 @@ Deno.test("refusals are logged at most once per reason and address", async () =>
   held.close();
   const { code, stderr } = await cli.finished();
   strictEqual(code, 0);
-  const lines = stderr.split("\n").filter((line) => line.includes("WARN") && line.includes("refused"));
+  const lines = stderr.split("\n").filter((line) =>
+    line.includes("WARN") && line.includes("refused")
+  );
   strictEqual(lines.length, 1, stderr);
   ok(/WARN .*refused 127\.0\.0\.1:\d+: per-ip/.test(lines[0]), lines[0]);
 });

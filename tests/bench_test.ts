@@ -69,6 +69,39 @@ function echo(mangle?: (buf: Uint8Array, n: number, read: number) => number | nu
   };
 }
 
+/**
+ * Echoes the first `limit` bytes of each connection, then hangs up: 0 refuses
+ * at once, a multiple of the message size closes between echoes, anything
+ * else closes partway through an echo. `corrupt` flips the first byte of every read.
+ */
+function echoUpTo(limit: number, corrupt = false): Handler {
+  return async (conn) => {
+    const buf = new Uint8Array(64 * 1024);
+    for (let total = 0; total < limit;) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      if (corrupt) buf[0] ^= 0x40;
+      const m = Math.min(n, limit - total);
+      for (let off = 0; off < m;) off += await conn.write(buf.subarray(off, m));
+      total += m;
+    }
+  };
+}
+
+/** Reads what the client sends, then answers with `line` instead of an echo and hangs up. */
+function refuseWith(line: string): Handler {
+  return async (conn) => {
+    await conn.read(new Uint8Array(64 * 1024));
+    await conn.write(new TextEncoder().encode(line));
+  };
+}
+
+/** Hands the first `n` connections to `first` and the rest to `rest`. */
+function firstN(n: number, first: Handler, rest: Handler): Handler {
+  let accepted = 0;
+  return (conn) => (++accepted <= n ? first : rest)(conn);
+}
+
 async function withServer(handle: Handler, body: (port: number) => Promise<void>) {
   const server = serve(handle);
   try {
@@ -83,7 +116,7 @@ function options(port: number, more: Partial<BenchOptions> = {}): BenchOptions {
     host: "127.0.0.1",
     port,
     connections: 4,
-    durationMs: 300,
+    durationMs: 200,
     size: 1000,
     mode: "pingpong",
     ...more,
@@ -103,17 +136,27 @@ Deno.test("pingpong against an echo server: verified messages, latency recorded"
     const r = await runBench(options(port));
     assertClean(r);
     assert.equal(r.connectionsOpened, 4);
+    assert.equal(r.refused, 0);
+    assert.equal(r.rateAchievedFraction, null);
     assert.equal(r.bytesSent, r.messages * 1000);
     assert.equal(r.latencyUs.count, r.messages);
     assert.ok(r.latencyUs.p50 > 0 && r.latencyUs.p50 <= r.latencyUs.p99);
     assert.ok(r.latencyUs.p99 <= r.latencyUs.p99_9 && r.latencyUs.p99_9 <= r.latencyUs.max);
-    assert.ok(r.elapsedS >= 0.29 && r.msgsPerS > 0);
+    assert.ok(r.elapsedS >= 0.19 && r.msgsPerS > 0);
   });
 });
 
-Deno.test("pingpong with messages larger than one read", async () => {
+Deno.test("messages up to 16 MiB are written while their echo is read, in pingpong and churn", async () => {
   await withServer(echo(), async (port) => {
+    // Larger than one read; far larger than the socket buffers, which
+    // deadlocked a client that wrote the whole message before reading.
     assertClean(await runBench(options(port, { connections: 2, size: 200_000 })));
+    const big = await runBench(options(port, { connections: 1, size: 16 * 1024 * 1024 }));
+    assertClean(big);
+    assert.equal(big.bytesSent, big.messages * 16 * 1024 * 1024);
+    const churn = await runBench(options(port, { mode: "churn", connections: 2, size: 1 << 20 }));
+    assertClean(churn);
+    assert.equal(churn.connectionsOpened, churn.messages);
   });
 });
 
@@ -130,6 +173,9 @@ Deno.test("churn: a new connection for every echo", async () => {
     const r = await runBench(options(port, { mode: "churn", size: 64 }));
     assertClean(r);
     assert.equal(r.connectionsOpened, r.messages);
+    // The first echo of each slot, on a connection opened before the clock
+    // started, is timed too.
+    assert.equal(r.latencyUs.count, r.messages);
     assert.ok(r.connectionsPerS > 0);
   });
 });
@@ -175,17 +221,120 @@ Deno.test("a server dropping bytes is caught as a short echo", async () => {
 });
 
 Deno.test("a server closing mid-echo is caught as a short echo and a reset", async () => {
-  const hangUp = (_buf: Uint8Array, n: number, read: number) => read === 3 ? null : n;
+  // pingpong: the second message half echoed; churn: the only one; stream: 100,003 bytes.
+  const limits = { pingpong: 1500, churn: 500, stream: 100_003 };
   for (const mode of ["pingpong", "stream", "churn"] as const) {
-    await withServer(echo(hangUp), async (port) => {
+    await withServer(echoUpTo(limits[mode]), async (port) => {
       const r = await runBench(options(port, { mode, connections: 2 }));
-      assert.ok(r.short > 0, `${mode}: ${formatReport(r)}`);
-      assert.ok(r.resets > 0, `${mode}: no reset counted`);
+      const text = `${mode}: ${formatReport(r)}`;
+      assert.ok(r.short > 0, text);
+      assert.ok(r.resets > 0, text);
+      assert.equal(r.refused, 0, text);
+      assert.equal(r.corrupted, 0, text);
       assert.equal(r.errors, r.connectionsFailed + r.resets);
-      assert.ok(r.firstError !== null);
+      assert.match(r.firstError ?? "", /mid-(echo|stream)/, text);
       assert.equal(r.ok, false);
+      if (mode === "pingpong") {
+        assert.equal(r.short, 2, text);
+        assert.equal(r.connectionsOpened, 2, text);
+        assert.equal(r.messages, 2, text);
+      }
     });
   }
+});
+
+Deno.test("a server closing between echoes is a reset, not a mismatch", async () => {
+  await withServer(echoUpTo(1000), async (port) => {
+    const r = await runBench(options(port, { connections: 2 }));
+    const text = formatReport(r);
+    assert.equal(r.messages, 2, text);
+    assert.equal(r.resets, 2, text);
+    assert.equal(r.mismatches, 0, text);
+    assert.equal(r.refused, 0, text);
+    assert.equal(r.connectionsOpened, 2, text);
+    assert.match(
+      r.firstError ?? "",
+      /^the server closed the connection between echoes, after 1 echo\b/,
+    );
+    assert.equal(r.ok, false);
+  });
+});
+
+Deno.test("connections the server closes before echoing are refused, not mismatches", async () => {
+  const refused = /^the server closed the connection before echoing \(refused\?\)/;
+  for (const mode of ["pingpong", "stream"] as const) {
+    // Two served, two closed at once.
+    await withServer(firstN(2, echo(), echoUpTo(0)), async (port) => {
+      const r = await runBench(options(port, { mode }));
+      const text = `${mode}: ${formatReport(r)}`;
+      assert.equal(r.refused, 2, text);
+      assert.equal(r.connectionsOpened, 2, text);
+      assert.equal(r.connectionsFailed, 2, text);
+      assert.equal(r.errors, 2, text);
+      assert.equal(r.resets, 0, text);
+      assert.equal(r.mismatches, 0, text);
+      assert.ok(r.messages > 0, text);
+      assert.match(r.firstError ?? "", refused, text);
+      assert.equal(r.ok, false);
+      assert.ok(text.includes("2 served") && text.includes("2 closed by the server"), text);
+    });
+  }
+  // A refusal line is not a corrupted echo, and the report quotes it.
+  await withServer(firstN(1, echo(), refuseWith("busy\n")), async (port) => {
+    const r = await runBench(options(port, { connections: 3 }));
+    const text = formatReport(r);
+    assert.equal(r.refused, 2, text);
+    assert.equal(r.connectionsOpened, 1, text);
+    assert.equal(r.mismatches, 0, text);
+    assert.match(r.firstError ?? "", refused, text);
+    assert.ok(r.firstError?.endsWith('it sent "busy\\n"'), text);
+  });
+  // But a connection that only ever echoed wrong bytes, more than a refusal
+  // line's worth, was corrupting, not refusing, when the server closed it.
+  await withServer(echoUpTo(20_000, true), async (port) => {
+    const r = await runBench(options(port, { connections: 1 }));
+    const text = formatReport(r);
+    assert.equal(r.refused, 0, text);
+    assert.equal(r.resets, 1, text);
+    assert.equal(r.corrupted, 20, text);
+    assert.equal(r.connectionsOpened, 1, text);
+  });
+  // Churn: every other connection refused; the slots retry and go on.
+  let accepted = 0;
+  const alternate: Handler = (conn) => (++accepted % 2 === 0 ? echoUpTo(0) : echo())(conn);
+  await withServer(alternate, async (port) => {
+    const r = await runBench(options(port, { mode: "churn", size: 64 }));
+    const text = formatReport(r);
+    assert.ok(r.refused > 0 && r.messages > 0, text);
+    assert.equal(r.mismatches, 0, text);
+    assert.equal(r.connectionsOpened, r.messages, text);
+    assert.equal(r.errors, r.connectionsFailed, text);
+    assert.equal(r.ok, false);
+  });
+});
+
+Deno.test("a message still being written when the drain time runs out is a short echo", async () => {
+  // The server never reads: a 16 MiB message cannot be written, let alone echoed.
+  const held = Promise.withResolvers<void>();
+  await withServer(() => held.promise, async (port) => {
+    try {
+      const r = await runBench(
+        options(port, { connections: 1, size: 16 * 1024 * 1024, durationMs: 100 }),
+      );
+      const text = formatReport(r);
+      assert.equal(r.messages, 0, text);
+      assert.equal(r.short, 1, text);
+      assert.equal(r.errors, 0, text);
+      assert.ok(r.bytesSent > 0 && r.bytesSent < 16 * 1024 * 1024, text);
+      assert.match(
+        r.firstError ?? "",
+        /^an echo was still incomplete when the drain time \(0\.2 s\) ran out/,
+      );
+      assert.equal(r.ok, false);
+    } finally {
+      held.resolve();
+    }
+  });
 });
 
 Deno.test("open-loop rate sends about the requested number of messages", async () => {
@@ -195,6 +344,31 @@ Deno.test("open-loop rate sends about the requested number of messages", async (
     assertClean(r);
     assert.ok(r.messages >= 100 && r.messages <= 300, `${r.messages} messages`);
     assert.equal(r.options.rate, 400);
+    assert.ok(r.rateAchievedFraction !== null && r.rateAchievedFraction > 0.5);
+  });
+});
+
+Deno.test("an open-loop rate far beyond reach is reported; fractional rates display as such", async () => {
+  await withServer(echo(), async (port) => {
+    const r = await runBench(
+      options(port, { connections: 1, rate: 1e7, size: 64 }),
+    );
+    assertClean(r);
+    assert.ok(r.rateAchievedFraction !== null && r.rateAchievedFraction < 0.95);
+    assert.ok(Math.abs(r.rateAchievedFraction * 1e7 - r.msgsPerS) < 1e-6);
+    const text = formatReport(r);
+    assert.match(
+      text,
+      /\n {2}rate {9}achieved [\d,]+ of 10,000,000 msg\/s requested \([\d.]+ %\)\n/,
+    );
+
+    // Connection 0 sends at once, the others not within the run: one message.
+    const slow = await runBench(options(port, { durationMs: 100, rate: 0.5 }));
+    assertClean(slow);
+    assert.equal(slow.messages, 1);
+    const slowText = formatReport(slow);
+    assert.ok(slowText.includes("(open loop at 0.5 msg/s)"), slowText);
+    assert.ok(!slowText.includes("requested"), slowText);
   });
 });
 
@@ -262,9 +436,14 @@ Deno.test("progress comes after a second, on one line; abort stops the run and s
     assertClean(r);
     assert.ok(r.elapsedS < 30, `ran ${r.elapsedS} s`);
 
+    // Nothing verified is not OK, even without an error.
     const pre = await runBench(options(port, { signal: AbortSignal.abort() }));
     assert.equal(pre.messages, 0);
     assert.equal(pre.mismatches, 0);
+    assert.equal(pre.errors, 0);
+    assert.equal(pre.ok, false);
+    assert.equal(pre.firstError, "no echo completed within the run");
+    assert.ok(formatReport(pre).endsWith("FAILED"));
   });
 });
 
@@ -278,6 +457,35 @@ Deno.test("an unreachable server rejects with a clear error", async () => {
   );
 });
 
+Deno.test("the first connections time out after the duration, at least 1 s, not 10 s", async () => {
+  // A listener that never accepts: once its backlog is full, connects hang.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  const held: Deno.Conn[] = [];
+  try {
+    let full = false;
+    for (let i = 0; i < 5000 && !full; i++) {
+      try {
+        held.push(
+          await Deno.connect({ hostname: "127.0.0.1", port, signal: AbortSignal.timeout(100) }),
+        );
+      } catch {
+        full = true;
+      }
+    }
+    assert.ok(full, "the listener's backlog never filled, so no connect could hang");
+    const t = performance.now();
+    await assert.rejects(
+      runBench(options(port, { connections: 1 })),
+      new RegExp(`^Error: cannot connect to 127\\.0\\.0\\.1:${port}: timed out after 1 s$`),
+    );
+    assert.ok(performance.now() - t < 5000);
+  } finally {
+    for (const conn of held) conn.close();
+    listener.close();
+  }
+});
+
 Deno.test("invalid options are rejected", async () => {
   const bad: Partial<BenchOptions>[] = [
     { connections: 0 },
@@ -286,6 +494,10 @@ Deno.test("invalid options are rejected", async () => {
     { durationMs: 0 },
     { port: 70000 },
     { rate: -1 },
+    { rate: Number.NaN },
+    { rate: Infinity },
+    { host: "" },
+    { durationMs: 2 ** 31 },
     { mode: "stream", rate: 10 },
     { mode: "bogus" as BenchOptions["mode"] },
   ];

@@ -28,7 +28,10 @@ export class FixtureWorker implements Disposable {
    *
    * @example
    * ```ts
+   * import { SharedCounts } from "../shared_counts.ts";
    * using worker = new FixtureWorker();
+   * const shared = SharedCounts.create();
+   * await worker.request({ op: "guard", buffer: shared.buffer, options: { maxConns: 2 } });
    * const reply = await worker.request({ op: "admit", addresses: ["10.0.0.1"] });
    * ```
    */
