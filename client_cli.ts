@@ -84,19 +84,26 @@ export async function runClient(options: ClientCommandOptions): Promise<number> 
  */
 async function pipeStdin(client: EchoClient, timeoutMs: number): Promise<number> {
   const buffer = new Uint8Array(64 * 1024);
-  while (true) {
-    const n = await Deno.stdin.read(buffer);
-    if (n === null) {
-      await expectNothingMore(client, timeoutMs);
-      return 0;
+  const stopped = Promise.withResolvers<null>();
+  // A read from a terminal does not end on Ctrl-C by itself: end it here, as netcat does.
+  const onInterrupt = () => stopped.resolve(null);
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    while (true) {
+      const n = await Promise.race([Deno.stdin.read(buffer), stopped.promise]);
+      if (n === null) break;
+      const sent = buffer.slice(0, n);
+      const reply = await client.send(sent, { signal: AbortSignal.timeout(timeoutMs) });
+      if (!sameBytes(sent, reply)) {
+        throw new ClientError(`echo differs after ${n} bytes were sent`);
+      }
+      await writeAll(Deno.stdout, reply);
     }
-    const sent = buffer.slice(0, n);
-    const reply = await client.send(sent, { signal: AbortSignal.timeout(timeoutMs) });
-    if (!sameBytes(sent, reply)) {
-      throw new ClientError(`echo differs after ${n} bytes were sent`);
-    }
-    await writeAll(Deno.stdout, reply);
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
   }
+  await expectNothingMore(client, timeoutMs);
+  return 0;
 }
 
 /** Half-closes and checks that the server sends nothing beyond the echoes. */
