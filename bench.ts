@@ -196,15 +196,7 @@ export interface LatencyReport {
  */
 export interface BenchReport {
   /** The options of the run (without `signal` and `onProgress`; no rate is `null`). */
-  options: {
-    host: string;
-    port: number;
-    connections: number;
-    durationMs: number;
-    size: number;
-    mode: BenchMode;
-    rate: number | null;
-  };
+  options: Omit<BenchOptions, "signal" | "onProgress" | "rate"> & { rate: number | null };
   /** Seconds from the first message to the last echo (or the end of sending). */
   elapsedS: number;
   /** Messages echoed and verified (stream: 64 KiB chunks echoed). */

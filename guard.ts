@@ -39,6 +39,19 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = Object.freeze([
 ]);
 
 /**
+ * A fresh record of refusal counts, every reason at zero.
+ *
+ * @example
+ * ```ts
+ * import { noRefusals } from "./guard.ts";
+ * console.assert(noRefusals()["per-ip"] === 0);
+ * ```
+ */
+export function noRefusals(): Record<RefusalReason, number> {
+  return { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 };
+}
+
+/**
  * Options for {@link Guard}. Every field is optional.
  *
  * @example
@@ -187,14 +200,7 @@ class LocalCounts implements Counts {
   readonly #perKey = new Map<string, number>();
   /** Token buckets per client key, in least-recently-used-first order. */
   readonly #buckets = new Map<string, TokenBucket>();
-  readonly #refusals: Record<RefusalReason, number> = {
-    cap: 0,
-    "per-ip": 0,
-    rate: 0,
-    denied: 0,
-    idle: 0,
-    lifetime: 0,
-  };
+  readonly #refusals: Record<RefusalReason, number> = noRefusals();
   #open = 0;
   /** Shared by all waiters: one release wakes them all, and each re-checks via admit. */
   #notFull: PromiseWithResolvers<void> | null = null;

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { REFUSAL_REASONS, type RefusalReason } from "./guard.ts";
+import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "./guard.ts";
 
 /**
  * Options for {@link SharedCounts.create}. Every field is optional.
@@ -437,14 +437,7 @@ export class SharedCounts {
    * ```
    */
   get refusals(): Readonly<Record<RefusalReason, number>> {
-    const result: Record<RefusalReason, number> = {
-      cap: 0,
-      "per-ip": 0,
-      rate: 0,
-      denied: 0,
-      idle: 0,
-      lifetime: 0,
-    };
+    const result = noRefusals();
     REFUSAL_REASONS.forEach((reason, index) => {
       result[reason] = Number(Atomics.load(this.#refusals, index));
     });
