@@ -31,6 +31,8 @@ const PORT_MAX = 65535;
 const MANY = Number.MAX_SAFE_INTEGER;
 /** Signals this close to the first are the same keypress delivered twice, not a second request. */
 const SAME_SIGNAL_MS = 300;
+/** Each worker is a whole isolate (tens of MiB); more than this helps no machine. */
+const MAX_WORKERS = 64;
 
 const SERVE_FLAGS: FlagTable = {
   host: {
@@ -305,7 +307,7 @@ async function serveCommand(args: string[]): Promise<number> {
   };
   const workers = flags.workers === "auto"
     ? navigator.hardwareConcurrency
-    : intFlag("workers", str(flags, "workers"), 1, 1024);
+    : intFlag("workers", str(flags, "workers"), 1, MAX_WORKERS);
   if (workers > 1 && !canLoadWorkers()) {
     throw new UsageError(
       "--workers needs --allow-read, so that each worker can load the program (deno run --allow-net --allow-read …)",
