@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { quoteBytes } from "./words.ts";
 import { describeError, formatAddress } from "./address.ts";
 
 /** Options for {@linkcode connect}. */
@@ -42,13 +43,6 @@ export class ClientError extends Error {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** Shows bytes as a quoted string, shortened, for error messages. */
-function quote(bytes: Uint8Array): string {
-  const text = JSON.stringify(decoder.decode(bytes.subarray(0, 60)));
-  return bytes.length > 60 ? `${text.slice(0, -1)}…"` : text;
-}
 
 /** One connection to an echo server. Make one with {@linkcode connect}. */
 export class EchoClient implements AsyncDisposable {
@@ -109,7 +103,7 @@ export class EchoClient implements AsyncDisposable {
         this.close();
         throw new ClientError(
           `${this.address} closed the connection after ${got} of ${length} bytes${
-            got > 0 ? `; it sent back ${quote(reply.subarray(0, got))}` : ""
+            got > 0 ? `; it sent back ${quoteBytes(reply.subarray(0, got))}` : ""
           }`,
         );
       }
@@ -123,26 +117,40 @@ export class EchoClient implements AsyncDisposable {
    * left and closes, and resolves with any bytes that came back beyond the
    * echoes already received: empty for an exact echo server.
    */
-  async end(options: SendOptions = {}): Promise<Uint8Array> {
+  end(options: SendOptions = {}): Promise<Uint8Array> {
+    return this.#readToClose(true, options.signal);
+  }
+
+  /**
+   * Waits, without half-closing, for the server to close the connection, and
+   * resolves with whatever it sent meanwhile. Useful to tell a server that
+   * refused the connection (it closes on its own) from one that answered
+   * wrongly; give it a signal, since an echo server never closes first.
+   */
+  untilClosed(options: SendOptions = {}): Promise<Uint8Array> {
+    return this.#readToClose(false, options.signal);
+  }
+
+  async #readToClose(halfClose: boolean, signal: AbortSignal | undefined): Promise<Uint8Array> {
     await this.#queue;
     if (this.#closed) throw new ClientError(`connection to ${this.address} is closed`);
     const abort = () => this.close();
-    options.signal?.addEventListener("abort", abort, { once: true });
+    signal?.addEventListener("abort", abort, { once: true });
     try {
-      await this.#conn.closeWrite();
-      const extra: number[] = [];
+      if (halfClose) await this.#conn.closeWrite();
+      const rest: number[] = [];
       const buffer = new Uint8Array(4096);
       for (let n; (n = await this.#conn.read(buffer)) !== null;) {
-        extra.push(...buffer.subarray(0, n));
+        rest.push(...buffer.subarray(0, n));
       }
-      return new Uint8Array(extra);
+      return new Uint8Array(rest);
     } catch (error) {
-      if (options.signal?.aborted) throw options.signal.reason;
+      if (signal?.aborted) throw signal.reason;
       throw new ClientError(`connection to ${this.address} failed: ${describeError(error)}`, {
         cause: error,
       });
     } finally {
-      options.signal?.removeEventListener("abort", abort);
+      signal?.removeEventListener("abort", abort);
       this.close();
     }
   }

@@ -5,6 +5,7 @@
  * @module
  */
 import { ClientError, connect, type EchoClient } from "./client.ts";
+import { quoteBytes } from "./words.ts";
 import { describeError } from "./address.ts";
 import { formatDuration } from "./duration.ts";
 
@@ -25,6 +26,9 @@ export interface ClientCommandOptions {
 }
 
 const decoder = new TextDecoder();
+/** How long a reply that is not an echo may take to be followed by the server's close. */
+const REFUSAL_WAIT_MS = 500;
+
 const encoder = new TextEncoder();
 
 /**
@@ -41,6 +45,10 @@ export async function runClient(options: ClientCommandOptions): Promise<number> 
       signal: AbortSignal.timeout(options.timeoutMs),
     });
   } catch (error) {
+    // Say how long it waited: "timed out" alone does not tell whether -t was too short.
+    if (error instanceof ClientError && error.message.endsWith(": timed out")) {
+      return fail(new ClientError(`${error.message} after ${formatDuration(options.timeoutMs)}`));
+    }
     return fail(error);
   }
   const timedOut = (error: unknown) =>
@@ -58,13 +66,7 @@ export async function runClient(options: ClientCommandOptions): Promise<number> 
       const text = options.message ?? `Hello, server ${i}`;
       const sent = encoder.encode(text);
       const reply = await client.send(sent, { signal: AbortSignal.timeout(options.timeoutMs) });
-      if (!sameBytes(sent, reply)) {
-        throw new ClientError(
-          `echo differs: sent ${JSON.stringify(text)}, got ${
-            JSON.stringify(decoder.decode(reply))
-          }`,
-        );
-      }
+      if (!sameBytes(sent, reply)) throw await differs(client, sent, reply);
       await writeAll(Deno.stdout, encoder.encode(decoder.decode(reply) + "\n"));
       if (i > 1) await new Promise((resolve) => setTimeout(resolve, options.intervalMs));
     }
@@ -94,9 +96,7 @@ async function pipeStdin(client: EchoClient, timeoutMs: number): Promise<number>
       if (n === null) break;
       const sent = buffer.slice(0, n);
       const reply = await client.send(sent, { signal: AbortSignal.timeout(timeoutMs) });
-      if (!sameBytes(sent, reply)) {
-        throw new ClientError(`echo differs after ${n} bytes were sent`);
-      }
+      if (!sameBytes(sent, reply)) throw await differs(client, sent, reply);
       await writeAll(Deno.stdout, reply);
     }
   } finally {
@@ -104,6 +104,25 @@ async function pipeStdin(client: EchoClient, timeoutMs: number): Promise<number>
   }
   await expectNothingMore(client, timeoutMs);
   return 0;
+}
+
+/**
+ * Explains a reply that is not the echo. A server that refuses a connection
+ * (with --reject-message) sends a line and closes: when the connection ends
+ * right after the odd reply, say so instead of calling it a corrupted echo.
+ */
+async function differs(client: EchoClient, sent: Uint8Array, reply: Uint8Array) {
+  const rest = await client.untilClosed({ signal: AbortSignal.timeout(REFUSAL_WAIT_MS) })
+    .catch(() => null);
+  if (rest !== null) {
+    const all = new Uint8Array([...reply, ...rest]);
+    return new ClientError(
+      `${client.address} sent ${
+        quoteBytes(all)
+      } instead of an echo and closed the connection (refused?)`,
+    );
+  }
+  return new ClientError(`echo differs: sent ${quoteBytes(sent)}, got ${quoteBytes(reply)}`);
 }
 
 /** Half-closes and checks that the server sends nothing beyond the echoes. */

@@ -40,3 +40,20 @@ export function summary(stats: ServerStats): string {
     limited.length > 0 ? `; refused or closed by limits: ${limited.join(", ")}` : ""
   }`;
 }
+
+const decoder = new TextDecoder();
+
+/**
+ * Shows bytes as a quoted, escaped string, shortened to 60 bytes, for error
+ * messages: control characters and broken UTF-8 cannot garble a terminal.
+ *
+ * @example
+ * ```ts
+ * import { quoteBytes } from "./words.ts";
+ * console.assert(quoteBytes(new TextEncoder().encode("busy\n")) === '"busy\\n"');
+ * ```
+ */
+export function quoteBytes(bytes: Uint8Array): string {
+  const text = JSON.stringify(decoder.decode(bytes.subarray(0, 60)));
+  return bytes.length > 60 ? `${text.slice(0, -1)}…"` : text;
+}

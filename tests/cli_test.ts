@@ -201,6 +201,29 @@ Deno.test("client exits 1 when the echo differs", async () => {
   ok(stderr.includes('echo differs: sent "abc", got "`cb"'), stderr);
 });
 
+Deno.test("client tells a refusal line from a corrupted echo", async () => {
+  await using server = new Cli([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    "0",
+    "--deny",
+    "127.0.0.1",
+    "--reject-message",
+    "busy, try later",
+  ]);
+  const port = String(await server.port());
+  for (const args of [["-m", "hi"], ["-n", "1"]]) {
+    const { code, stderr } = await runCli(["client", "-p", port, ...args]);
+    strictEqual(code, 1);
+    ok(
+      /127\.0\.0\.1:\d+ sent "busy, try later\\n" instead of an echo and closed the connection \(refused\?\)/
+        .test(stderr),
+      stderr,
+    );
+  }
+});
+
 Deno.test("client names the server and the limit when no reply comes", async () => {
   using mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = mute.accept();
