@@ -174,19 +174,22 @@ export function serve(options: ServeOptions = {}): EchoServer {
    * Logs a refusal or a close by a limit at warning, at most once per reason
    * and address every 10 s, so that the log cannot become the flood.
    */
-  function warnLimited(what: string, reason: RefusalReason, peer: Deno.NetAddr): void {
+  function warnLimited(reason: RefusalReason, peer: Deno.NetAddr, id?: number): void {
     const suppressed = throttle.hit(`${reason} ${addressKey(peer.hostname)}`);
     if (suppressed === null) return;
-    log.warning("{what} {peer}: {reason}{more}", {
-      what,
+    const what = id === undefined
+      ? "refused {peer}: {reason}"
+      : "closed #{id} from {peer}: {reason}";
+    log.warning(what + (suppressed > 0 ? " ({suppressed} more since the last line)" : ""), {
+      id,
       peer: formatAddress(peer.hostname, peer.port),
       reason,
-      more: suppressed > 0 ? ` (${suppressed} more since the last line)` : "",
+      suppressed,
     });
   }
 
   function refuse(conn: Deno.TcpConn, peer: Deno.NetAddr, reason: RefusalReason): void {
-    warnLimited("refused", reason, peer);
+    warnLimited(reason, peer);
     if (rejectLine === undefined) return closeQuietly(conn);
     conn.write(rejectLine).catch(() => {}).finally(() => closeQuietly(conn));
   }
@@ -245,9 +248,8 @@ export function serve(options: ServeOptions = {}): EchoServer {
     open.delete(c);
     closedBytesIn += c.bytesIn;
     closedBytesOut += c.bytesOut;
-    connLog.info("#{id} closed: {reason}; {bytesInText} in, {bytesOut} out, {duration}", {
+    connLog.info("#{id} closed: {reason}; {bytesIn} B in, {bytesOut} B out, {duration}", {
       id: c.id,
-      bytesInText: plural(c.bytesIn, "byte"),
       peer: c.peer,
       reason: END_TEXT[end] ?? end,
       bytesIn: c.bytesIn,
@@ -344,7 +346,7 @@ export function serve(options: ServeOptions = {}): EchoServer {
         else if (idleTimeoutMs > 0 && now - c.lastActiveAt >= idleTimeoutMs) reason = "idle";
         if (reason !== undefined && c.endReason === undefined) {
           guard.count(reason);
-          warnLimited(`closed #${c.id} from`, reason, c.conn.remoteAddr);
+          warnLimited(reason, c.conn.remoteAddr, c.id);
           endConnection(c, reason === "idle" ? "idle timeout" : "lifetime reached");
         }
       }
