@@ -167,7 +167,7 @@ export function serve(options: ServeOptions = {}): EchoServer {
       bytesIn += c.bytesIn;
       bytesOut += c.bytesOut;
     }
-    return { open: open.size, served, bytesIn, bytesOut, refusals: { ...guard.refusals } };
+    return { open: open.size, served, bytesIn, bytesOut, refusals: guard.refusals };
   }
 
   /**
