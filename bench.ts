@@ -9,12 +9,16 @@
  * being written, so messages of any size up to 16 MiB work against a server
  * that echoes as it reads. When the duration is up, no new message is sent
  * and in-flight echoes get a bounded time (the duration, clamped to 0.2–2 s)
- * to come back; a message still partly written or partly echoed then counts
- * as a short echo.
+ * to come back; a message with no byte back by then counts as timed out, one
+ * partly echoed (or still partly written) as a short echo.
  *
- * A connection the server closes before it has echoed anything (a refusal at
- * admission, say) is an error, `refused`, not a mismatch; one it closes
- * between two echoes is a reset. A run that verified nothing is not OK.
+ * An echo that came back full length but differs is corrupted, always. A
+ * connection the server closes before any echo completed (after sending
+ * nothing, or a short non-echo line such as "busy") is an error, `refused`,
+ * not a mismatch; one it closes between two echoes is a reset. A run that
+ * verified nothing is not OK. Connections that got no echo before sending
+ * stopped (a server queueing them at its connection limit, say) are counted
+ * as `starved` and shown, but do not fail the run by themselves.
  * The hot path uses `Deno.Conn` read/write directly with preallocated
  * buffers and a native compare, so one core can saturate a Deno echo server.
  *
@@ -137,6 +141,10 @@ export interface BenchProgress {
   p99Us: number;
   /** Connections open now. */
   openConnections: number;
+  /** Connections opened per second over the last interval (what churn shows). */
+  connectionsPerS?: number;
+  /** The run's mode; churn shows `connectionsPerS` rather than `openConnections`. */
+  mode?: BenchMode;
   /** Connect failures, refusals and resets since the start. */
   errors: number;
   /** Corrupted or short echoes since the start. */
@@ -223,9 +231,9 @@ export interface BenchReport {
   connectionsFailed: number;
   /**
    * Of `connectionsFailed`: connections the server accepted and then closed
-   * (or reset) before echoing a single byte, e.g. refused at admission. Up to
-   * 4 KiB of non-echo bytes it sent first (a refusal line) are not counted as
-   * corrupted.
+   * (or reset) before any echo completed, e.g. refused at admission. Up to
+   * 4 KiB of non-echo bytes it sent first, short of a full echo (a refusal
+   * line), are not counted as corrupted; a full-length echo that differs is.
    */
   refused: number;
   /** `connectionsOpened / elapsedS`, the figure that matters for churn. */
@@ -245,13 +253,32 @@ export interface BenchReport {
    */
   short: number;
   /**
-   * The first error seen, for diagnosis, or why a run without errors is not
-   * OK (`no echo completed within the run`); `null` when none.
+   * Messages (stream: connections) with not one byte back when the drain time
+   * ran out, e.g. from a server that accepts and never echoes: neither a
+   * mismatch nor an error, but the run is not OK (`no reply within the run`).
+   */
+  timedOut: number;
+  /**
+   * Connections (churn: slots) that sent but completed no echo before sending
+   * stopped, and did not fail otherwise: typically queued by a server at its
+   * connection limit and served, if at all, only during the drain. Shown in
+   * the report's connections line; deliberately not a failure by itself (the
+   * server did nothing wrong, and a starved connection that never gets its
+   * echo is counted as timed out anyway), but a sign that the load was not
+   * what `connections` says.
+   */
+  starved: number;
+  /**
+   * The first error seen, for diagnosis (a corruption names the byte offset
+   * and the expected and actual byte), or why a run without errors is not OK
+   * (`no reply within the run`, `no echo completed within the run`); `null`
+   * when none.
    */
   firstError: string | null;
   /**
-   * No errors, no mismatches and at least one verified echo (stream: bytes
-   * echoed): the figure a CLI's exit code should follow.
+   * No errors, no mismatches, nothing timed out and at least one verified
+   * echo (stream: bytes echoed): the figure a CLI's exit code should follow.
+   * `starved` does not affect it.
    */
   ok: boolean;
   /**
@@ -360,13 +387,19 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
 export function formatReport(r: BenchReport): string {
   const o = r.options;
   const what = o.mode === "stream"
-    ? `stream, ${o.connections} connections`
-    : `${o.mode}, ${o.connections} ${o.mode === "churn" ? "slots" : "connections"} × ${
-      bytes(o.size)
-    }`;
+    ? `stream, ${plural(o.connections, "connection", "connections")}`
+    : `${o.mode}, ${
+      o.mode === "churn"
+        ? plural(o.connections, "slot", "slots")
+        : plural(o.connections, "connection", "connections")
+    } × ${bytes(o.size)}`;
   const pace = o.rate === null ? "closed loop" : `open loop at ${rate(o.rate)} msg/s`;
   const l = r.latencyUs;
   const connectFailed = r.connectionsFailed - r.refused;
+  const starvedWho = o.mode === "churn" ? plural(r.starved, "slot", "slots") : int(r.starved);
+  const starved = r.starved > 0
+    ? `, ${starvedWho} got no echo during the run (queued by the server?)`
+    : "";
   const lines = [
     `bench ${what}, ${fixed(r.elapsedS, 2)} s against ${hostPort(o.host, o.port)} (${pace})`,
     `  messages     ${int(r.messages)}  (${int(r.msgsPerS)} msg/s)`,
@@ -386,12 +419,15 @@ export function formatReport(r: BenchReport): string {
     })`,
     `  connections  ${int(r.connectionsOpened)} served (${int(r.connectionsPerS)}/s), ${
       int(r.refused)
-    } closed by the server before echoing, ${int(connectFailed)} failed to connect`,
+    } closed by the server before echoing, ${int(connectFailed)} failed to connect${starved}`,
     `  errors       ${int(r.errors)}  (${int(connectFailed)} connect, ${int(r.refused)} refused, ${
       int(r.resets)
     } reset)${r.firstError === null ? "" : `  first: ${r.firstError}`}`,
     `  mismatches   ${int(r.mismatches)}  (${int(r.corrupted)} corrupted, ${int(r.short)} short)`,
   );
+  if (r.timedOut > 0) {
+    lines.push(`  timed out    ${int(r.timedOut)}  (no reply within the run)`);
+  }
   if (l.count === 0) {
     lines.push("  latency      no samples");
   } else {
@@ -443,7 +479,9 @@ export function formatProgress(p: BenchProgress): string {
     `${int(p.msgsPerS).padStart(11)} msg/s`,
     `${fixed(p.mbPerS, 1).padStart(8)} MB/s`,
     `p99 ${int(p.p99Us).padStart(8)} µs`,
-    `${int(p.openConnections)} conns`,
+    p.mode === "churn"
+      ? `${int(p.connectionsPerS ?? 0)} conn/s`
+      : plural(p.openConnections, "conn", "conns"),
     `${int(p.errors)} errors`,
     `${int(p.mismatches)} mismatches`,
   ].join("  ");
@@ -625,6 +663,9 @@ class Run {
   #resolveStopped: () => void;
   readonly #wakeups = new Wakeups();
 
+  readonly mode: BenchMode;
+  /** When the first connects began; `startedAt` when the load began (0 before). */
+  dialStartedAt = 0;
   startedAt = 0;
   stoppedAt = 0;
   lastEchoAt = 0;
@@ -639,12 +680,15 @@ class Run {
   resets = 0;
   corrupted = 0;
   short = 0;
+  timedOut = 0;
+  starved = 0;
   firstError: string | null = null;
 
   constructor(o: BenchOptions) {
     this.host = o.host;
     this.port = o.port;
     this.size = o.size;
+    this.mode = o.mode;
     this.drainMs = Math.min(2000, Math.max(200, o.durationMs));
     this.pattern = new Pattern(o.mode === "stream" ? READ_MAX + 1 : Math.max(o.size, READ_MAX + 1));
     for (let i = 0; i < SLOTS; i++) {
@@ -716,6 +760,7 @@ class Run {
 }
 
 async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
+  run.dialStartedAt = performance.now();
   const timeout = Math.min(CONNECT_TIMEOUT_MAX_MS, Math.max(CONNECT_TIMEOUT_MIN_MS, o.durationMs));
   const dialTimer = setTimeout(
     () => run.dialing.abort(new Error(`timed out after ${timeout / 1000} s`)),
@@ -738,7 +783,8 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
       `cannot connect to ${hostPort(o.host, o.port)}: ${run.firstError ?? "no connection"}`,
     );
   }
-  run.startedAt = performance.now();
+  // Stopped while connecting (Ctrl-C): the run lasted from the first connect.
+  run.startedAt = run.stopping ? run.dialStartedAt : performance.now();
   const deadline = setTimeout(() => run.stop(), o.durationMs);
   const ticker = o.onProgress === undefined ? undefined : startProgress(run, o.onProgress);
   // Latency is measured per connection from its scheduled send time; with no
@@ -779,6 +825,7 @@ function startProgress(run: Run, onProgress: (p: BenchProgress) => void): Timer 
   let lastAt = run.startedAt;
   let lastMessages = 0;
   let lastBytes = 0;
+  let lastOpened = run.opened;
   return setInterval(() => {
     const now = performance.now();
     const dt = Math.max(now - lastAt, 1) / 1000;
@@ -789,6 +836,8 @@ function startProgress(run: Run, onProgress: (p: BenchProgress) => void): Timer 
       mbPerS: (run.bytesReceived - lastBytes) / dt / 1e6,
       p99Us: run.window.percentile(99),
       openConnections: run.open.size,
+      connectionsPerS: (run.opened - lastOpened) / dt,
+      mode: run.mode,
       errors: run.failed + run.refused + run.resets,
       mismatches: run.corrupted + run.short,
     };
@@ -797,6 +846,7 @@ function startProgress(run: Run, onProgress: (p: BenchProgress) => void): Timer 
     lastAt = now;
     lastMessages = run.messages;
     lastBytes = run.bytesReceived;
+    lastOpened = run.opened;
     try {
       onProgress(p);
     } catch {
@@ -845,8 +895,10 @@ function report(run: Run, o: BenchOptions): BenchReport {
     mismatches,
     corrupted: run.corrupted,
     short: run.short,
+    timedOut: run.timedOut,
+    starved: run.starved,
     firstError: run.firstError,
-    ok: errors === 0 && mismatches === 0 && verified,
+    ok: errors === 0 && mismatches === 0 && run.timedOut === 0 && verified,
     latencyUs: {
       count: h.count,
       min: h.min,
@@ -872,29 +924,28 @@ async function paced(run: Run, due: number): Promise<number> {
 
 const ECHO_OK = 0;
 const ECHO_BAD = 1;
-/** The connection ended before the echo was complete (counted). */
-const ECHO_DEAD = 2;
-/** The server closed the connection before it had echoed anything (counted). */
-const ECHO_REFUSED = 3;
+/** We closed the connection with the echo incomplete, the drain time having run out (counted). */
+const ECHO_CUT = 2;
+/** The connection failed or the server closed it before the echo was complete (counted). */
+const ECHO_DEAD = 3;
+/** The server closed the connection before it had completed any echo (counted). */
+const ECHO_REFUSED = 4;
+
+/** Why a message with no byte back when the drain time ran out failed. */
+const NO_REPLY = "no reply within the run";
 
 /** A read that returned end of file: the server closed the connection. */
 const EOF = new Error("closed by the server");
 
 /** What one pingpong or churn connection has done so far, to tell a refusal from a failure. */
 class Link {
-  /** Intact echoes on this connection. */
-  served = 0;
-  /** Corrupted echoes before the first intact one: a refusal line, if the server then closes. */
-  unverified = 0;
-  /** Bytes read before the first intact echo. */
-  unverifiedBytes = 0;
+  /** Echoes completed on this connection, intact or corrupted. */
+  echoes = 0;
   /** The start of what the server sent first, when that was not the echo. */
   banner: string | null = null;
 
   clear(): void {
-    this.served = 0;
-    this.unverified = 0;
-    this.unverifiedBytes = 0;
+    this.echoes = 0;
     this.banner = null;
   }
 }
@@ -903,10 +954,10 @@ class Link {
  * Accounts for a message whose echo ended before it was complete, `got` of
  * its bytes back (`intact` while they matched) and `sent` written:
  *
- * - we closed the connection (the drain time ran out): a short echo;
- * - the server closed it before it had echoed anything intact: a refusal,
- *   and any bytes it sent first (at most BANNER_MAX) were not a corrupted
- *   echo but its refusal;
+ * - we closed the connection (the drain time ran out): a timeout when no
+ *   byte of the message had come back, else a short echo;
+ * - the server closed it before any echo had completed, having sent nothing
+ *   or a short non-echo line (at most BANNER_MAX bytes): a refusal;
  * - the server closed it between two echoes: a reset;
  * - the server closed it partway through an echo: a short echo and a reset.
  */
@@ -920,26 +971,29 @@ function lost(
 ): number {
   const why = err === EOF ? "" : `: ${describe(err)}`;
   if (run.closing) {
+    if (got === 0) {
+      run.timedOut++;
+      run.noteError(NO_REPLY);
+      return ECHO_CUT;
+    }
     run.short++;
     run.noteError(
       `an echo was still incomplete when the drain time (${run.drainMs / 1000} s) ran out (${
         int(got)
       } of ${int(run.size)} bytes back, ${int(sent)} sent)`,
     );
-    return ECHO_DEAD;
+    return ECHO_CUT;
   }
-  if (link.served === 0 && (got === 0 || !intact) && link.unverifiedBytes <= BANNER_MAX) {
+  if (link.echoes === 0 && (got === 0 || !intact) && got <= BANNER_MAX) {
     run.refused++;
-    run.corrupted -= link.unverified;
-    link.unverified = 0;
     run.noteError(refusal(err, link.banner));
     return ECHO_REFUSED;
   }
   run.resets++;
   if (got === 0) {
     run.noteError(
-      `the server closed the connection between echoes, after ${int(link.served)} echo${
-        link.served === 1 ? "" : "es"
+      `the server closed the connection between echoes, after ${int(link.echoes)} echo${
+        link.echoes === 1 ? "" : "es"
       }${why}`,
     );
   } else {
@@ -960,10 +1014,58 @@ function refusal(err: unknown, banner: string | null): string {
   return err === EOF ? what : `${what}: ${describe(err)}`;
 }
 
-/** The first bytes of `buf` as a quoted string, control characters escaped, for an error message. */
+/**
+ * The first bytes of `buf` as a double-quoted string safe to print on a
+ * terminal, JSON.stringify-style: valid UTF-8 text keeps its printable
+ * characters, control and format characters become `\uXXXX`, and bytes that
+ * are not UTF-8 become `\xNN`.
+ */
 function excerpt(buf: Uint8Array, n: number): string {
-  const text = JSON.stringify(new TextDecoder().decode(buf.subarray(0, Math.min(n, 60))));
-  return n > 60 ? `${text}…` : text;
+  const head = buf.subarray(0, Math.min(n, 60));
+  let text: string;
+  try {
+    // A multi-byte character cut at the 60th byte is not invalid text.
+    text = new TextDecoder("utf-8", { fatal: true }).decode(head, { stream: true });
+  } catch {
+    text = "";
+    for (const b of head) {
+      const c = String.fromCharCode(b);
+      text += b === 0x22 || b === 0x5c
+        ? `\\${c}`
+        : b >= 0x20 && b < 0x7f
+        ? c
+        : `\\x${hex(b).slice(2)}`;
+    }
+    return `"${text}"${n > 60 ? "…" : ""}`;
+  }
+  const quoted = JSON.stringify(text).replace(
+    /[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+  return n > 60 ? `${quoted}…` : quoted;
+}
+
+/** `0x0a`. */
+function hex(b: number): string {
+  return `0x${b.toString(16).padStart(2, "0")}`;
+}
+
+/**
+ * Where `buf[0, n)`, echoed at byte `got` of a `size`-byte message starting at
+ * pattern offset `at`, first differs from what was sent, for an error message.
+ */
+function mismatch(run: Run, buf: Uint8Array, n: number, at: number, got: number): string {
+  const size = run.size;
+  const bytes = run.pattern.bytes;
+  const m = Math.min(n, size - got);
+  for (let i = 0; i < m; i++) {
+    if (buf[i] !== bytes[at + got + i]) {
+      return `a corrupted echo: byte ${int(got + i)} of ${int(size)} was ${hex(buf[i])}, expected ${
+        hex(bytes[at + got + i])
+      }`;
+    }
+  }
+  return `a corrupted echo: more bytes came back than the ${int(size)} sent`;
 }
 
 /**
@@ -972,8 +1074,8 @@ function excerpt(buf: Uint8Array, n: number): string {
  * larger than the socket buffers cannot deadlock against a server that
  * echoes as it reads. `first` is the result of a read already done, if any.
  * Verifies as it goes. ECHO_BAD: corrupted or extra bytes (counted);
- * ECHO_DEAD, ECHO_REFUSED: the connection ended first (counted, see
- * {@linkcode lost}) and is closed.
+ * ECHO_CUT, ECHO_DEAD, ECHO_REFUSED: the connection ended first (counted,
+ * see {@linkcode lost}) and is closed.
  */
 async function finishEcho(
   run: Run,
@@ -1007,19 +1109,21 @@ async function finishEcho(
   let got = 0;
   let intact = true;
   let extra = false;
+  let why = "";
   try {
     let n = first === undefined ? await conn.read(buf) : first;
     for (;;) {
       if (n === null) throw EOF;
       run.bytesReceived += n;
-      if (link.served === 0) link.unverifiedBytes += n;
-      const fresh = got === 0 && link.served === 0;
+      const fresh = got === 0 && link.echoes === 0;
       if (n > size - got) {
         // More bytes than were sent: the echo added some.
+        if (intact) why = mismatch(run, buf, n, at, got);
         intact = false;
         extra = true;
       } else if (intact && !run.pattern.matches(buf, n, at + got)) {
         intact = false;
+        why = mismatch(run, buf, n, at, got);
       }
       if (!intact && fresh) link.banner ??= excerpt(buf, n);
       if (extra) break;
@@ -1038,8 +1142,9 @@ async function finishEcho(
   // is about to (after extra bytes, it may still be waiting on the server).
   await writer;
   if (intact) return ECHO_OK;
+  // A full-length echo that differs is corrupted, whatever the server does next.
   run.corrupted++;
-  if (link.served === 0) link.unverified++;
+  run.noteError(why);
   return ECHO_BAD;
 }
 
@@ -1086,12 +1191,17 @@ async function pingpong(
   let slot = index % SLOTS;
   let due = run.startedAt + phase;
   let start = performance.now();
+  /** Sent a message; had an echo complete before the run stopped; ended in an error. */
+  let asked = false;
+  let fed = false;
+  let failed = false;
   while (!run.stopping) {
     if (interval > 0) {
       start = await paced(run, due);
       if (run.stopping) break;
       due += interval;
     }
+    asked = true;
     // exchange(), inlined: this loop is the client's whole per-message cost.
     let outcome: number;
     let sent = 0;
@@ -1101,7 +1211,7 @@ async function pingpong(
       run.bytesSent += sent;
       if (sent === size) n = await conn.read(buf);
     } catch (err) {
-      lost(run, link, err, sent, 0, true);
+      failed = lost(run, link, err, sent, 0, true) >= ECHO_DEAD;
       break;
     }
     if (sent === size && n === size && run.pattern.matches(buf, n, run.slotAt[slot])) {
@@ -1109,11 +1219,15 @@ async function pingpong(
       outcome = ECHO_OK;
     } else {
       outcome = await finishEcho(run, conn, link, buf, slot, sent, sent === size ? n : undefined);
-      if (outcome >= ECHO_DEAD) break;
+      if (outcome >= ECHO_CUT) {
+        failed = outcome >= ECHO_DEAD;
+        break;
+      }
     }
     const done = performance.now();
+    link.echoes++;
+    if (!run.stopping) fed = true;
     if (outcome === ECHO_OK) {
-      link.served++;
       run.messages++;
       run.window.record((done - start) * 1000);
     }
@@ -1122,6 +1236,7 @@ async function pingpong(
     start = done;
     slot = slot + 1 === SLOTS ? 0 : slot + 1;
   }
+  if (asked && !fed && !failed) run.starved++;
   run.release(conn);
 }
 
@@ -1146,6 +1261,10 @@ async function churn(
   let conn = first;
   let start = performance.now() - firstMs;
   let failedBefore = first === null;
+  /** As in pingpong, over all of this slot's connections. */
+  let asked = false;
+  let fed = false;
+  let failed = first === null && !run.stopping;
   while (!run.stopping) {
     if (conn === null) {
       // After a failed connect or a refusal, pause so that the slot does not spin.
@@ -1156,11 +1275,13 @@ async function churn(
       conn = await run.connect(run.teardown.signal);
       if (conn === null) {
         failedBefore = true;
+        failed ||= !run.stopping;
         continue;
       }
       if (interval > 0) due += interval;
     }
     link.clear();
+    asked = true;
     const outcome = await exchange(run, conn, link, buf, slot);
     run.release(conn);
     conn = null;
@@ -1169,10 +1290,15 @@ async function churn(
       run.messages++;
       run.window.record((done - start) * 1000);
     }
-    if (outcome < ECHO_DEAD) run.lastEchoAt = done;
+    if (outcome < ECHO_CUT) {
+      run.lastEchoAt = done;
+      if (!run.stopping) fed = true;
+    }
+    if (outcome >= ECHO_DEAD) failed = true;
     failedBefore = outcome === ECHO_REFUSED;
     slot = slot + 1 === SLOTS ? 0 : slot + 1;
   }
+  if (asked && !fed && !failed) run.starved++;
   if (conn !== null) run.release(conn);
 }
 
@@ -1191,6 +1317,12 @@ class StreamState {
   badReads = 0;
   /** The start of what the server sent first, when that was not the echo. */
   banner: string | null = null;
+  /** Where the first corrupted read went wrong; reported once it cannot be a refusal line. */
+  bad: string | null = null;
+  /** Wrote something; read something before the run stopped; ended in an error. */
+  asked = false;
+  fed = false;
+  failed = false;
   writerDone = false;
   /** Set once the connection's end is accounted for: the other side stays quiet. */
   finished = false;
@@ -1213,13 +1345,17 @@ async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void
   const finish = (err?: unknown) => {
     if (st.finished) return;
     st.finished = true;
+    let refused = false;
     st.room?.();
     st.room = null;
     if (err === undefined) {
       // The normal end.
     } else if (run.closing) {
       // The drain time ran out: what was written and not echoed back never will be.
-      if (st.received < st.sent || st.writing > 0) {
+      if (st.received === 0 && (st.sent > 0 || st.writing > 0)) {
+        run.timedOut++;
+        run.noteError(NO_REPLY);
+      } else if (st.received < st.sent || st.writing > 0) {
         run.short++;
         run.noteError(
           `a stream echo was still incomplete when the drain time (${
@@ -1230,10 +1366,13 @@ async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void
         );
       }
     } else if (st.intactReads === 0 && st.received <= BANNER_MAX) {
+      st.failed = true;
+      refused = true;
       run.refused++;
       run.corrupted -= st.badReads;
       run.noteError(refusal(err, st.banner));
     } else {
+      st.failed = true;
       run.resets++;
       if (st.received < st.sent) run.short++;
       run.noteError(
@@ -1241,6 +1380,9 @@ async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void
           ? "the server closed the connection mid-stream"
           : `the connection failed mid-stream: ${describe(err)}`,
       );
+    }
+    if (st.bad !== null && !refused) {
+      run.noteError(st.bad);
     }
     run.release(conn);
   };
@@ -1256,6 +1398,7 @@ async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void
         let done = 0;
         while (done < PERIOD) {
           st.writing = PERIOD - done;
+          st.asked = true;
           const n = await conn.write(done === 0 ? chunk : chunk.subarray(done));
           st.writing = 0;
           done += n;
@@ -1282,6 +1425,7 @@ async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void
         const n = await conn.read(buf);
         if (n === null) throw EOF;
         run.bytesReceived += n;
+        if (!run.stopping) st.fed = true;
         // A flipped byte leaves the stream aligned, so keep going and count
         // each corrupted read; a dropped one misaligns the rest, which then
         // counts on every read, as it should.
@@ -1294,8 +1438,13 @@ async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void
           run.corrupted++;
           st.badReads++;
           if (st.received === 0) st.banner = excerpt(buf, n);
+          st.bad ??= streamMismatch(run, st, buf, n, phase);
         }
         st.received += n;
+        // Past a refusal line's worth, or after a good read, corruption is corruption.
+        if (st.bad !== null && (st.intactReads > 0 || st.received > BANNER_MAX)) {
+          run.noteError(st.bad);
+        }
         if (st.room !== null && st.sent - st.received <= STREAM_WINDOW) {
           st.room();
           st.room = null;
@@ -1316,6 +1465,30 @@ async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void
     }
   };
   await Promise.all([writer(), reader()]);
+  if (st.asked && !st.fed && !st.failed) run.starved++;
+}
+
+/** Where a corrupted stream read of `n` bytes first differs from what was written. */
+function streamMismatch(
+  run: Run,
+  st: StreamState,
+  buf: Uint8Array,
+  n: number,
+  phase: number,
+): string {
+  const bytes = run.pattern.bytes;
+  const start = (phase + st.received) % PERIOD;
+  const m = Math.min(n, Math.max(0, st.sent + st.writing - st.received));
+  for (let i = 0; i < m; i++) {
+    if (buf[i] !== bytes[start + i]) {
+      return `a corrupted echo: stream byte ${int(st.received + i)} was ${hex(buf[i])}, expected ${
+        hex(bytes[start + i])
+      }`;
+    }
+  }
+  return `a corrupted echo: more bytes came back than were written (${int(st.received + n)} of ${
+    int(st.sent + st.writing)
+  })`;
 }
 
 /** `Connection refused (os error 111)` → `connection refused`. */
@@ -1327,6 +1500,11 @@ function describe(err: unknown): string {
 
 function hostPort(host: string, port: number): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** `1 connection`, `2 connections`. */
+function plural(n: number, one: string, many: string): string {
+  return `${int(n)} ${Math.round(n) === 1 ? one : many}`;
 }
 
 function int(n: number): string {

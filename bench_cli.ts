@@ -11,8 +11,9 @@ const encoder = new TextEncoder();
 
 /**
  * Runs a benchmark and resolves with the exit code: 0 when every echo was
- * verified, 1 when any was corrupted or short, a connection failed, or the
- * server could not be reached. SIGINT ends the run early with a report.
+ * verified, 1 when any was corrupted, short or timed out, a connection failed,
+ * or the server could not be reached (with `json`, stdout then gets
+ * `{"ok":false,"error":"..."}`). SIGINT ends the run early with a report.
  */
 export async function runBenchCommand(
   options: Omit<BenchOptions, "signal" | "onProgress">,
@@ -38,8 +39,9 @@ export async function runBenchCommand(
     if (drawn) Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));
     console.log(json ? JSON.stringify(report) : formatReport(report));
     if (!report.ok) {
+      const timedOut = report.timedOut > 0 ? `, ${report.timedOut} timed out` : "";
       console.error(
-        `echo-server bench: ${report.mismatches} mismatches, ${report.errors} errors${
+        `echo-server bench: ${report.mismatches} mismatches, ${report.errors} errors${timedOut}${
           report.firstError ? ` (first: ${report.firstError})` : ""
         }`,
       );
@@ -47,9 +49,9 @@ export async function runBenchCommand(
     return report.ok ? 0 : 1;
   } catch (error) {
     if (drawn) Deno.stderr.writeSync(encoder.encode("\n"));
-    console.error(
-      `echo-server bench: ${describeError(error)}`,
-    );
+    // With --json, stdout still gets one JSON object, so a pipeline can parse it.
+    if (json) console.log(JSON.stringify({ ok: false, error: describeError(error) }));
+    console.error(`echo-server bench: ${describeError(error)}`);
     return 1;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);

@@ -15,13 +15,21 @@ import { parseArgs } from "node:util";
 import { type BenchOptions, runBench } from "../bench.ts";
 import { startProjectServer } from "./project_server.ts";
 
-const { values, positionals } = parseArgs({
-  options: { seconds: { type: "string", default: "3" } },
-  allowPositionals: true,
-});
+let parsed;
+try {
+  parsed = parseArgs({
+    options: { seconds: { type: "string", default: "3" } },
+    allowPositionals: true,
+    strict: true,
+  });
+} catch (error) {
+  console.error(`bench: ${error instanceof Error ? error.message : error}`);
+  Deno.exit(2);
+}
+const { values, positionals } = parsed;
 const seconds = Number(values.seconds);
 if (!(seconds > 0 && seconds <= 60)) {
-  console.error(`bench: --seconds must be a number from 0 to 60, not "${values.seconds}"`);
+  console.error(`bench: --seconds must be a number above 0, up to 60, not "${values.seconds}"`);
   Deno.exit(2);
 }
 
@@ -53,7 +61,9 @@ for (const [name, run] of runs) {
   console.log(
     `| ${name} | ${Math.round(r.msgsPerS)} | ${r.mbPerS.toFixed(1)} | ${
       run.mode === "churn" ? Math.round(r.connectionsPerS) : "-"
-    } | ${l.p50} | ${l.p99} | ${l.p99_9} | ${r.errors} | ${r.mismatches} |`,
+    } | ${Math.round(l.p50)} | ${Math.round(l.p99)} | ${Math.round(l.p99_9)} | ${r.errors} | ${
+      r.mismatches + r.timedOut
+    } |`,
   );
 }
 await server[Symbol.asyncDispose]();

@@ -17,14 +17,22 @@ import { parseArgs } from "node:util";
 import { Histogram } from "../histogram.ts";
 import { startProjectServer } from "./project_server.ts";
 
-const { values } = parseArgs({
-  options: {
-    flood: { type: "string", default: "4000" },
-    addresses: { type: "string", default: "40" },
-    echoes: { type: "string", default: "2000" },
-    "flooder-port": { type: "string" },
-  },
-});
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      flood: { type: "string", default: "4000" },
+      addresses: { type: "string", default: "40" },
+      echoes: { type: "string", default: "2000" },
+      "flooder-port": { type: "string" },
+    },
+    strict: true,
+  });
+} catch (error) {
+  console.error(`flood: ${error instanceof Error ? error.message : error}`);
+  Deno.exit(2);
+}
+const { values } = parsed;
 const FLOOD = Number(values.flood);
 const ADDRESSES = Number(values.addresses);
 const ECHOES = Number(values.echoes);

@@ -97,6 +97,11 @@ Deno.test("bench says so when the server is unreachable, and rejects bad flags",
     unreachable.stderr.includes(`cannot connect to 127.0.0.1:${port}: connection refused`),
     unreachable.stderr,
   );
+  const json = await runCli(["bench", "-p", port, "-d", "200ms", "--json"]);
+  strictEqual(json.code, 1);
+  const parsed = JSON.parse(json.stdout);
+  strictEqual(parsed.ok, false);
+  ok(String(parsed.error).includes("cannot connect"), json.stdout);
   const bad = await runCli(["bench", "--mode", "sprint"]);
   strictEqual(bad.code, 2);
   ok(

@@ -313,7 +313,7 @@ Deno.test("connections the server closes before echoing are refused, not mismatc
   });
 });
 
-Deno.test("a message still being written when the drain time runs out is a short echo", async () => {
+Deno.test("a message with no byte back when the drain time runs out timed out", async () => {
   // The server never reads: a 16 MiB message cannot be written, let alone echoed.
   const held = Promise.withResolvers<void>();
   await withServer(() => held.promise, async (port) => {
@@ -323,13 +323,11 @@ Deno.test("a message still being written when the drain time runs out is a short
       );
       const text = formatReport(r);
       assert.equal(r.messages, 0, text);
-      assert.equal(r.short, 1, text);
+      assert.equal(r.timedOut, 1, text);
+      assert.equal(r.short, 0, text);
       assert.equal(r.errors, 0, text);
       assert.ok(r.bytesSent > 0 && r.bytesSent < 16 * 1024 * 1024, text);
-      assert.match(
-        r.firstError ?? "",
-        /^an echo was still incomplete when the drain time \(0\.2 s\) ran out/,
-      );
+      assert.equal(r.firstError, "no reply within the run");
       assert.equal(r.ok, false);
     } finally {
       held.resolve();
@@ -504,4 +502,121 @@ Deno.test("invalid options are rejected", async () => {
   for (const more of bad) {
     await assert.rejects(runBench(options(1, more)), RangeError, JSON.stringify(more));
   }
+});
+
+Deno.test("a full-length corrupted echo and a close is corruption, not a refusal", async () => {
+  // Echoes the first message with one byte flipped (a DEL and a C1 byte), then hangs up.
+  const flipOnce: Handler = async (conn) => {
+    const buf = new Uint8Array(64);
+    let got = 0;
+    while (got < 64) {
+      const n = await conn.read(buf.subarray(got));
+      if (n === null) return;
+      got += n;
+    }
+    buf[10] ^= 0x01;
+    await conn.write(buf);
+  };
+  for (const mode of ["pingpong", "churn"] as const) {
+    await withServer(flipOnce, async (port) => {
+      const r = await runBench(options(port, { mode, connections: 3, size: 64 }));
+      const text = `${mode}: ${formatReport(r)}`;
+      assert.equal(r.refused, 0, text);
+      assert.ok(r.corrupted >= 3, text);
+      assert.match(
+        r.firstError ?? "",
+        /^a corrupted echo: byte 10 of 64 was 0x[0-9a-f]{2}, expected 0x/,
+      );
+      assert.ok(text.includes("first: a corrupted echo: byte 10 of 64"), text);
+      assert.equal(r.ok, false);
+    });
+  }
+  // A short binary refusal line is still a refusal, quoted with its bytes escaped.
+  await withServer(refuseWith("\x7f\x1b[2Jno\u0085"), async (port) => {
+    const r = await runBench(options(port, { connections: 1, size: 64 }));
+    const text = formatReport(r);
+    assert.equal(r.refused, 1, text);
+    assert.equal(r.corrupted, 0, text);
+    assert.ok(r.firstError?.endsWith('it sent "\\u007f\\u001b[2Jno\\u0085"'), r.firstError ?? "");
+    const unprintable = [...text].filter((c) => {
+      const code = c.charCodeAt(0);
+      return c !== "\n" && (code < 0x20 || (code >= 0x7f && code <= 0x9f));
+    });
+    assert.deepEqual(unprintable, [], text);
+  });
+  const raw = new Uint8Array([0xff, 0x00, 0x41, 0x22]);
+  await withServer(async (conn) => {
+    await conn.read(new Uint8Array(1024));
+    await conn.write(raw);
+  }, async (port) => {
+    const r = await runBench(options(port, { connections: 1, size: 64 }));
+    assert.equal(r.refused, 1, formatReport(r));
+    assert.ok(r.firstError?.endsWith('it sent "\\xff\\x00A\\""'), r.firstError ?? "");
+  });
+});
+
+Deno.test("a mute server times out; a queueing server starves connections", async () => {
+  const held = Promise.withResolvers<void>();
+  await withServer(() => held.promise, async (port) => {
+    try {
+      for (const mode of ["pingpong", "stream", "churn"] as const) {
+        const r = await runBench(
+          options(port, { mode, connections: 2, size: 64, durationMs: 100 }),
+        );
+        const text = `${mode}: ${formatReport(r)}`;
+        assert.equal(r.timedOut, 2, text);
+        assert.equal(r.mismatches, 0, text);
+        assert.equal(r.errors, 0, text);
+        assert.equal(r.starved, 2, text);
+        assert.equal(r.firstError, "no reply within the run", text);
+        assert.ok(text.includes("timed out    2"), text);
+        assert.equal(r.ok, false);
+      }
+    } finally {
+      held.resolve();
+    }
+  });
+  // Serves one connection at a time: the second waits until the first closes.
+  let turn = Promise.resolve();
+  const oneAtATime: Handler = (conn) => {
+    const mine = turn.then(() => echo()(conn));
+    turn = mine.catch(() => {});
+    return mine;
+  };
+  await withServer(oneAtATime, async (port) => {
+    const r = await runBench(options(port, { connections: 2, size: 64 }));
+    const text = formatReport(r);
+    assert.equal(r.starved, 1, text);
+    assert.equal(r.timedOut, 0, text);
+    assert.ok(text.includes("1 got no echo during the run (queued by the server?)"), text);
+    assert.equal(r.ok, true, text);
+  });
+});
+
+Deno.test("report wording: singular connection, churn progress shows conn/s", () => {
+  const line = formatProgress({
+    elapsedS: 1,
+    messages: 10,
+    msgsPerS: 10,
+    mbPerS: 0,
+    p99Us: 100,
+    openConnections: 0,
+    connectionsPerS: 1234,
+    mode: "churn",
+    errors: 0,
+    mismatches: 0,
+  });
+  assert.ok(line.includes("1,234 conn/s") && !line.includes("0 conns"), line);
+  assert.ok(
+    formatProgress({
+      elapsedS: 1,
+      messages: 1,
+      msgsPerS: 1,
+      mbPerS: 0,
+      p99Us: 1,
+      openConnections: 1,
+      errors: 0,
+      mismatches: 0,
+    }).includes(" 1 conn "),
+  );
 });
