@@ -16,6 +16,7 @@
  */
 import { quoteBytes } from "./words.ts";
 import { describeError, formatAddress } from "./address.ts";
+import { formatDuration } from "./duration.ts";
 
 /** Options for {@linkcode connect}. */
 export interface ConnectOptions {
@@ -32,6 +33,27 @@ export interface SendOptions {
   /** Gives up on the reply, e.g. `AbortSignal.timeout(5000)`; the connection is closed. */
   signal?: AbortSignal;
 }
+
+/** Something bytes can be read from, such as `Deno.stdin`. */
+export interface Reader {
+  /** Reads into `p`, resolving with the byte count, or `null` at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+}
+
+/** Something bytes can be written to, such as `Deno.stdout`. */
+export interface Writer {
+  /** Writes some prefix of `p`, resolving with how many bytes were taken. */
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** Options for {@linkcode EchoClient.pipe}. */
+export interface PipeOptions {
+  /** How long sent bytes may wait for their echo, in milliseconds. */
+  timeoutMs: number;
+}
+
+/** Bytes sent but not yet echoed, beyond which `pipe` stops reading its input. */
+const MAX_IN_FLIGHT = 1 << 20;
 
 /** A connection or an exchange failed; the message is one sentence for people. */
 export class ClientError extends Error {
@@ -110,6 +132,110 @@ export class EchoClient implements AsyncDisposable {
       got += n;
     }
     return reply;
+  }
+
+  /**
+   * Streams `input` through the server into `output`, like netcat, checking
+   * every byte that comes back against what went out. Resolves once input
+   * has ended and the server has echoed everything and closed; rejects with
+   * a {@linkcode ClientError} as soon as the server closes early, answers
+   * with other bytes, or leaves sent bytes unanswered for `timeoutMs`.
+   * Reading and writing run at once, with at most 1 MiB in flight.
+   */
+  async pipe(input: Reader, output: Writer, options: PipeOptions): Promise<void> {
+    await this.#queue;
+    const inFlight: Uint8Array[] = [];
+    let inFlightBytes = 0;
+    let checkedBytes = 0;
+    let inputDone = false;
+    let lastProgress = performance.now();
+    let roomForMore: (() => void) | undefined;
+    const failed = Promise.withResolvers<never>();
+    const fail = (error: ClientError) => {
+      failed.reject(error);
+      this.close();
+    };
+    const sending = (async () => {
+      const buffer = new Uint8Array(64 * 1024);
+      while (true) {
+        while (inFlightBytes > MAX_IN_FLIGHT) await new Promise<void>((r) => roomForMore = r);
+        const n = await input.read(buffer);
+        if (n === null) break;
+        const chunk = buffer.slice(0, n);
+        if (inFlightBytes === 0) lastProgress = performance.now();
+        inFlight.push(chunk);
+        inFlightBytes += n;
+        await this.#writeAll(chunk);
+      }
+      inputDone = true;
+      await this.#conn.closeWrite();
+    })();
+    const receiving = (async () => {
+      const buffer = new Uint8Array(64 * 1024);
+      let headOffset = 0;
+      while (true) {
+        const n = await this.#conn.read(buffer);
+        if (n === null) break;
+        for (let i = 0; i < n;) {
+          const head = inFlight[0];
+          if (head === undefined) {
+            throw new ClientError(`${this.address} sent ${n - i} more bytes than were sent to it`);
+          }
+          const span = Math.min(n - i, head.length - headOffset);
+          for (let k = 0; k < span; k++) {
+            if (buffer[i + k] !== head[headOffset + k]) {
+              throw new ClientError(
+                `echo differs at byte ${checkedBytes + k}: got ${
+                  quoteBytes(buffer.subarray(i, n))
+                }`,
+              );
+            }
+          }
+          i += span;
+          checkedBytes += span;
+          headOffset += span;
+          if (headOffset === head.length) {
+            inFlight.shift();
+            headOffset = 0;
+          }
+        }
+        inFlightBytes -= n;
+        lastProgress = performance.now();
+        roomForMore?.();
+        for (let off = 0; off < n;) off += await output.write(buffer.subarray(off, n));
+      }
+      if (!inputDone || inFlightBytes > 0) {
+        throw new ClientError(
+          `${this.address} closed the connection${
+            inFlightBytes > 0 ? ` with ${inFlightBytes} bytes not echoed` : ""
+          }`,
+        );
+      }
+    })();
+    const watchdog = setInterval(() => {
+      if (inFlightBytes > 0 && performance.now() - lastProgress > options.timeoutMs) {
+        fail(
+          new ClientError(
+            `no reply from ${this.address} within ${formatDuration(options.timeoutMs)}`,
+          ),
+        );
+      }
+    }, Math.max(10, Math.min(1000, options.timeoutMs / 4)));
+    const asClientError = (error: unknown) =>
+      error instanceof ClientError
+        ? error
+        : new ClientError(`connection to ${this.address} failed: ${describeError(error)}`, {
+          cause: error,
+        });
+    receiving.catch((error) => fail(asClientError(error)));
+    sending.catch((error) => fail(asClientError(error)));
+    try {
+      // The input may never end (a terminal left open): a failure must not wait for it.
+      await Promise.race([Promise.all([sending, receiving]), failed.promise]);
+    } finally {
+      clearInterval(watchdog);
+      this.close();
+    }
   }
 
   /**

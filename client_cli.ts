@@ -85,25 +85,20 @@ export async function runClient(options: ClientCommandOptions): Promise<number> 
  * lines are answered at once.
  */
 async function pipeStdin(client: EchoClient, timeoutMs: number): Promise<number> {
-  const buffer = new Uint8Array(64 * 1024);
-  const stopped = Promise.withResolvers<null>();
-  // A read from a terminal does not end on Ctrl-C by itself: end it here, as netcat does.
-  const onInterrupt = () => stopped.resolve(null);
+  // A read from a terminal does not end on Ctrl-C by itself: end the input
+  // here, as netcat does, and let the echoes still in flight come back.
+  const interrupted = Promise.withResolvers<null>();
+  const onInterrupt = () => interrupted.resolve(null);
   Deno.addSignalListener("SIGINT", onInterrupt);
+  const stdin = {
+    read: (p: Uint8Array) => Promise.race([Deno.stdin.read(p), interrupted.promise]),
+  };
   try {
-    while (true) {
-      const n = await Promise.race([Deno.stdin.read(buffer), stopped.promise]);
-      if (n === null) break;
-      const sent = buffer.slice(0, n);
-      const reply = await client.send(sent, { signal: AbortSignal.timeout(timeoutMs) });
-      if (!sameBytes(sent, reply)) throw await differs(client, sent, reply);
-      await writeAll(Deno.stdout, reply);
-    }
+    await client.pipe(stdin, Deno.stdout, { timeoutMs });
+    return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
   }
-  await expectNothingMore(client, timeoutMs);
-  return 0;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { ok, strictEqual } from "node:assert/strict";
-import { assertRefused, Cli, exchange, runCli } from "./helpers.ts";
+import { assertRefused, Cli, exchange, pattern, runCli, sameBytes } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -271,4 +271,27 @@ Deno.test("client notices bytes beyond the echo, and shows a refusal for what it
     refused.stderr.includes('closed the connection after 5 of 11 bytes; it sent back "busy\\n"'),
     refused.stderr,
   );
+});
+
+Deno.test("client in netcat mode notices at once when the server closes an idle connection", async () => {
+  await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--idle-timeout", "200ms"]);
+  const port = String(await server.port());
+  // stdin stays open and silent: only the server's close can end this client.
+  await using client = new Cli(["client", "-p", port], { stdin: "piped" });
+  const { code, stderr } = await client.finished();
+  strictEqual(code, 1);
+  ok(/echo-server client: 127\.0\.0\.1:\d+ closed the connection\n$/.test(stderr), stderr);
+});
+
+Deno.test("client in netcat mode streams a large binary input exactly", async () => {
+  await using server = new Cli(["-H", "127.0.0.1", "-p", "0"]);
+  const port = String(await server.port());
+  await using client = new Cli(["client", "-p", port], { stdin: "piped" });
+  const input = pattern(5 << 20, 3);
+  const writer = client.stdin.getWriter();
+  await writer.write(input);
+  await writer.close();
+  const { code, stderr, bytes } = await client.finishedBytes();
+  strictEqual(code, 0, stderr);
+  ok(sameBytes(bytes, input), `got ${bytes.length} bytes of ${input.length}`);
 });

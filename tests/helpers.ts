@@ -188,8 +188,14 @@ export class Cli implements AsyncDisposable {
 
   /** Waits for the exit; resolves with the code, stdout and all of stderr. */
   async finished(): Promise<{ code: number; stdout: string; stderr: string }> {
-    const [status, stdout] = await Promise.all([this.#child.status, this.#stdout, this.#pump]);
-    return { code: status.code, stdout: new TextDecoder().decode(stdout), stderr: this.#stderr };
+    const { code, bytes, stderr } = await this.finishedBytes();
+    return { code, stdout: new TextDecoder().decode(bytes), stderr };
+  }
+
+  /** Waits for the exit; resolves with the code, stdout as bytes and all of stderr. */
+  async finishedBytes(): Promise<{ code: number; bytes: Uint8Array; stderr: string }> {
+    const [status, bytes] = await Promise.all([this.#child.status, this.#stdout, this.#pump]);
+    return { code: status.code, bytes, stderr: this.#stderr };
   }
 
   /** Kills the process if it still runs and waits for it, so that no test leaks it. */
