@@ -272,10 +272,17 @@ export function serve(options: ServeOptions = {}): EchoServer {
     else closeQuietly(conn);
   }
 
-  /** In `wait` mode at the cap, pauses until a connection closes (or shutdown). */
+  /**
+   * In `wait` mode at the cap, pauses until a connection closes (or shutdown).
+   * It never throws: leaving the `for await` body by an exception would end
+   * the listener's iterator, and the listener with it.
+   */
   async function roomToAccept(): Promise<void> {
-    if (whenFull === "wait" && guard.full) {
+    if (whenFull !== "wait" || !guard.full) return;
+    try {
       await Promise.race([guard.whenNotFull(), stopping.promise]);
+    } catch (error) {
+      log.error("waiting for a free slot failed: {error}", { error: describeError(error) });
     }
   }
 

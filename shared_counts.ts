@@ -487,12 +487,16 @@ export class SharedCounts {
    */
   whenNotFull(): Promise<void> {
     if (!this.full) return Promise.resolve();
-    if (this.#notFull === null) {
-      const waiters = Promise.withResolvers<void>();
+    let waiters = this.#notFull;
+    if (waiters === null) {
+      waiters = Promise.withResolvers<void>();
       this.#notFull = waiters;
+      // #watch may find room at once (another thread closed since `full`
+      // was read) and settle `waiters` before returning: keep our own
+      // reference rather than reading this.#notFull again.
       void this.#watch(waiters);
     }
-    return this.#notFull.promise;
+    return waiters.promise;
   }
 
   /** Sleeps on the total until not full, unless a local close wakes `waiters` first. */

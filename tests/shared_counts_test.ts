@@ -321,3 +321,17 @@ Deno.test("SharedCounts: concurrent takeToken in 4 workers grants exactly the bu
     for (const worker of workers) worker[Symbol.dispose]();
   }
 });
+
+Deno.test("whenNotFull resolves when room appears between the full check and the wait", async () => {
+  // Another thread can close a connection right after `full` was read; a
+  // subclass that reports full while there is room replays that interleaving.
+  class RacedCounts extends SharedCounts {
+    override get full(): boolean {
+      return true;
+    }
+  }
+  const counts = new RacedCounts(SharedCounts.create({ cap: 2 }).buffer);
+  strictEqual(counts.open, 0);
+  await counts.whenNotFull();
+  await counts.whenNotFull();
+});

@@ -1,23 +1,17 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { Cli, exchange, readN, runCli } from "./helpers.ts";
+import { Cli, exchange, runCli, tryEcho } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const permissions = ["--allow-net", "--allow-read"];
 const decoder = new TextDecoder();
 
-async function tryEcho(
+/** Connects to `port` and tries one echo; the caller closes the connection. */
+async function connectAndEcho(
   port: number,
   text: string,
 ): Promise<{ conn: Deno.Conn; reply: string | null }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    await conn.write(encoder.encode(text));
-    const reply = await readN(conn, text.length);
-    return { conn, reply: reply.length === text.length ? decoder.decode(reply) : null };
-  } catch (error) {
-    if (error instanceof Deno.errors.ConnectionReset) return { conn, reply: null };
-    throw error;
-  }
+  return { conn, reply: await tryEcho(conn, text) };
 }
 
 Deno.test("--workers 2: connections spread over both workers, shutdown drains both", async () => {
@@ -53,7 +47,9 @@ Deno.test("--workers 2 --max-conns 10: the cap holds across workers", async () =
   ], { permissions });
   const port = await cli.port();
   await cli.waitFor(/2 workers share/);
-  const results = await Promise.all(Array.from({ length: 30 }, (_, i) => tryEcho(port, `c${i}`)));
+  const results = await Promise.all(
+    Array.from({ length: 30 }, (_, i) => connectAndEcho(port, `c${i}`)),
+  );
   strictEqual(results.filter((r) => r.reply !== null).length, 10);
   strictEqual(results.filter((r) => r.reply === null).length, 20);
   for (const { conn } of results) conn.close();
@@ -79,14 +75,14 @@ Deno.test("--workers in wait mode queues past the shared cap instead of refusing
   // Each client leaves once echoed, so all twelve are served two at a time.
   const replies = await Promise.all(
     Array.from({ length: 12 }, async (_, i) => {
-      const { conn, reply } = await tryEcho(port, `q${i}`);
+      const { conn, reply } = await connectAndEcho(port, `q${i}`);
       conn.close();
       return reply;
     }),
   );
-  deepStrictEqual(replies, Array.from({ length: 12 }, (_, i) => `q${i}`));
   cli.kill("SIGTERM");
   const { code, stderr } = await cli.finished();
+  deepStrictEqual(replies, Array.from({ length: 12 }, (_, i) => `q${i}`), stderr);
   strictEqual(code, 0, stderr);
   ok(!stderr.includes("refused"), stderr);
 });
