@@ -46,6 +46,19 @@ export interface Writer {
   write(p: Uint8Array): Promise<number>;
 }
 
+/**
+ * Writes all of `bytes`, however many calls `writer.write` takes.
+ *
+ * @example
+ * ```ts
+ * import { writeAll } from "./client.ts";
+ * await writeAll(Deno.stdout, new TextEncoder().encode("hello\n"));
+ * ```
+ */
+export async function writeAll(writer: Writer, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) off += await writer.write(bytes.subarray(off));
+}
+
 /** Options for {@linkcode EchoClient.pipe}. */
 export interface PipeOptions {
   /** How long sent bytes may wait for their echo, in milliseconds. */
@@ -99,7 +112,10 @@ export class EchoClient implements AsyncDisposable {
     const abort = () => this.close();
     signal?.addEventListener("abort", abort, { once: true });
     try {
-      const [, reply] = await Promise.all([this.#writeAll(bytes), this.#readExactly(bytes.length)]);
+      const [, reply] = await Promise.all([
+        writeAll(this.#conn, bytes),
+        this.#readExactly(bytes.length),
+      ]);
       return reply;
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
@@ -111,10 +127,6 @@ export class EchoClient implements AsyncDisposable {
     } finally {
       signal?.removeEventListener("abort", abort);
     }
-  }
-
-  async #writeAll(bytes: Uint8Array): Promise<void> {
-    for (let off = 0; off < bytes.length;) off += await this.#conn.write(bytes.subarray(off));
   }
 
   async #readExactly(length: number): Promise<Uint8Array> {
@@ -165,7 +177,7 @@ export class EchoClient implements AsyncDisposable {
         if (inFlightBytes === 0) lastProgress = performance.now();
         inFlight.push(chunk);
         inFlightBytes += n;
-        await this.#writeAll(chunk);
+        await writeAll(this.#conn, chunk);
       }
       inputDone = true;
       await this.#conn.closeWrite();
@@ -202,7 +214,7 @@ export class EchoClient implements AsyncDisposable {
         inFlightBytes -= n;
         lastProgress = performance.now();
         roomForMore?.();
-        for (let off = 0; off < n;) off += await output.write(buffer.subarray(off, n));
+        await writeAll(output, buffer.subarray(0, n));
       }
       if (!inputDone || inFlightBytes > 0) {
         throw new ClientError(

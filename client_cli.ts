@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ClientError, connect, type EchoClient } from "./client.ts";
+import { ClientError, connect, type EchoClient, writeAll } from "./client.ts";
 import { quoteBytes } from "./words.ts";
 import { describeError } from "./address.ts";
 import { formatDuration } from "./duration.ts";
@@ -138,8 +138,4 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-async function writeAll(w: { write(p: Uint8Array): Promise<number> }, p: Uint8Array) {
-  for (let off = 0; off < p.length;) off += await w.write(p.subarray(off));
 }

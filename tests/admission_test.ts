@@ -6,7 +6,7 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { parseCidr } from "../cidr.ts";
 import { Guard } from "../guard.ts";
 import { serve, type ServeOptions } from "../server.ts";
-import { Cli, connectFrom, exchange, readN } from "./helpers.ts";
+import { Cli, connectFrom, exchange, tryEcho } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -15,18 +15,6 @@ const local = { hostname: "127.0.0.1", port: 0 } as const;
 /** Refusals other than the listed ones must stay at zero. */
 function refusals(options: Partial<Record<string, number>>) {
   return { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0, ...options };
-}
-
-/** Resolves with the echo of `text`, or null when the connection ends first. */
-async function tryEcho(conn: Deno.Conn, text: string): Promise<string | null> {
-  try {
-    await conn.write(encoder.encode(text));
-    const reply = await readN(conn, text.length);
-    return reply.length === text.length ? decoder.decode(reply) : null;
-  } catch (error) {
-    if (error instanceof Deno.errors.ConnectionReset) return null;
-    throw error;
-  }
 }
 
 async function flood(options: ServeOptions, count: number) {

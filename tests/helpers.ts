@@ -52,6 +52,22 @@ export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
   return out;
 }
 
+/**
+ * Sends `text` and resolves with its echo, or `null` when the server closes
+ * or resets the connection first (a refusal).
+ */
+export async function tryEcho(conn: Deno.Conn, text: string): Promise<string | null> {
+  const bytes = new TextEncoder().encode(text);
+  try {
+    await conn.write(bytes);
+    const reply = await readN(conn, bytes.length);
+    return reply.length === bytes.length ? new TextDecoder().decode(reply) : null;
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionReset) return null;
+    throw error;
+  }
+}
+
 /** Sends `bytes` over `conn` while reading the echo, and returns what came back. */
 export async function exchange(conn: Deno.Conn, bytes: Uint8Array): Promise<Uint8Array> {
   const [, reply] = await Promise.all([writeAll(conn, bytes), readN(conn, bytes.length)]);
