@@ -14,9 +14,9 @@
  *
  * @module
  */
-import { quoteBytes } from "./words.ts";
-import { describeError, formatAddress } from "./address.ts";
-import { formatDuration } from "./duration.ts";
+import { quoteBytes } from "./text/words.ts";
+import { describeError, formatAddress } from "./text/address.ts";
+import { formatDuration } from "./text/duration.ts";
 
 /** Options for {@linkcode connect}. */
 export interface ConnectOptions {

@@ -5,10 +5,10 @@
  * @module
  */
 import denoJson from "./deno.json" with { type: "json" };
-import { parseCidr } from "./cidr.ts";
-import type { BenchMode } from "./bench.ts";
-import { runBenchCommand } from "./bench_cli.ts";
-import { runClient } from "./client_cli.ts";
+import { parseCidr } from "./admission/cidr.ts";
+import { BENCH_LIMITS, type BenchMode } from "./bench/mod.ts";
+import { runBenchCommand } from "./cli/bench_command.ts";
+import { runClient } from "./cli/client_command.ts";
 import {
   choiceFlag,
   durationFlag,
@@ -20,19 +20,17 @@ import {
   numberFlag,
   parseFlags,
   UsageError,
-} from "./flags.ts";
-import { Guard } from "./guard.ts";
-import { flushLogs, LOG_FORMATS, LOG_LEVELS, logger, setupLogging } from "./log.ts";
+} from "./cli/flags.ts";
+import { Guard } from "./admission/guard.ts";
+import { flushLogs, LOG_FORMATS, LOG_LEVELS, logger, setupLogging } from "./log/log.ts";
 import { ListenError, serve, type WhenFull } from "./server.ts";
-import { inWorker, startWorkers, workerMain } from "./workers.ts";
+import { inWorker, MAX_WORKERS, startWorkers, workerMain } from "./server/workers.ts";
 
 const VERSION = denoJson.version;
 const PORT_MAX = 65535;
 const MANY = Number.MAX_SAFE_INTEGER;
 /** Signals this close to the first are the same keypress delivered twice, not a second request. */
 const SAME_SIGNAL_MS = 300;
-/** Each worker is a whole isolate (tens of MiB); more than this helps no machine. */
-const MAX_WORKERS = 64;
 
 const SERVE_FLAGS: FlagTable = {
   host: {
@@ -382,9 +380,9 @@ async function benchCommand(args: string[]): Promise<number> {
   return await runBenchCommand({
     host: hostFlag("host", str(flags, "host")),
     port: intFlag("port", str(flags, "port"), 1, PORT_MAX),
-    connections: intFlag("connections", str(flags, "connections"), 1, 100_000),
+    connections: intFlag("connections", str(flags, "connections"), 1, BENCH_LIMITS.maxConnections),
     durationMs: positiveDuration("duration", str(flags, "duration")),
-    size: intFlag("size", str(flags, "size"), 1, 16 << 20),
+    size: intFlag("size", str(flags, "size"), 1, BENCH_LIMITS.maxSize),
     mode,
     rate: flags.rate === undefined ? undefined : numberFlag("rate", str(flags, "rate")),
   }, flags.json === true);

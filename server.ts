@@ -4,17 +4,42 @@
  *
  * @module
  */
-import { describeError, formatAddress } from "./address.ts";
-import { echoConnection, type EchoCounters, type EchoEnd } from "./echo.ts";
-import { formatDuration } from "./duration.ts";
-import { Guard, type RefusalReason } from "./guard.ts";
-import { LogThrottle } from "./log_throttle.ts";
-import { addressKey } from "./cidr.ts";
-import { logger } from "./log.ts";
-import { plural, summary as describeSummary } from "./words.ts";
+import { describeError, formatAddress } from "./text/address.ts";
+import { echoConnection, type EchoCounters, type EchoEnd } from "./server/echo.ts";
+import { formatDuration } from "./text/duration.ts";
+import { Guard } from "./admission/guard.ts";
+import type { RefusalReason } from "./admission/refusals.ts";
+import { LogThrottle } from "./log/throttle.ts";
+import { addressKey } from "./admission/cidr.ts";
+import { logger } from "./log/log.ts";
+import { plural } from "./text/words.ts";
+import { type ServerStats, summary as describeSummary } from "./server/stats.ts";
+
+export type { ServerStats };
 
 /** What to do with a new connection while `maxConns` are open. */
 export type WhenFull = "wait" | "refuse";
+
+/** What {@linkcode serve} uses for the options left out; the command line shows and uses the same. */
+export const SERVE_DEFAULTS = {
+  /** Listen on every IPv4 address. */
+  hostname: "0.0.0.0",
+  /** The port to listen on. */
+  port: 8000,
+  /** How long open connections may finish after a shutdown. */
+  drainTimeoutMs: 10_000,
+  /** At the cap, queue newcomers in the backlog. */
+  whenFull: "wait",
+  /** Close a connection silent this long. */
+  idleTimeoutMs: 300_000,
+  /** No limit on a connection's lifetime. */
+  maxLifetimeMs: 0,
+} as const satisfies Required<
+  Pick<
+    ServeOptions,
+    "hostname" | "port" | "drainTimeoutMs" | "whenFull" | "idleTimeoutMs" | "maxLifetimeMs"
+  >
+>;
 
 /** Options for {@linkcode serve}. */
 export interface ServeOptions {
@@ -40,20 +65,6 @@ export interface ServeOptions {
   rejectMessage?: string;
   /** Let several listeners share the port (for workers; unstable `net`). @default {false} */
   reusePort?: boolean;
-}
-
-/** Counters of a server, for summaries and tests. */
-export interface ServerStats {
-  /** Connections open now. */
-  open: number;
-  /** Connections admitted since start. */
-  served: number;
-  /** Bytes read from clients. */
-  bytesIn: number;
-  /** Bytes written back to clients. */
-  bytesOut: number;
-  /** Connections refused or closed by the limits, by reason. */
-  refusals: Readonly<Record<RefusalReason, number>>;
 }
 
 /** A running echo server. */
@@ -120,13 +131,13 @@ const connLog = logger("conn");
  * ```
  */
 export function serve(options: ServeOptions = {}): EchoServer {
-  const hostname = options.hostname ?? "0.0.0.0";
-  const port = options.port ?? 8000;
-  const drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+  const hostname = options.hostname ?? SERVE_DEFAULTS.hostname;
+  const port = options.port ?? SERVE_DEFAULTS.port;
+  const drainTimeoutMs = options.drainTimeoutMs ?? SERVE_DEFAULTS.drainTimeoutMs;
   const guard = options.guard ?? new Guard();
-  const whenFull = options.whenFull ?? "wait";
-  const idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
-  const maxLifetimeMs = options.maxLifetimeMs ?? 0;
+  const whenFull = options.whenFull ?? SERVE_DEFAULTS.whenFull;
+  const idleTimeoutMs = options.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs;
+  const maxLifetimeMs = options.maxLifetimeMs ?? SERVE_DEFAULTS.maxLifetimeMs;
   const rejectLine = options.rejectMessage === undefined
     ? undefined
     : new TextEncoder().encode(options.rejectMessage + "\n");

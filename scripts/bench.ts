@@ -12,7 +12,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type BenchOptions, runBench } from "../bench.ts";
+import { type BenchOptions, runBench } from "../bench/mod.ts";
 import { startProjectServer } from "./project_server.ts";
 
 let parsed;

@@ -14,7 +14,7 @@
  */
 import net from "node:net";
 import { parseArgs } from "node:util";
-import { Histogram } from "../histogram.ts";
+import { Histogram } from "../bench/histogram.ts";
 import { startProjectServer } from "./project_server.ts";
 
 let parsed;

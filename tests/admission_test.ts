@@ -3,8 +3,8 @@
  * distinct loopback addresses where a limit is per address.
  */
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { parseCidr } from "../cidr.ts";
-import { Guard } from "../guard.ts";
+import { parseCidr } from "../admission/cidr.ts";
+import { Guard } from "../admission/guard.ts";
 import { serve, type ServeOptions } from "../server.ts";
 import { Cli, connectFrom, exchange, tryEcho } from "./helpers.ts";
 

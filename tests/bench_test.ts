@@ -6,7 +6,7 @@ import {
   formatProgress,
   formatReport,
   runBench,
-} from "../bench.ts";
+} from "../bench/bench.ts";
 
 /** What a test server does with one accepted connection. */
 type Handler = (conn: Deno.Conn) => Promise<void>;

@@ -7,7 +7,7 @@ import {
   formatCidr,
   parseCidr,
   parseIp,
-} from "../cidr.ts";
+} from "../admission/cidr.ts";
 
 function bytesOf(cidr: Cidr): number[] {
   return [...cidr.bytes];

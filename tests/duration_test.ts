@@ -1,5 +1,5 @@
 import { strictEqual, throws } from "node:assert/strict";
-import { formatDuration, parseDuration } from "../duration.ts";
+import { formatDuration, parseDuration } from "../text/duration.ts";
 
 Deno.test("parseDuration reads units and plain seconds", () => {
   strictEqual(parseDuration("500ms"), 500);

@@ -9,7 +9,7 @@ import {
   numberFlag,
   parseFlags,
   UsageError,
-} from "../flags.ts";
+} from "../cli/flags.ts";
 
 const TABLE: FlagTable = {
   port: { type: "string", short: "p", value: "PORT", default: "8000", help: "port" },

@@ -1,7 +1,8 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
-import { parseCidr } from "../cidr.ts";
-import { type Admission, Guard, type GuardOptions, REFUSAL_REASONS } from "../guard.ts";
-import { SharedCounts } from "../shared_counts.ts";
+import { parseCidr } from "../admission/cidr.ts";
+import { type Admission, Guard, type GuardOptions } from "../admission/guard.ts";
+import { REFUSAL_REASONS } from "../admission/refusals.ts";
+import { SharedCounts } from "../admission/shared_counts.ts";
 import { FixtureWorker, within } from "./shared_counts_client_fixture.ts";
 
 function release(admission: Admission): void {

@@ -28,7 +28,7 @@ export class FixtureWorker implements Disposable {
    *
    * @example
    * ```ts
-   * import { SharedCounts } from "../shared_counts.ts";
+   * import { SharedCounts } from "../admission/shared_counts.ts";
    * using worker = new FixtureWorker();
    * const shared = SharedCounts.create();
    * await worker.request({ op: "guard", buffer: shared.buffer, options: { maxConns: 2 } });

@@ -1,6 +1,6 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
-import { REFUSAL_REASONS } from "../guard.ts";
-import { SharedCounts } from "../shared_counts.ts";
+import { REFUSAL_REASONS } from "../admission/refusals.ts";
+import { SharedCounts } from "../admission/shared_counts.ts";
 import { FixtureWorker, within } from "./shared_counts_client_fixture.ts";
 
 /** Lets queued promise reactions run, to show that something is still pending. */

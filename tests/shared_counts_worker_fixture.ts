@@ -6,8 +6,8 @@
  * @module
  */
 
-import { type Admission, Guard, type GuardOptions } from "../guard.ts";
-import { SharedCounts } from "../shared_counts.ts";
+import { type Admission, Guard, type GuardOptions } from "../admission/guard.ts";
+import { SharedCounts } from "../admission/shared_counts.ts";
 
 /**
  * What the test thread asks the worker to do.

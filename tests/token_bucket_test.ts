@@ -1,5 +1,5 @@
 import { ok, strictEqual, throws } from "node:assert/strict";
-import { TokenBucket } from "../token_bucket.ts";
+import { TokenBucket } from "../admission/token_bucket.ts";
 
 function takes(bucket: TokenBucket, count: number): boolean[] {
   return Array.from({ length: count }, () => bucket.take());

@@ -25,7 +25,7 @@
  * @example
  * ```ts
  * import { formatReport, runBench } from "./bench.ts";
- * import { serve } from "./server.ts";
+ * import { serve } from "../server.ts";
  *
  * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * const report = await runBench({
@@ -65,6 +65,14 @@ import { Histogram } from "./histogram.ts";
  * ```
  */
 export type BenchMode = "pingpong" | "stream" | "churn";
+
+/** The largest load {@linkcode runBench} accepts; the command line checks the same bounds. */
+export const BENCH_LIMITS = {
+  /** Concurrent connections at most. */
+  maxConnections: 100_000,
+  /** Message size at most, in bytes. */
+  maxSize: 16 * 1024 * 1024,
+} as const;
 
 /**
  * Settings of one benchmark run.
@@ -192,7 +200,7 @@ export interface LatencyReport {
  * @example
  * ```ts
  * import { runBench } from "./bench.ts";
- * import { serve } from "./server.ts";
+ * import { serve } from "../server.ts";
  *
  * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * const r = await runBench({
@@ -298,7 +306,6 @@ const SLOTS = 64;
 /** Read buffer size cap. */
 const READ_MAX = 65536;
 /** Largest `size` accepted; the pattern is that long plus one period. */
-const MAX_SIZE = 16 * 1024 * 1024;
 /**
  * Deno's timers fire 0.1–1.4 ms late, so sleeps are cut short by this much:
  * a message sent early is timed from its actual send, one sent late from its
@@ -342,7 +349,7 @@ const BANNER_MAX = 4096;
  * @example
  * ```ts
  * import { runBench } from "./bench.ts";
- * import { serve } from "./server.ts";
+ * import { serve } from "../server.ts";
  *
  * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * // A long run, ended early (as Ctrl-C would) by aborting the signal.
@@ -374,7 +381,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
  * @example
  * ```ts
  * import { formatReport, runBench } from "./bench.ts";
- * import { serve } from "./server.ts";
+ * import { serve } from "../server.ts";
  *
  * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * const r = await runBench({
@@ -464,7 +471,7 @@ export function formatReport(r: BenchReport): string {
  * @example
  * ```ts
  * import { formatProgress, runBench } from "./bench.ts";
- * import { serve } from "./server.ts";
+ * import { serve } from "../server.ts";
  *
  * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * await runBench({
@@ -497,8 +504,8 @@ function validate(o: BenchOptions): void {
     throw new RangeError("host must be a non-empty string");
   }
   intIn("port", o.port, 1, 65535);
-  intIn("connections", o.connections, 1, 1_000_000);
-  intIn("size", o.size, 1, MAX_SIZE);
+  intIn("connections", o.connections, 1, BENCH_LIMITS.maxConnections);
+  intIn("size", o.size, 1, BENCH_LIMITS.maxSize);
   // setTimeout fires at once beyond 2^31 - 1 ms.
   if (!(o.durationMs > 0) || !(o.durationMs <= 2 ** 31 - 1)) {
     throw new RangeError(`durationMs must be > 0 and at most 2147483647, got ${o.durationMs}`);

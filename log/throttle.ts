@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { describeValue } from "../text/words.ts";
 
 /**
  * Options for {@link LogThrottle}.
@@ -37,10 +38,6 @@ interface Entry {
   last: number;
   /** Lines suppressed since then. */
   suppressed: number;
-}
-
-function describe(value: unknown): string {
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
 }
 
 /**
@@ -82,12 +79,12 @@ export class LogThrottle {
     const intervalMs = options.intervalMs ?? 10_000;
     if (typeof intervalMs !== "number" || !Number.isFinite(intervalMs) || intervalMs < 0) {
       throw new RangeError(
-        `invalid intervalMs ${describe(intervalMs)}: must be a finite number >= 0`,
+        `invalid intervalMs ${describeValue(intervalMs)}: must be a finite number >= 0`,
       );
     }
     const maxKeys = options.maxKeys ?? 10_000;
     if (!Number.isSafeInteger(maxKeys) || maxKeys <= 0) {
-      throw new RangeError(`invalid maxKeys ${describe(maxKeys)}: must be a positive integer`);
+      throw new RangeError(`invalid maxKeys ${describeValue(maxKeys)}: must be a positive integer`);
     }
     this.#intervalMs = intervalMs;
     this.#maxKeys = maxKeys;

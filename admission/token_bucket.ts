@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { describeValue } from "../text/words.ts";
 
 /**
  * Options for {@link TokenBucket}.
@@ -25,10 +26,6 @@ export interface TokenBucketOptions {
    * @default performance.now
    */
   now?: () => number;
-}
-
-function describe(value: unknown): string {
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
 }
 
 /**
@@ -71,11 +68,11 @@ export class TokenBucket {
   constructor(options: TokenBucketOptions) {
     const { rate } = options;
     if (typeof rate !== "number" || !Number.isFinite(rate) || rate <= 0) {
-      throw new RangeError(`invalid rate ${describe(rate)}: must be a positive finite number`);
+      throw new RangeError(`invalid rate ${describeValue(rate)}: must be a positive finite number`);
     }
     const burst = options.burst ?? Math.max(1, Math.ceil(rate));
     if (typeof burst !== "number" || !Number.isFinite(burst) || burst < 1) {
-      throw new RangeError(`invalid burst ${describe(burst)}: must be a finite number >= 1`);
+      throw new RangeError(`invalid burst ${describeValue(burst)}: must be a finite number >= 1`);
     }
     this.rate = rate;
     this.burst = burst;

@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { parseDuration } from "./duration.ts";
+import { parseDuration } from "../text/duration.ts";
 
 /** One flag of a command. */
 export interface Flag {

@@ -3,8 +3,6 @@
  *
  * @module
  */
-import type { ServerStats } from "./server.ts";
-
 /**
  * A count with its noun, singular or plural: `1 connection`, `3 connections`.
  *
@@ -17,28 +15,6 @@ import type { ServerStats } from "./server.ts";
  */
 export function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
-}
-
-/**
- * The one-line summary a server logs when it stops: what it served and,
- * when anything was refused or closed by a limit, how many by reason.
- *
- * @example
- * ```ts
- * import { summary } from "./words.ts";
- * const refusals = { cap: 0, "per-ip": 2, rate: 0, denied: 0, idle: 1, lifetime: 0 };
- * console.assert(
- *   summary({ open: 0, served: 3, bytesIn: 10, bytesOut: 10, refusals }) ===
- *     "served 3 connections, echoed 10 bytes; refused or closed by limits: per-ip 2, idle 1",
- * );
- * ```
- */
-export function summary(stats: ServerStats): string {
-  const limited = Object.entries(stats.refusals).filter(([, n]) => n > 0)
-    .map(([reason, n]) => `${reason} ${n}`);
-  return `served ${plural(stats.served, "connection")}, echoed ${plural(stats.bytesOut, "byte")}${
-    limited.length > 0 ? `; refused or closed by limits: ${limited.join(", ")}` : ""
-  }`;
 }
 
 const decoder = new TextDecoder();
@@ -56,4 +32,19 @@ const decoder = new TextDecoder();
 export function quoteBytes(bytes: Uint8Array): string {
   const text = JSON.stringify(decoder.decode(bytes.subarray(0, 60)));
   return bytes.length > 60 ? `${text.slice(0, -1)}…"` : text;
+}
+
+/**
+ * A value as it reads in an error message: strings quoted, the rest as they print.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { describeValue } from "./words.ts";
+ * equal(describeValue("abc"), '"abc"');
+ * equal(describeValue(NaN), "NaN");
+ * ```
+ */
+export function describeValue(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : String(value);
 }

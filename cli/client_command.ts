@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { ClientError, connect, type EchoClient, writeAll } from "./client.ts";
-import { quoteBytes } from "./words.ts";
-import { describeError } from "./address.ts";
-import { formatDuration } from "./duration.ts";
+import { ClientError, connect, type EchoClient, writeAll } from "../client.ts";
+import { quoteBytes } from "../text/words.ts";
+import { describeError } from "../text/address.ts";
+import { formatDuration } from "../text/duration.ts";
 
 /** Options for {@linkcode runClient}. */
 export interface ClientCommandOptions {

@@ -9,47 +9,21 @@
 import { addressKey, type Cidr, cidrContainsIp, parseIp } from "./cidr.ts";
 import type { OpenResult, SharedCounts } from "./shared_counts.ts";
 import { TokenBucket } from "./token_bucket.ts";
+import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "./refusals.ts";
+import { describeValue } from "../text/words.ts";
 
 /**
- * Why a connection was refused or closed. `idle` and `lifetime` are decided
- * outside the guard and only recorded through {@link Guard.count}.
- *
- * @example
- * ```ts
- * const reason: RefusalReason = "per-ip";
- * ```
+ * The limits a {@link Guard} applies when its options leave them out; the
+ * command line shows and uses the same values.
  */
-export type RefusalReason = "cap" | "per-ip" | "rate" | "denied" | "idle" | "lifetime";
-
-/**
- * Every {@link RefusalReason}, in a stable order for metrics output.
- *
- * @example
- * ```ts
- * for (const reason of REFUSAL_REASONS) console.log(reason);
- * ```
- */
-export const REFUSAL_REASONS: readonly RefusalReason[] = Object.freeze([
-  "cap",
-  "per-ip",
-  "rate",
-  "denied",
-  "idle",
-  "lifetime",
-]);
-
-/**
- * A fresh record of refusal counts, every reason at zero.
- *
- * @example
- * ```ts
- * import { noRefusals } from "./guard.ts";
- * console.assert(noRefusals()["per-ip"] === 0);
- * ```
- */
-export function noRefusals(): Record<RefusalReason, number> {
-  return { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 };
-}
+export const GUARD_DEFAULTS = {
+  /** Open connections at most, server-wide. */
+  maxConns: 10_000,
+  /** Open connections at most per client key. */
+  maxConnsPerIp: 256,
+  /** Client keys with a token bucket at most. */
+  maxRateKeys: 100_000,
+} as const;
 
 /**
  * Options for {@link Guard}. Every field is optional.
@@ -143,14 +117,10 @@ export type Admission =
   | { ok: true; release: () => void }
   | { ok: false; reason: "cap" | "per-ip" | "rate" | "denied" };
 
-function describe(value: unknown): string {
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
-}
-
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(`invalid ${name} ${describe(value)}: must be a positive integer`);
+    throw new RangeError(`invalid ${name} ${describeValue(value)}: must be a positive integer`);
   }
   return value;
 }
@@ -158,7 +128,7 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
 function cidrList(name: string, value: readonly Cidr[] | undefined): readonly Cidr[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) {
-    throw new TypeError(`invalid ${name} ${describe(value)}: must be an array of CIDRs`);
+    throw new TypeError(`invalid ${name} ${describeValue(value)}: must be an array of CIDRs`);
   }
   // Copied so later mutation of the caller's array cannot change policy behind our back.
   return [...value];
@@ -410,16 +380,26 @@ export class Guard {
    * @throws {TypeError} when `allow`/`deny` is not an array or `now` is not a function.
    */
   constructor(options: GuardOptions = {}) {
-    const maxConns = positiveInteger("maxConns", options.maxConns, 10_000);
-    this.#maxConnsPerIp = positiveInteger("maxConnsPerIp", options.maxConnsPerIp, 256);
-    const maxRateKeys = positiveInteger("maxRateKeys", options.maxRateKeys, 100_000);
+    const maxConns = positiveInteger("maxConns", options.maxConns, GUARD_DEFAULTS.maxConns);
+    this.#maxConnsPerIp = positiveInteger(
+      "maxConnsPerIp",
+      options.maxConnsPerIp,
+      GUARD_DEFAULTS.maxConnsPerIp,
+    );
+    const maxRateKeys = positiveInteger(
+      "maxRateKeys",
+      options.maxRateKeys,
+      GUARD_DEFAULTS.maxRateKeys,
+    );
 
     const { rate } = options;
     if (rate !== undefined && (!Number.isFinite(rate) || rate <= 0)) {
-      throw new RangeError(`invalid rate ${describe(rate)}: must be a positive finite number`);
+      throw new RangeError(`invalid rate ${describeValue(rate)}: must be a positive finite number`);
     }
     if (rate === undefined && options.burst !== undefined) {
-      throw new RangeError(`invalid burst ${describe(options.burst)}: requires rate to be set`);
+      throw new RangeError(
+        `invalid burst ${describeValue(options.burst)}: requires rate to be set`,
+      );
     }
     const burst = positiveInteger(
       "burst",
@@ -433,7 +413,7 @@ export class Guard {
 
     const { now, shared } = options;
     if (now !== undefined && typeof now !== "function") {
-      throw new TypeError(`invalid now ${describe(now)}: must be a function`);
+      throw new TypeError(`invalid now ${describeValue(now)}: must be a function`);
     }
     if (shared === undefined) {
       this.#counts = new LocalCounts(
@@ -571,7 +551,7 @@ export class Guard {
    */
   count(reason: RefusalReason): void {
     if (!REFUSAL_REASONS.includes(reason)) {
-      throw new RangeError(`invalid refusal reason ${describe(reason)}`);
+      throw new RangeError(`invalid refusal reason ${describeValue(reason)}`);
     }
     this.#counts.count(reason);
   }

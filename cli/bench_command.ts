@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { type BenchOptions, formatProgress, formatReport, runBench } from "./bench.ts";
-import { describeError } from "./address.ts";
+import { type BenchOptions, formatProgress, formatReport, runBench } from "../bench/mod.ts";
+import { describeError } from "../text/address.ts";
 
 const encoder = new TextEncoder();
 

@@ -9,8 +9,9 @@
  *
  * @module
  */
+import { describeValue } from "../text/words.ts";
 
-import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "./guard.ts";
+import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "./refusals.ts";
 
 /**
  * Options for {@link SharedCounts.create}. Every field is optional.
@@ -65,10 +66,6 @@ const BUCKETS_OFFSET = REFUSALS_OFFSET + REFUSAL_REASONS.length * 8;
 
 function byteLengthFor(slots: number): number {
   return BUCKETS_OFFSET + slots * 8 + slots * 4;
-}
-
-function describe(value: unknown): string {
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
 }
 
 function isPowerOfTwo(value: number): boolean {
@@ -145,13 +142,13 @@ export class SharedCounts {
     const slots = options.slots ?? DEFAULT_SLOTS;
     if (!isPowerOfTwo(slots)) {
       throw new RangeError(
-        `invalid slots ${describe(slots)}: must be a power of two from 1 to ${MAX_SLOTS}`,
+        `invalid slots ${describeValue(slots)}: must be a power of two from 1 to ${MAX_SLOTS}`,
       );
     }
     const cap = options.cap ?? INT32_MAX;
     if (!Number.isSafeInteger(cap) || cap <= 0 || cap > INT32_MAX) {
       throw new RangeError(
-        `invalid cap ${describe(cap)}: must be a positive integer up to ${INT32_MAX}`,
+        `invalid cap ${describeValue(cap)}: must be a positive integer up to ${INT32_MAX}`,
       );
     }
     const buffer = new SharedArrayBuffer(byteLengthFor(slots));
@@ -193,7 +190,9 @@ export class SharedCounts {
    */
   constructor(buffer: SharedArrayBuffer) {
     if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < BUCKETS_OFFSET) {
-      throw new TypeError(`invalid buffer ${describe(buffer)}: must come from SharedCounts.create`);
+      throw new TypeError(
+        `invalid buffer ${describeValue(buffer)}: must come from SharedCounts.create`,
+      );
     }
     const header = new Int32Array(buffer, 0, HEADER_WORDS);
     const slots = Atomics.load(header, HEADER_SLOTS);
@@ -201,7 +200,9 @@ export class SharedCounts {
       Atomics.load(header, HEADER_MAGIC) !== MAGIC || !isPowerOfTwo(slots) ||
       buffer.byteLength !== byteLengthFor(slots)
     ) {
-      throw new TypeError(`invalid buffer ${describe(buffer)}: must come from SharedCounts.create`);
+      throw new TypeError(
+        `invalid buffer ${describeValue(buffer)}: must come from SharedCounts.create`,
+      );
     }
     this.#buffer = buffer;
     this.#header = header;
@@ -384,13 +385,13 @@ export class SharedCounts {
    */
   takeToken(key: string, rate: number, burst: number, nowMs: number): boolean {
     if (!Number.isFinite(rate) || rate <= 0) {
-      throw new RangeError(`invalid rate ${describe(rate)}: must be a positive finite number`);
+      throw new RangeError(`invalid rate ${describeValue(rate)}: must be a positive finite number`);
     }
     if (!Number.isFinite(burst) || burst < 1) {
-      throw new RangeError(`invalid burst ${describe(burst)}: must be a finite number >= 1`);
+      throw new RangeError(`invalid burst ${describeValue(burst)}: must be a finite number >= 1`);
     }
     if (!Number.isFinite(nowMs)) {
-      throw new RangeError(`invalid nowMs ${describe(nowMs)}: must be a finite number`);
+      throw new RangeError(`invalid nowMs ${describeValue(nowMs)}: must be a finite number`);
     }
     const slot = hashKey(key) & this.#mask;
     const intervalUs = Math.ceil(1e6 / rate);
@@ -423,7 +424,7 @@ export class SharedCounts {
    */
   count(reason: RefusalReason): void {
     const index = REFUSAL_REASONS.indexOf(reason);
-    if (index === -1) throw new RangeError(`invalid refusal reason ${describe(reason)}`);
+    if (index === -1) throw new RangeError(`invalid refusal reason ${describeValue(reason)}`);
     Atomics.add(this.#refusals, index, 1n);
   }
 

@@ -5,18 +5,22 @@
  *
  * @module
  */
-import { describeError, formatAddress } from "./address.ts";
-import { Guard, type GuardOptions } from "./guard.ts";
-import { logger, type LoggingOptions, setupLogging } from "./log.ts";
+import { describeError, formatAddress } from "../text/address.ts";
+import { Guard, type GuardOptions } from "../admission/guard.ts";
+import { logger, type LoggingOptions, setupLogging } from "../log/log.ts";
 import {
   type EchoServer,
   ListenError,
   serve,
+  SERVE_DEFAULTS,
   type ServeOptions,
   type ServerStats,
-} from "./server.ts";
-import { SharedCounts } from "./shared_counts.ts";
-import { summary as describeSummary } from "./words.ts";
+} from "../server.ts";
+import { SharedCounts } from "../admission/shared_counts.ts";
+import { summary as describeSummary } from "./stats.ts";
+
+/** Each worker is a whole isolate (tens of MiB); more than this helps no machine. */
+export const MAX_WORKERS = 64;
 
 /** What each worker needs to start its server: plain data, cloned into the worker. */
 export interface WorkerConfig {
@@ -57,11 +61,11 @@ const log = logger("server");
  * {@linkcode ListenError} when the port cannot be had.
  */
 export async function startWorkers(options: WorkersOptions): Promise<EchoServer> {
-  const hostname = options.config.serve.hostname ?? "0.0.0.0";
+  const hostname = options.config.serve.hostname ?? SERVE_DEFAULTS.hostname;
   // Listening once without reusePort first makes a port that anyone else
   // holds (even another echo-server with workers) a clear error instead of
   // a silently shared port, and turns port 0 into the one the workers share.
-  const port = probePort(hostname, options.config.serve.port ?? 8000);
+  const port = probePort(hostname, options.config.serve.port ?? SERVE_DEFAULTS.port);
   const shared = SharedCounts.create();
   const workers: Worker[] = [];
   const listening: PromiseWithResolvers<void>[] = [];
