@@ -4,12 +4,13 @@
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { connect } from "./client.ts";
  * import { serve } from "./server.ts";
  * await using server = serve({ hostname: "127.0.0.1", port: 0 });
  * await using client = await connect({ port: server.addr.port });
- * const reply = await client.send("Hello, server");
- * console.assert(new TextDecoder().decode(reply) === "Hello, server");
+ * const reply = await client.send("Hello, server", { verify: true });
+ * equal(new TextDecoder().decode(reply), "Hello, server");
  * ```
  *
  * @module
@@ -17,6 +18,18 @@
 import { quoteBytes } from "./text/words.ts";
 import { describeError, formatAddress } from "./text/address.ts";
 import { formatDuration } from "./text/duration.ts";
+import { broken, ClientError, refused } from "./client/errors.ts";
+import { EchoCheck } from "./client/echo_check.ts";
+
+export { ClientError, type ClientErrorKind } from "./client/errors.ts";
+
+/** Where {@linkcode connect} goes when its options leave it out; the command line shows and uses the same. */
+export const CONNECT_DEFAULTS = {
+  /** The server on this machine. */
+  host: "127.0.0.1",
+  /** The port `serve` listens on by default. */
+  port: 8000,
+} as const;
 
 /** Options for {@linkcode connect}. */
 export interface ConnectOptions {
@@ -28,10 +41,21 @@ export interface ConnectOptions {
   signal?: AbortSignal;
 }
 
-/** Options for {@linkcode EchoClient.send}. */
-export interface SendOptions {
-  /** Gives up on the reply, e.g. `AbortSignal.timeout(5000)`; the connection is closed. */
+/** Options for {@linkcode EchoClient.end}. */
+export interface ReadOptions {
+  /** Gives up, e.g. `AbortSignal.timeout(5000)`; the connection is closed. */
   signal?: AbortSignal;
+}
+
+/** Options for {@linkcode EchoClient.send}. */
+export interface SendOptions extends ReadOptions {
+  /**
+   * Rejects with a {@linkcode ClientError} instead of resolving with a reply
+   * that is not the echo: kind `refused` when the server closes right after
+   * the odd bytes (a refusal line, such as `serve --reject-message` writes),
+   * `mismatch` otherwise. @default {false}
+   */
+  verify?: boolean;
 }
 
 /** Something bytes can be read from, such as `Deno.stdin`. */
@@ -51,8 +75,19 @@ export interface Writer {
  *
  * @example
  * ```ts
+ * import { deepEqual } from "node:assert/strict";
  * import { writeAll } from "./client.ts";
- * await writeAll(Deno.stdout, new TextEncoder().encode("hello\n"));
+ * const taken: number[] = [];
+ * // A writer that takes at most two bytes a call, as a full pipe may.
+ * const writer = {
+ *   write(p: Uint8Array) {
+ *     const n = Math.min(2, p.length);
+ *     taken.push(...p.subarray(0, n));
+ *     return Promise.resolve(n);
+ *   },
+ * };
+ * await writeAll(writer, new Uint8Array([1, 2, 3, 4, 5]));
+ * deepEqual(taken, [1, 2, 3, 4, 5]);
  * ```
  */
 export async function writeAll(writer: Writer, bytes: Uint8Array): Promise<void> {
@@ -67,14 +102,13 @@ export interface PipeOptions {
 
 /** Bytes sent but not yet echoed, beyond which `pipe` stops reading its input. */
 const MAX_IN_FLIGHT = 1 << 20;
+/** How long bytes that are not the echo may take to be followed by the server's close (a refusal). */
+const REFUSAL_WAIT_MS = 500;
 
-/** A connection or an exchange failed; the message is one sentence for people. */
-export class ClientError extends Error {
-  /** @param message the whole sentence, e.g. `cannot connect to 127.0.0.1:8000: connection refused` */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "ClientError";
-  }
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 const encoder = new TextEncoder();
@@ -98,46 +132,67 @@ export class EchoClient implements AsyncDisposable {
    * Sends `data` and resolves with the same number of bytes read back. Writing
    * and reading run together, so that messages larger than the sockets'
    * buffers do not deadlock. Calls made at once are sent one after another.
+   * With `verify`, a reply that is not the echo rejects instead.
    */
   send(data: Uint8Array | string, options: SendOptions = {}): Promise<Uint8Array> {
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    const exchange = this.#queue.then(() => this.#exchange(bytes, options.signal));
+    const verify = options.verify === true;
+    const exchange = this.#queue.then(async () => {
+      const reply = await this.#exchange(bytes, verify, options.signal);
+      if (verify && !sameBytes(bytes, reply)) {
+        throw await this.#refusalOr(
+          reply,
+          new ClientError(
+            "mismatch",
+            `echo differs: sent ${quoteBytes(bytes)}, got ${quoteBytes(reply)}`,
+          ),
+        );
+      }
+      return reply;
+    });
     this.#queue = exchange.catch(() => {});
     return exchange;
   }
 
-  async #exchange(bytes: Uint8Array, signal: AbortSignal | undefined): Promise<Uint8Array> {
-    if (this.#closed) throw new ClientError(`connection to ${this.address} is closed`);
+  async #exchange(
+    bytes: Uint8Array,
+    verify: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<Uint8Array> {
+    if (this.#closed) throw new ClientError("closed", `connection to ${this.address} is closed`);
     signal?.throwIfAborted();
     const abort = () => this.close();
     signal?.addEventListener("abort", abort, { once: true });
     try {
       const [, reply] = await Promise.all([
         writeAll(this.#conn, bytes),
-        this.#readExactly(bytes.length),
+        this.#readExactly(bytes, verify),
       ]);
       return reply;
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       if (error instanceof ClientError) throw error;
       this.close();
-      throw new ClientError(`connection to ${this.address} failed: ${describeError(error)}`, {
-        cause: error,
-      });
+      throw broken(this.address, error);
     } finally {
       signal?.removeEventListener("abort", abort);
     }
   }
 
-  async #readExactly(length: number): Promise<Uint8Array> {
-    const reply = new Uint8Array(length);
-    for (let got = 0; got < length;) {
+  async #readExactly(sent: Uint8Array, verify: boolean): Promise<Uint8Array> {
+    const reply = new Uint8Array(sent.length);
+    for (let got = 0; got < sent.length;) {
       const n = await this.#conn.read(reply.subarray(got));
       if (n === null) {
         this.close();
+        const received = reply.subarray(0, got);
+        if (verify && !sameBytes(received, sent.subarray(0, got))) {
+          throw refused(this.address, received);
+        }
         throw new ClientError(
-          `${this.address} closed the connection after ${got} of ${length} bytes${
-            got > 0 ? `; it sent back ${quoteBytes(reply.subarray(0, got))}` : ""
+          "closed",
+          `${this.address} closed the connection after ${got} of ${sent.length} bytes${
+            got > 0 ? `; it sent back ${quoteBytes(received)}` : ""
           }`,
         );
       }
@@ -147,21 +202,37 @@ export class EchoClient implements AsyncDisposable {
   }
 
   /**
+   * Tells a refusal from a wrong echo, once `received` came back where an echo
+   * was due: a server refusing a connection closes right after its message.
+   * Closes the connection either way.
+   */
+  async #refusalOr(received: Uint8Array, otherwise: ClientError): Promise<ClientError> {
+    const rest = await this.#readRest(false, AbortSignal.timeout(REFUSAL_WAIT_MS))
+      .catch(() => null);
+    this.close();
+    return rest === null
+      ? otherwise
+      : refused(this.address, new Uint8Array([...received, ...rest]));
+  }
+
+  /**
    * Streams `input` through the server into `output`, like netcat, checking
    * every byte that comes back against what went out. Resolves once input
    * has ended and the server has echoed everything and closed; rejects with
-   * a {@linkcode ClientError} as soon as the server closes early, answers
-   * with other bytes, or leaves sent bytes unanswered for `timeoutMs`.
-   * Reading and writing run at once, with at most 1 MiB in flight.
+   * a {@linkcode ClientError} as soon as the server closes early, refuses
+   * the connection, answers with other bytes, or leaves sent bytes unanswered
+   * for `timeoutMs`. Reading and writing run at once, with at most 1 MiB in
+   * flight.
    */
   async pipe(input: Reader, output: Writer, options: PipeOptions): Promise<void> {
     await this.#queue;
-    const inFlight: Uint8Array[] = [];
-    let inFlightBytes = 0;
-    let checkedBytes = 0;
+    const check = new EchoCheck(this.address);
     let inputDone = false;
     let lastProgress = performance.now();
     let roomForMore: (() => void) | undefined;
+    // While odd bytes are being explained, other failures (a write into the
+    // closing connection, the watchdog) would only hide the explanation.
+    let explaining: Promise<unknown> | undefined;
     const failed = Promise.withResolvers<never>();
     const fail = (error: ClientError) => {
       failed.reject(error);
@@ -170,13 +241,12 @@ export class EchoClient implements AsyncDisposable {
     const sending = (async () => {
       const buffer = new Uint8Array(64 * 1024);
       while (true) {
-        while (inFlightBytes > MAX_IN_FLIGHT) await new Promise<void>((r) => roomForMore = r);
+        while (check.pending > MAX_IN_FLIGHT) await new Promise<void>((r) => roomForMore = r);
         const n = await input.read(buffer);
         if (n === null) break;
         const chunk = buffer.slice(0, n);
-        if (inFlightBytes === 0) lastProgress = performance.now();
-        inFlight.push(chunk);
-        inFlightBytes += n;
+        if (check.pending === 0) lastProgress = performance.now();
+        check.sent(chunk);
         await writeAll(this.#conn, chunk);
       }
       inputDone = true;
@@ -184,63 +254,48 @@ export class EchoClient implements AsyncDisposable {
     })();
     const receiving = (async () => {
       const buffer = new Uint8Array(64 * 1024);
-      let headOffset = 0;
       while (true) {
         const n = await this.#conn.read(buffer);
         if (n === null) break;
-        for (let i = 0; i < n;) {
-          const head = inFlight[0];
-          if (head === undefined) {
-            throw new ClientError(`${this.address} sent ${n - i} more bytes than were sent to it`);
-          }
-          const span = Math.min(n - i, head.length - headOffset);
-          for (let k = 0; k < span; k++) {
-            if (buffer[i + k] !== head[headOffset + k]) {
-              throw new ClientError(
-                `echo differs at byte ${checkedBytes + k}: got ${
-                  quoteBytes(buffer.subarray(i, n))
-                }`,
-              );
-            }
-          }
-          i += span;
-          checkedBytes += span;
-          headOffset += span;
-          if (headOffset === head.length) {
-            inFlight.shift();
-            headOffset = 0;
-          }
-        }
-        inFlightBytes -= n;
         lastProgress = performance.now();
+        const chunk = buffer.subarray(0, n);
+        const wrong = check.received(chunk);
+        if (wrong !== undefined) {
+          explaining = this.#refusalOr(chunk.slice(), wrong);
+          throw await explaining;
+        }
         roomForMore?.();
-        await writeAll(output, buffer.subarray(0, n));
+        await writeAll(output, chunk);
       }
-      if (!inputDone || inFlightBytes > 0) {
+      if (!inputDone || check.pending > 0) {
         throw new ClientError(
+          "closed",
           `${this.address} closed the connection${
-            inFlightBytes > 0 ? ` with ${inFlightBytes} bytes not echoed` : ""
+            check.pending > 0 ? ` with ${check.pending} bytes not echoed` : ""
           }`,
         );
       }
     })();
     const watchdog = setInterval(() => {
-      if (inFlightBytes > 0 && performance.now() - lastProgress > options.timeoutMs) {
+      if (
+        explaining === undefined && check.pending > 0 &&
+        performance.now() - lastProgress > options.timeoutMs
+      ) {
         fail(
           new ClientError(
+            "timeout",
             `no reply from ${this.address} within ${formatDuration(options.timeoutMs)}`,
           ),
         );
       }
     }, Math.max(10, Math.min(1000, options.timeoutMs / 4)));
     const asClientError = (error: unknown) =>
-      error instanceof ClientError
-        ? error
-        : new ClientError(`connection to ${this.address} failed: ${describeError(error)}`, {
-          cause: error,
-        });
+      error instanceof ClientError ? error : broken(this.address, error);
     receiving.catch((error) => fail(asClientError(error)));
-    sending.catch((error) => fail(asClientError(error)));
+    sending.catch(async (error) => {
+      await explaining;
+      fail(asClientError(error));
+    });
     try {
       // The input may never end (a terminal left open): a failure must not wait for it.
       await Promise.race([Promise.all([sending, receiving]), failed.promise]);
@@ -255,23 +310,22 @@ export class EchoClient implements AsyncDisposable {
    * left and closes, and resolves with any bytes that came back beyond the
    * echoes already received: empty for an exact echo server.
    */
-  end(options: SendOptions = {}): Promise<Uint8Array> {
+  end(options: ReadOptions = {}): Promise<Uint8Array> {
     return this.#readToClose(true, options.signal);
-  }
-
-  /**
-   * Waits, without half-closing, for the server to close the connection, and
-   * resolves with whatever it sent meanwhile. Useful to tell a server that
-   * refused the connection (it closes on its own) from one that answered
-   * wrongly; give it a signal, since an echo server never closes first.
-   */
-  untilClosed(options: SendOptions = {}): Promise<Uint8Array> {
-    return this.#readToClose(false, options.signal);
   }
 
   async #readToClose(halfClose: boolean, signal: AbortSignal | undefined): Promise<Uint8Array> {
     await this.#queue;
-    if (this.#closed) throw new ClientError(`connection to ${this.address} is closed`);
+    if (this.#closed) throw new ClientError("closed", `connection to ${this.address} is closed`);
+    try {
+      return await this.#readRest(halfClose, signal);
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Reads until the server closes, not waiting for queued sends (callers in the queue use it). */
+  async #readRest(halfClose: boolean, signal: AbortSignal | undefined): Promise<Uint8Array> {
     const abort = () => this.close();
     signal?.addEventListener("abort", abort, { once: true });
     try {
@@ -284,12 +338,9 @@ export class EchoClient implements AsyncDisposable {
       return new Uint8Array(rest);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
-      throw new ClientError(`connection to ${this.address} failed: ${describeError(error)}`, {
-        cause: error,
-      });
+      throw broken(this.address, error);
     } finally {
       signal?.removeEventListener("abort", abort);
-      this.close();
     }
   }
 
@@ -312,12 +363,13 @@ export class EchoClient implements AsyncDisposable {
 }
 
 /**
- * Connects to an echo server. Rejects with a {@linkcode ClientError} such as
- * `cannot connect to 127.0.0.1:8000: connection refused`.
+ * Connects to an echo server. Rejects with a {@linkcode ClientError} of kind
+ * `connect`, such as `cannot connect to 127.0.0.1:8000: connection refused`,
+ * or of kind `timeout` when a timeout signal ends the attempt.
  */
 export async function connect(options: ConnectOptions = {}): Promise<EchoClient> {
-  const hostname = options.host ?? "127.0.0.1";
-  const port = options.port ?? 8000;
+  const hostname = options.host ?? CONNECT_DEFAULTS.host;
+  const port = options.port ?? CONNECT_DEFAULTS.port;
   try {
     const conn = await Deno.connect({ hostname, port, signal: options.signal });
     try {
@@ -327,11 +379,12 @@ export async function connect(options: ConnectOptions = {}): Promise<EchoClient>
     }
     return new EchoClient(conn);
   } catch (error) {
-    const why = options.signal?.aborted
-      ? describeError(options.signal.reason)
-      : describeError(error);
-    throw new ClientError(`cannot connect to ${formatAddress(hostname, port)}: ${why}`, {
-      cause: error,
-    });
+    const reason = options.signal?.aborted ? options.signal.reason : error;
+    const timedOut = reason instanceof DOMException && reason.name === "TimeoutError";
+    throw new ClientError(
+      timedOut ? "timeout" : "connect",
+      `cannot connect to ${formatAddress(hostname, port)}: ${describeError(reason)}`,
+      { cause: error },
+    );
   }
 }

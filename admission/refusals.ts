@@ -3,10 +3,11 @@
  *
  * @module
  */
+import { describeValue } from "../text/words.ts";
 
 /**
  * Why a connection was refused or closed. `idle` and `lifetime` are decided
- * outside the guard and only recorded through {@link Guard.count}.
+ * outside the guard and only recorded through `Guard.count`.
  *
  * @example
  * ```ts
@@ -20,7 +21,9 @@ export type RefusalReason = "cap" | "per-ip" | "rate" | "denied" | "idle" | "lif
  *
  * @example
  * ```ts
- * for (const reason of REFUSAL_REASONS) console.log(reason);
+ * import { equal } from "node:assert/strict";
+ * equal(REFUSAL_REASONS.length, 6);
+ * equal(REFUSAL_REASONS[0], "cap");
  * ```
  */
 export const REFUSAL_REASONS: readonly RefusalReason[] = Object.freeze([
@@ -37,10 +40,31 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = Object.freeze([
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { noRefusals } from "./refusals.ts";
- * console.assert(noRefusals()["per-ip"] === 0);
+ * equal(noRefusals()["per-ip"], 0);
  * ```
  */
 export function noRefusals(): Record<RefusalReason, number> {
   return { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 };
+}
+
+/**
+ * The position of `reason` in {@link REFUSAL_REASONS}, which is also where
+ * the shared counters keep it; checks a reason that came from untyped code.
+ *
+ * @throws {RangeError} for a reason not in {@link REFUSAL_REASONS}.
+ *
+ * @example
+ * ```ts
+ * import { equal, throws } from "node:assert/strict";
+ * import { refusalIndex } from "./refusals.ts";
+ * equal(refusalIndex("per-ip"), 1);
+ * throws(() => refusalIndex("bogus" as never), { message: 'invalid refusal reason "bogus"' });
+ * ```
+ */
+export function refusalIndex(reason: RefusalReason): number {
+  const index = REFUSAL_REASONS.indexOf(reason);
+  if (index === -1) throw new RangeError(`invalid refusal reason ${describeValue(reason)}`);
+  return index;
 }

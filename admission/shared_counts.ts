@@ -10,88 +10,28 @@
  * @module
  */
 import { describeValue } from "../text/words.ts";
+import type { OpenResult } from "./counts.ts";
+import { spendToken, toMicros } from "./gcra.ts";
+import { checkRate, type RateLimit } from "./limits.ts";
+import { noRefusals, REFUSAL_REASONS, refusalIndex, type RefusalReason } from "./refusals.ts";
+import {
+  allocate,
+  attach,
+  HEADER_CAP,
+  HEADER_OPEN,
+  INT32_MAX,
+  type SharedCountsOptions,
+  type SharedViews,
+  slotOf,
+} from "./shared_layout.ts";
 
-import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "./refusals.ts";
-
-/**
- * Options for {@link SharedCounts.create}. Every field is optional.
- *
- * @example
- * ```ts
- * const options: SharedCountsOptions = { slots: 1 << 12, cap: 1_000 };
- * ```
- */
-export interface SharedCountsOptions {
-  /**
-   * Hashed slots for per-key counts and for per-key token buckets (a power of
-   * two, 1 to 2^20). The buffer takes 12 bytes per slot, so the default is
-   * 384 KiB. Keys that hash to the same slot share a count and a bucket.
-   * @default 32_768
-   */
-  slots?: number;
-  /**
-   * Initial cap on total open connections (positive integer below 2^31).
-   * Each `Guard` attached to the counts lowers it to its `maxConns`.
-   * @default 2_147_483_647
-   */
-  cap?: number;
-}
-
-/**
- * Result of {@link SharedCounts.tryOpen}: `ok`, or the limit that refused.
- *
- * @example
- * ```ts
- * const result: OpenResult = "per-ip";
- * ```
- */
-export type OpenResult = "ok" | "per-ip" | "cap";
-
-const INT32_MAX = 0x7fff_ffff;
-const DEFAULT_SLOTS = 1 << 15;
-const MAX_SLOTS = 1 << 20;
-/** "ECH1": lets the constructor reject a buffer that was not made by create(). */
-const MAGIC = 0x4543_4831;
-
-// Layout: Int32 header, BigInt64 refusal counters, BigInt64 bucket slots,
-// Int32 count slots. The 64-bit parts come first so they stay 8-byte aligned
-// whatever the slot count.
-const HEADER_MAGIC = 0;
-const HEADER_SLOTS = 1;
-const HEADER_OPEN = 2;
-const HEADER_CAP = 3;
-const HEADER_WORDS = 4;
-const REFUSALS_OFFSET = HEADER_WORDS * 4;
-const BUCKETS_OFFSET = REFUSALS_OFFSET + REFUSAL_REASONS.length * 8;
-
-function byteLengthFor(slots: number): number {
-  return BUCKETS_OFFSET + slots * 8 + slots * 4;
-}
-
-function isPowerOfTwo(value: number): boolean {
-  return Number.isSafeInteger(value) && value >= 1 && value <= MAX_SLOTS &&
-    (value & (value - 1)) === 0;
-}
-
-/**
- * FNV-1a over the UTF-16 code units, finished with murmur3's fmix32: FNV's
- * low bits depend only on the low bits of each step, and the slot index is
- * exactly the low bits, so they are mixed with the high ones first.
- */
-function hashKey(key: string): number {
-  let hash = 0x811c_9dc5;
-  for (let i = 0; i < key.length; i++) {
-    hash = Math.imul(hash ^ key.charCodeAt(i), 0x0100_0193);
-  }
-  hash = Math.imul(hash ^ (hash >>> 16), 0x85eb_ca6b);
-  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2_ae35);
-  return (hash ^ (hash >>> 16)) >>> 0;
-}
+export type { OpenResult } from "./counts.ts";
+export type { SharedCountsOptions } from "./shared_layout.ts";
 
 /**
  * Limits and counters shared by every thread holding the same buffer. Create
  * it once with {@link SharedCounts.create}, post {@link SharedCounts.buffer}
- * to each Worker, and attach there with `new SharedCounts(buffer)`.
+ * to each Worker, and attach there with {@link SharedCounts.from}.
  *
  * Keys (normally `addressKey` results from cidr.ts) are hashed into a fixed
  * number of slots, so memory never grows with the number of clients. Two keys
@@ -108,18 +48,21 @@ function hashKey(key: string): number {
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * const counts = SharedCounts.create({ cap: 100 });
  * // Post counts.buffer to each Worker; there: const counts = SharedCounts.from(event.data);
  * const sameCounts = SharedCounts.from(counts.buffer);
- * if (sameCounts.tryOpen("10.0.0.1", 8) === "ok") counts.close("10.0.0.1");
- * console.assert(counts.open === 0);
+ * equal(sameCounts.tryOpen("10.0.0.1", 8), "ok");
+ * equal(counts.open, 1);
+ * counts.close("10.0.0.1");
+ * equal(sameCounts.open, 0);
  * ```
  */
 export class SharedCounts {
   readonly #buffer: SharedArrayBuffer;
   readonly #header: Int32Array;
   readonly #refusals: BigInt64Array;
-  /** Per slot: time in microseconds at which the token bucket is full again (GCRA). */
+  /** Per slot: time in µs at which the token bucket is full again (see gcra.ts). */
   readonly #buckets: BigInt64Array;
   /** Per slot: open connections. */
   readonly #counts: Int32Array;
@@ -129,35 +72,17 @@ export class SharedCounts {
 
   /**
    * Allocates and initialises a new buffer.
-   *
    * @throws {RangeError} for an invalid option, naming it and its value.
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * const counts = SharedCounts.create({ slots: 1 << 16 });
-   * counts.buffer.byteLength; // 786_496
+   * equal(counts.buffer.byteLength, 786_496);
    * ```
    */
   static create(options: SharedCountsOptions = {}): SharedCounts {
-    const slots = options.slots ?? DEFAULT_SLOTS;
-    if (!isPowerOfTwo(slots)) {
-      throw new RangeError(
-        `invalid slots ${describeValue(slots)}: must be a power of two from 1 to ${MAX_SLOTS}`,
-      );
-    }
-    const cap = options.cap ?? INT32_MAX;
-    if (!Number.isSafeInteger(cap) || cap <= 0 || cap > INT32_MAX) {
-      throw new RangeError(
-        `invalid cap ${describeValue(cap)}: must be a positive integer up to ${INT32_MAX}`,
-      );
-    }
-    const buffer = new SharedArrayBuffer(byteLengthFor(slots));
-    const header = new Int32Array(buffer, 0, HEADER_WORDS);
-    header[HEADER_SLOTS] = slots;
-    header[HEADER_CAP] = cap;
-    // Written last: the buffer only becomes valid once the header is complete.
-    Atomics.store(header, HEADER_MAGIC, MAGIC);
-    return new SharedCounts(buffer);
+    return new SharedCounts(allocate(options).buffer);
   }
 
   /**
@@ -168,8 +93,9 @@ export class SharedCounts {
    *
    * @example
    * ```ts
-   * const buffer = SharedCounts.create().buffer; // in a Worker: the buffer posted to it
-   * const counts = SharedCounts.from(buffer);
+   * import { equal } from "node:assert/strict";
+   * const buffer = SharedCounts.create({ cap: 7 }).buffer; // in a Worker: the buffer posted to it
+   * equal(SharedCounts.from(buffer).cap, 7);
    * ```
    */
   static from(buffer: SharedArrayBuffer): SharedCounts {
@@ -184,32 +110,18 @@ export class SharedCounts {
    *
    * @example
    * ```ts
-   * const buffer = SharedCounts.create().buffer; // in a Worker: the buffer posted to it
-   * const counts = new SharedCounts(buffer);
+   * import { throws } from "node:assert/strict";
+   * throws(() => new SharedCounts(new SharedArrayBuffer(64)), TypeError);
    * ```
    */
   constructor(buffer: SharedArrayBuffer) {
-    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < BUCKETS_OFFSET) {
-      throw new TypeError(
-        `invalid buffer ${describeValue(buffer)}: must come from SharedCounts.create`,
-      );
-    }
-    const header = new Int32Array(buffer, 0, HEADER_WORDS);
-    const slots = Atomics.load(header, HEADER_SLOTS);
-    if (
-      Atomics.load(header, HEADER_MAGIC) !== MAGIC || !isPowerOfTwo(slots) ||
-      buffer.byteLength !== byteLengthFor(slots)
-    ) {
-      throw new TypeError(
-        `invalid buffer ${describeValue(buffer)}: must come from SharedCounts.create`,
-      );
-    }
-    this.#buffer = buffer;
-    this.#header = header;
-    this.#refusals = new BigInt64Array(buffer, REFUSALS_OFFSET, REFUSAL_REASONS.length);
-    this.#buckets = new BigInt64Array(buffer, BUCKETS_OFFSET, slots);
-    this.#counts = new Int32Array(buffer, BUCKETS_OFFSET + slots * 8, slots);
-    this.#mask = slots - 1;
+    const views: SharedViews = attach(buffer);
+    this.#buffer = views.buffer;
+    this.#header = views.header;
+    this.#refusals = views.refusals;
+    this.#buckets = views.buckets;
+    this.#counts = views.counts;
+    this.#mask = views.mask;
   }
 
   /**
@@ -217,8 +129,9 @@ export class SharedCounts {
    *
    * @example
    * ```ts
-   * const counts = SharedCounts.create();
-   * const twin = new SharedCounts(counts.buffer); // same counts
+   * import { equal } from "node:assert/strict";
+   * const counts = SharedCounts.create({ cap: 3 });
+   * equal(new SharedCounts(counts.buffer).cap, 3); // same counts
    * ```
    */
   get buffer(): SharedArrayBuffer {
@@ -226,23 +139,12 @@ export class SharedCounts {
   }
 
   /**
-   * Number of hashed slots for per-key counts and buckets.
-   *
-   * @example
-   * ```ts
-   * SharedCounts.create({ slots: 256 }).slots; // 256
-   * ```
-   */
-  get slots(): number {
-    return this.#mask + 1;
-  }
-
-  /**
    * Open connections, summed over every thread.
    *
    * @example
    * ```ts
-   * SharedCounts.create().open; // 0
+   * import { equal } from "node:assert/strict";
+   * equal(SharedCounts.create().open, 0);
    * ```
    */
   get open(): number {
@@ -254,7 +156,8 @@ export class SharedCounts {
    *
    * @example
    * ```ts
-   * SharedCounts.create({ cap: 50 }).cap; // 50
+   * import { equal } from "node:assert/strict";
+   * equal(SharedCounts.create({ cap: 50 }).cap, 50);
    * ```
    */
   get cap(): number {
@@ -266,7 +169,8 @@ export class SharedCounts {
    *
    * @example
    * ```ts
-   * SharedCounts.create({ cap: 1 }).full; // false
+   * import { equal } from "node:assert/strict";
+   * equal(SharedCounts.create({ cap: 1 }).full, false);
    * ```
    */
   get full(): boolean {
@@ -281,9 +185,10 @@ export class SharedCounts {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * const counts = SharedCounts.create({ cap: 100 });
-   * counts.lowerCap(40); // 40
-   * counts.lowerCap(60); // 40
+   * equal(counts.lowerCap(40), 40);
+   * equal(counts.lowerCap(60), 40);
    * ```
    */
   lowerCap(limit: number): number {
@@ -304,13 +209,14 @@ export class SharedCounts {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * const counts = SharedCounts.create({ cap: 10 });
-   * counts.tryOpen("10.0.0.1", 1); // "ok"
-   * counts.tryOpen("10.0.0.1", 1); // "per-ip"
+   * equal(counts.tryOpen("10.0.0.1", 1), "ok");
+   * equal(counts.tryOpen("10.0.0.1", 1), "per-ip");
    * ```
    */
   tryOpen(key: string, maxPerKey: number): OpenResult {
-    const slot = hashKey(key) & this.#mask;
+    const slot = slotOf(key, this.#mask);
     if (!this.#incrementBelow(slot, maxPerKey)) return "per-ip";
     for (;;) {
       const open = Atomics.load(this.#header, HEADER_OPEN);
@@ -331,13 +237,15 @@ export class SharedCounts {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * const counts = SharedCounts.create();
-   * if (counts.tryOpen("10.0.0.1", 4) === "ok") counts.close("10.0.0.1");
-   * counts.open; // 0
+   * equal(counts.tryOpen("10.0.0.1", 4), "ok");
+   * counts.close("10.0.0.1");
+   * equal(counts.open, 0);
    * ```
    */
   close(key: string): void {
-    Atomics.sub(this.#counts, hashKey(key) & this.#mask, 1);
+    Atomics.sub(this.#counts, slotOf(key, this.#mask), 1);
     const before = Atomics.sub(this.#header, HEADER_OPEN, 1);
     const cap = Atomics.load(this.#header, HEADER_CAP);
     // A waiter only sleeps on a value it saw at or above the cap, and the cap
@@ -350,61 +258,36 @@ export class SharedCounts {
   }
 
   /**
-   * Open connections counted in `key`'s slot (so including any key that
-   * shares the slot).
+   * Spends a token from `key`'s bucket, which refills at `limit.rate` per
+   * second up to `limit.burst` (see gcra.ts; an empty slot is a full
+   * bucket). `nowMs` must come from a clock that every thread shares, such
+   * as `performance.timeOrigin + performance.now()`: each Worker's own
+   * `performance.now()` starts at 0.
+   *
+   * @throws {RangeError} when `limit` does not pass `checkRate` or `nowMs`
+   *   is not finite.
    *
    * @example
    * ```ts
-   * SharedCounts.create().openFor("10.0.0.1"); // 0
-   * ```
-   */
-  openFor(key: string): number {
-    return Atomics.load(this.#counts, hashKey(key) & this.#mask);
-  }
-
-  /**
-   * Spends a token from `key`'s bucket, which refills at `rate` per second up
-   * to `burst` (the algorithm of token_bucket.ts: the slot holds the time at
-   * which the bucket is full again, in microseconds; 0, an empty slot, means
-   * full). `nowMs` must come from a clock that every thread shares, such as
-   * `performance.timeOrigin + performance.now()`: each Worker's own
-   * `performance.now()` starts at 0. The refill interval is rounded up to a
-   * whole microsecond, so rounding never admits faster than `rate`.
-   *
-   * @throws {RangeError} when `rate` is not a positive finite number, `burst`
-   *   not a finite number >= 1, or `nowMs` not finite.
-   *
-   * @example
-   * ```ts
+   * import { deepEqual } from "node:assert/strict";
    * const counts = SharedCounts.create();
-   * counts.takeToken("10.0.0.1", 1, 2, 0); // true
-   * counts.takeToken("10.0.0.1", 1, 2, 0); // true
-   * counts.takeToken("10.0.0.1", 1, 2, 0); // false
-   * counts.takeToken("10.0.0.1", 1, 2, 1000); // true
+   * const limit = { rate: 1, burst: 2 };
+   * const takes = [0, 0, 0, 1000].map((t) => counts.takeToken("10.0.0.1", limit, t));
+   * deepEqual(takes, [true, true, false, true]);
    * ```
    */
-  takeToken(key: string, rate: number, burst: number, nowMs: number): boolean {
-    if (!Number.isFinite(rate) || rate <= 0) {
-      throw new RangeError(`invalid rate ${describeValue(rate)}: must be a positive finite number`);
-    }
-    if (!Number.isFinite(burst) || burst < 1) {
-      throw new RangeError(`invalid burst ${describeValue(burst)}: must be a finite number >= 1`);
-    }
+  takeToken(key: string, limit: RateLimit, nowMs: number): boolean {
+    checkRate(limit.rate, limit.burst);
     if (!Number.isFinite(nowMs)) {
       throw new RangeError(`invalid nowMs ${describeValue(nowMs)}: must be a finite number`);
     }
-    const slot = hashKey(key) & this.#mask;
-    const intervalUs = Math.ceil(1e6 / rate);
-    const interval = BigInt(intervalUs);
-    const tolerance = BigInt(Math.floor((burst - 1) * intervalUs));
-    const now = BigInt(Math.floor(nowMs * 1000));
+    const slot = slotOf(key, this.#mask);
+    const now = toMicros(nowMs);
     for (;;) {
       const stored = Atomics.load(this.#buckets, slot);
-      // max() also makes a clock that steps backwards (or differs a little
-      // between threads) harmless.
-      const fullAt = stored > now ? stored : now;
-      if (fullAt - now > tolerance) return false;
-      if (Atomics.compareExchange(this.#buckets, slot, stored, fullAt + interval) === stored) {
+      const fullAt = spendToken(Number(stored), now, limit);
+      if (fullAt === undefined) return false;
+      if (Atomics.compareExchange(this.#buckets, slot, stored, BigInt(fullAt)) === stored) {
         return true;
       }
     }
@@ -413,19 +296,18 @@ export class SharedCounts {
   /**
    * Adds one to the counter for `reason`.
    *
-   * @throws {RangeError} for a reason not in {@link REFUSAL_REASONS}.
+   * @throws {RangeError} for a reason not in `REFUSAL_REASONS`.
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * const counts = SharedCounts.create();
    * counts.count("idle");
-   * counts.refusals.idle; // 1
+   * equal(counts.refusals.idle, 1);
    * ```
    */
   count(reason: RefusalReason): void {
-    const index = REFUSAL_REASONS.indexOf(reason);
-    if (index === -1) throw new RangeError(`invalid refusal reason ${describeValue(reason)}`);
-    Atomics.add(this.#refusals, index, 1n);
+    Atomics.add(this.#refusals, refusalIndex(reason), 1n);
   }
 
   /**
@@ -434,7 +316,9 @@ export class SharedCounts {
    *
    * @example
    * ```ts
-   * SharedCounts.create().refusals; // { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 }
+   * import { deepEqual } from "node:assert/strict";
+   * const zero = { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 };
+   * deepEqual(SharedCounts.create().refusals, zero);
    * ```
    */
   get refusals(): Readonly<Record<RefusalReason, number>> {
@@ -443,27 +327,6 @@ export class SharedCounts {
       result[reason] = Number(Atomics.load(this.#refusals, index));
     });
     return result;
-  }
-
-  /**
-   * Slots in use: `perKey` with open connections, `buckets` with a token
-   * bucket that is not full at `nowMs`. Scans every slot, so it is meant for
-   * metrics, not for the accept path.
-   *
-   * @example
-   * ```ts
-   * SharedCounts.create().tracked(0); // { perKey: 0, buckets: 0 }
-   * ```
-   */
-  tracked(nowMs: number): { readonly perKey: number; readonly buckets: number } {
-    const now = BigInt(Math.floor(nowMs * 1000));
-    let perKey = 0;
-    let buckets = 0;
-    for (let slot = 0; slot <= this.#mask; slot++) {
-      if (Atomics.load(this.#counts, slot) !== 0) perKey++;
-      if (Atomics.load(this.#buckets, slot) > now) buckets++;
-    }
-    return { perKey, buckets };
   }
 
   /**
@@ -479,11 +342,13 @@ export class SharedCounts {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * const counts = SharedCounts.create({ cap: 1 });
    * counts.tryOpen("10.0.0.1", 1);
    * const room = counts.whenNotFull();
    * counts.close("10.0.0.1"); // possibly in another Worker
    * await room;
+   * equal(counts.full, false);
    * ```
    */
   whenNotFull(): Promise<void> {

@@ -4,11 +4,13 @@
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { Histogram } from "./histogram.ts";
  *
  * const h = new Histogram();
  * for (const us of [120, 80, 95, 4000]) h.record(us);
- * console.log(h.percentile(50), h.max); // ≈ 95, 4000
+ * equal(h.percentile(50), 95);
+ * equal(h.max, 4000);
  * ```
  *
  * @module
@@ -55,12 +57,13 @@ function highestIn(i: number): number {
  *
  * @example
  * ```ts
+ * import { deepEqual } from "node:assert/strict";
  * import { Histogram } from "./histogram.ts";
  *
  * const h = new Histogram();
  * h.record(250);
  * h.record(1_000);
- * console.log(h.count, h.min, h.max, h.mean, h.percentile(99)); // 2 250 1000 625 1000
+ * deepEqual([h.count, h.min, h.max, h.mean, h.percentile(99)], [2, 250, 1000, 625, 1000]);
  * ```
  */
 export class Histogram {
@@ -77,12 +80,14 @@ export class Histogram {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * import { Histogram } from "./histogram.ts";
    *
    * const h = new Histogram();
    * const t0 = performance.now();
    * // … the operation being timed …
    * h.record((performance.now() - t0) * 1000);
+   * equal(h.count, 1);
    * ```
    */
   record(us: number): void {
@@ -100,6 +105,7 @@ export class Histogram {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * import { Histogram } from "./histogram.ts";
    *
    * const total = new Histogram();
@@ -107,7 +113,8 @@ export class Histogram {
    * perConnection[0].record(10);
    * perConnection[1].record(30);
    * for (const h of perConnection) total.merge(h);
-   * console.log(total.count, total.mean); // 2 20
+   * equal(total.count, 2);
+   * equal(total.mean, 20);
    * ```
    */
   merge(other: Histogram): void {
@@ -126,12 +133,13 @@ export class Histogram {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * import { Histogram } from "./histogram.ts";
    *
    * const h = new Histogram();
    * h.record(5);
    * h.reset();
-   * console.log(h.count); // 0
+   * equal(h.count, 0);
    * ```
    */
   reset(): void {
@@ -149,11 +157,12 @@ export class Histogram {
    *
    * @example
    * ```ts
+   * import { deepEqual } from "node:assert/strict";
    * import { Histogram } from "./histogram.ts";
    *
    * const h = new Histogram();
    * for (let us = 1; us <= 100; us++) h.record(us);
-   * console.log(h.percentile(50), h.percentile(99), h.percentile(100)); // 50 99 100
+   * deepEqual([h.percentile(50), h.percentile(99), h.percentile(100)], [50, 99, 100]);
    * ```
    */
   percentile(p: number): number {
@@ -177,11 +186,12 @@ export class Histogram {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * import { Histogram } from "./histogram.ts";
    *
    * const h = new Histogram();
    * h.record(1);
-   * console.log(h.count); // 1
+   * equal(h.count, 1);
    * ```
    */
   get count(): number {
@@ -193,11 +203,12 @@ export class Histogram {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * import { Histogram } from "./histogram.ts";
    *
    * const h = new Histogram();
    * h.record(12.5);
-   * console.log(h.max); // 12.5
+   * equal(h.max, 12.5);
    * ```
    */
   get max(): number {
@@ -209,12 +220,13 @@ export class Histogram {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * import { Histogram } from "./histogram.ts";
    *
    * const h = new Histogram();
    * h.record(7);
    * h.record(3);
-   * console.log(h.min); // 3
+   * equal(h.min, 3);
    * ```
    */
   get min(): number {
@@ -226,12 +238,13 @@ export class Histogram {
    *
    * @example
    * ```ts
+   * import { equal } from "node:assert/strict";
    * import { Histogram } from "./histogram.ts";
    *
    * const h = new Histogram();
    * h.record(10);
    * h.record(20);
-   * console.log(h.mean); // 15
+   * equal(h.mean, 15);
    * ```
    */
   get mean(): number {

@@ -4,8 +4,110 @@
  *
  * @module
  */
-import { type BenchOptions, formatProgress, formatReport, runBench } from "../bench/mod.ts";
+import {
+  BENCH_LIMITS,
+  type BenchMode,
+  type BenchOptions,
+  formatProgress,
+  formatReport,
+  runBench,
+} from "../bench/mod.ts";
+import { CONNECT_DEFAULTS } from "../client.ts";
 import { describeError } from "../text/address.ts";
+import { runCommand } from "./command.ts";
+import {
+  choiceFlag,
+  durationFlag,
+  HELP_FLAG,
+  hostFlag,
+  intFlag,
+  numberFlag,
+  portFlag,
+  switchFlag,
+  UsageError,
+} from "./flags.ts";
+import { formatFlags } from "./parse.ts";
+
+const BENCH_MODES = ["pingpong", "stream", "churn"] as const satisfies readonly BenchMode[];
+
+/** The flags of `bench`, with the bounds of {@linkcode runBench}. */
+export const BENCH_FLAGS = {
+  host: hostFlag({ default: CONNECT_DEFAULTS.host, help: "server to load" }),
+  port: portFlag({ min: 1, default: CONNECT_DEFAULTS.port, help: "server port" }),
+  connections: intFlag({
+    short: "c",
+    value: "N",
+    min: 1,
+    max: BENCH_LIMITS.maxConnections,
+    default: 100,
+    help: "concurrent connections (churn: concurrent connect-echo-close slots)",
+  }),
+  duration: durationFlag({
+    short: "d",
+    value: "DURATION",
+    default: 10_000,
+    positive: true,
+    help: "how long to load",
+  }),
+  size: intFlag({
+    short: "s",
+    value: "BYTES",
+    min: 1,
+    max: BENCH_LIMITS.maxSize,
+    default: 64,
+    help: "message size (pingpong, churn)",
+  }),
+  mode: choiceFlag({
+    short: "m",
+    value: "MODE",
+    choices: BENCH_MODES,
+    default: "pingpong",
+    help:
+      "pingpong (send, await the echo), stream (write and read flat out), churn (connect, echo, close)",
+  }),
+  rate: numberFlag({
+    short: "r",
+    value: "N",
+    help:
+      "open loop: N messages per second in total, latency from the scheduled send (default: closed loop)",
+  }),
+  json: switchFlag({ help: "print the report as one JSON object" }),
+  help: HELP_FLAG,
+};
+
+const BENCH_USAGE = `Usage: echo-server bench [FLAGS]
+
+Loads an echo server from many connections, verifies every byte that comes
+back, and reports throughput and a latency histogram. Shows a progress line
+each second; Ctrl-C ends the run early with a report. Exits 1 if any echo was
+corrupted or short, or a connection failed.
+
+Flags:
+${formatFlags(BENCH_FLAGS)}
+`;
+
+/** Runs `bench` with `args` and resolves with its exit code. */
+export function benchCommand(args: readonly string[]): Promise<number> {
+  return runCommand({
+    name: "bench",
+    usage: BENCH_USAGE,
+    flags: BENCH_FLAGS,
+    run: (flags) => {
+      if (flags.mode === "stream" && flags.rate !== undefined) {
+        throw new UsageError("--rate applies to pingpong and churn, not to stream");
+      }
+      return runBenchCommand({
+        host: flags.host,
+        port: flags.port,
+        connections: flags.connections,
+        durationMs: flags.duration,
+        size: flags.size,
+        mode: flags.mode,
+        rate: flags.rate,
+      }, flags.json);
+    },
+  }, args);
+}
 
 const encoder = new TextEncoder();
 
@@ -15,7 +117,7 @@ const encoder = new TextEncoder();
  * or the server could not be reached (with `json`, stdout then gets
  * `{"ok":false,"error":"..."}`). SIGINT ends the run early with a report.
  */
-export async function runBenchCommand(
+async function runBenchCommand(
   options: Omit<BenchOptions, "signal" | "onProgress">,
   json: boolean,
 ): Promise<number> {

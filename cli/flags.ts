@@ -1,214 +1,299 @@
 /**
- * Command-line flags: one table per command gives each flag's name, alias,
- * default and help, and from it come both the parsing and the usage text.
+ * Flag specifications: each flag carries its alias, value type, default,
+ * bounds, parser and help line; parse.ts turns a table of them into values
+ * and into the flags part of a usage text.
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { parseDuration } from "../text/duration.ts";
+import { DurationError, formatExactDuration, parseDuration } from "../text/duration.ts";
 
-/** One flag of a command. */
-export interface Flag {
-  /** `string` takes a value; `boolean` is a switch. */
-  type: "string" | "boolean";
-  /** One-letter alias, without the dash. */
-  short?: string;
-  /** The value's placeholder in the usage text, e.g. `PORT`. */
-  value?: string;
-  /** The default, shown in the usage text. */
-  default?: string;
-  /** The flag may be given more than once. */
-  multiple?: boolean;
-  /** One line of help. */
-  help: string;
-}
-
-/** A command's flags, by long name. */
-export type FlagTable = Readonly<Record<string, Flag>>;
-
-/** Parsed values: strings for flags with values, booleans for switches, arrays for repeatable ones. */
-export type FlagValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
+/** The largest TCP port. */
+export const PORT_MAX = 65535;
 
 /** The command line is wrong; the message names the flag and the value. Exit code 2. */
 export class UsageError extends Error {
-  /** @param message e.g. `invalid --port "abc": expected a whole number from 0 to 65535` */
-  constructor(message: string) {
+  /** The command whose `--help` shows the right usage; undefined for the top level. */
+  readonly command: string | undefined;
+
+  /**
+   * Makes the error from its message, e.g. `invalid --port "abc": expected a
+   * whole number from 0 to 65535`, and the command it is about.
+   */
+  constructor(message: string, command?: string) {
     super(message);
     this.name = "UsageError";
+    this.command = command;
   }
+}
+
+/** What the usage text says of a flag. */
+export interface FlagHelp {
+  /** One-letter alias, without the dash. */
+  readonly short?: string;
+  /** The value's placeholder in the usage text, e.g. `PORT`. */
+  readonly value?: string;
+  /** One line of help. */
+  readonly help: string;
+}
+
+/** One flag of a command, named by its key in the command's {@linkcode FlagTable}. */
+export interface Flag<T> extends FlagHelp {
+  /** `string` takes a value; `boolean` is a switch. */
+  readonly type: "string" | "boolean";
+  /** The flag may be given more than once. */
+  readonly multiple?: boolean;
+  /** A value that looks like a negative number is this flag's value (`--port -1`), not a flag. */
+  readonly numeric?: boolean;
+  /** The default as the usage text shows it, e.g. `5m`. */
+  readonly shownDefault?: string;
+  /**
+   * Turns what was given, in order, into the flag's value: empty when the
+   * flag was left out, `""` for each time a switch was given. Throws a
+   * {@linkcode UsageError} naming `--name` and the bad value.
+   */
+  read(given: readonly string[], name: string): T;
+}
+
+/** A whole-number flag, with the bounds it checks. */
+export interface IntFlag<T> extends Flag<T> {
+  /** The smallest value accepted. */
+  readonly min: number;
+  /** The largest value accepted; `Number.MAX_SAFE_INTEGER` for no bound. */
+  readonly max: number;
+}
+
+/** A command's flags, by long name. */
+export type FlagTable = Readonly<Record<string, Flag<unknown>>>;
+
+/** The values a {@linkcode FlagTable} reads into, by long name. */
+export type FlagValues<S extends FlagTable> = {
+  -readonly [K in keyof S]: S[K] extends Flag<infer T> ? T : never;
+};
+
+/** A flag that takes one value: the last one given wins, the default stands in when none is. */
+function single<T, D>(
+  help: FlagHelp & { readonly default?: D },
+  parse: (text: string, name: string) => T,
+  extra: { shownDefault?: string; numeric?: boolean } = {},
+): Flag<T | D> {
+  const { default: fallback, ...text } = help;
+  return {
+    ...text,
+    ...extra,
+    type: "string",
+    read: (given, name) => {
+      const last = given.at(-1);
+      return last === undefined ? fallback as D : parse(last, name);
+    },
+  };
 }
 
 /**
- * Parses `args` against `table`, filling in defaults. Unknown flags, missing
- * values and stray arguments become a {@linkcode UsageError}.
+ * A whole number in `[min, max]` (`max` defaults to no bound).
  *
  * @example
  * ```ts
- * import { parseFlags } from "./flags.ts";
- * const values = parseFlags(["-p", "9000"], {
- *   port: { type: "string", short: "p", default: "8000", help: "port" },
- * });
- * console.assert(values.port === "9000");
- * ```
- */
-export function parseFlags(args: string[], table: FlagTable): FlagValues {
-  const options: Record<
-    string,
-    { type: "string" | "boolean"; short?: string; multiple?: boolean }
-  > = {};
-  for (const [name, flag] of Object.entries(table)) {
-    options[name] = { type: flag.type };
-    if (flag.short !== undefined) options[name].short = flag.short;
-    if (flag.multiple) options[name].multiple = true;
-  }
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options, strict: true, allowPositionals: true });
-  } catch (error) {
-    throw new UsageError(explainParseError(error, table));
-  }
-  if (parsed.positionals.length > 0) {
-    throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
-  }
-  const values: FlagValues = { ...parsed.values };
-  for (const [name, flag] of Object.entries(table)) {
-    if (values[name] === undefined && flag.default !== undefined) values[name] = flag.default;
-  }
-  return values;
-}
-
-function explainParseError(error: unknown, table: FlagTable): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const code = (error as { code?: string }).code;
-  const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
-  const short = /^-(\w)\b/.exec(quoted)?.[1];
-  const long = Object.entries(table).find(([, flag]) =>
-    short !== undefined && flag.short === short
-  );
-  const name = long !== undefined ? `--${long[0]}` : /--[\w-]+/.exec(quoted)?.[0] ?? quoted;
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `unknown flag ${name}`;
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-    if (message.includes("ambiguous")) {
-      return `${name} needs a value (write ${name}=VALUE for a value that starts with "-")`;
-    }
-    return message.includes("argument missing")
-      ? `${name} needs a value`
-      : `${name} takes no value`;
-  }
-  return message;
-}
-
-/**
- * The flags part of a usage text: one line per flag, aligned, with defaults.
- *
- * @example
- * ```ts
- * import { formatFlags } from "./flags.ts";
- * console.log(formatFlags({ port: { type: "string", short: "p", value: "PORT", default: "8000", help: "port to listen on" } }));
- * // "  -p, --port PORT   port to listen on (default: 8000)"
- * ```
- */
-export function formatFlags(table: FlagTable): string {
-  const rows = Object.entries(table).map(([name, flag]) => {
-    const left = `${flag.short ? `-${flag.short}, ` : "    "}--${name}${
-      flag.value ? ` ${flag.value}` : ""
-    }`;
-    const right = flag.help + (flag.default !== undefined ? ` (default: ${flag.default})` : "");
-    return [left, right] as const;
-  });
-  const width = Math.max(...rows.map(([left]) => left.length));
-  return rows.map(([left, right]) => `  ${left.padEnd(width)}   ${right}`).join("\n");
-}
-
-/**
- * Reads a whole number flag in `[min, max]`, or throws a {@linkcode UsageError}
- * naming the flag.
- *
- * @example
- * ```ts
+ * import { equal, throws } from "node:assert/strict";
  * import { intFlag } from "./flags.ts";
- * console.assert(intFlag("port", "8080", 0, 65535) === 8080);
+ * import { parseFlags } from "./parse.ts";
+ * const table = { port: intFlag({ short: "p", min: 0, max: 65535, default: 8000, help: "port" }) };
+ * equal(parseFlags([], table).port, 8000);
+ * equal(parseFlags(["-p", "9000"], table).port, 9000);
+ * throws(() => parseFlags(["-p", "-1"], table), {
+ *   message: 'invalid --port "-1": expected a whole number from 0 to 65535',
+ * });
  * ```
  */
-export function intFlag(name: string, text: string, min: number, max: number): number {
-  const value = /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `from ${min} to ${max}`;
-    throw new UsageError(`invalid --${name} "${text}": expected a whole number ${range}`);
-  }
-  return value;
+export function intFlag<D extends number | undefined = undefined>(
+  spec: FlagHelp & { readonly min: number; readonly max?: number; readonly default?: D },
+): IntFlag<number | D> {
+  const { min, max = Number.MAX_SAFE_INTEGER, ...help } = spec;
+  const range = max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `from ${min} to ${max}`;
+  const flag = single(help, (text, name) => {
+    const value = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      throw new UsageError(`invalid --${name} "${text}": expected a whole number ${range}`);
+    }
+    return value;
+  }, { numeric: true, shownDefault: spec.default?.toString() });
+  return { ...flag, min, max };
 }
 
 /**
- * Reads a positive number (fractions allowed), or throws a {@linkcode UsageError}.
+ * A TCP port: 0 to 65535 where 0 means "any free one", else 1 to 65535.
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { portFlag } from "./flags.ts";
+ * equal(portFlag({ min: 1, default: 8000, help: "server port" }).max, 65535);
+ * ```
+ */
+export function portFlag<D extends number | undefined = undefined>(
+  spec: Omit<FlagHelp, "short" | "value"> & { readonly min: 0 | 1; readonly default?: D },
+): IntFlag<number | D> {
+  return intFlag({ short: "p", value: "PORT", ...spec, max: PORT_MAX });
+}
+
+/**
+ * A number above 0, fractions allowed.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
  * import { numberFlag } from "./flags.ts";
- * console.assert(numberFlag("rate", "2.5") === 2.5);
+ * import { parseFlags } from "./parse.ts";
+ * const table = { rate: numberFlag({ help: "per second" }) };
+ * equal(parseFlags(["--rate", "2.5"], table).rate, 2.5);
+ * equal(parseFlags([], table).rate, undefined);
  * ```
  */
-export function numberFlag(name: string, text: string): number {
-  const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
-  if (!(value > 0) || !Number.isFinite(value)) {
-    throw new UsageError(`invalid --${name} "${text}": expected a number above 0`);
-  }
-  return value;
+export function numberFlag<D extends number | undefined = undefined>(
+  spec: FlagHelp & { readonly default?: D },
+): Flag<number | D> {
+  return single(spec, (text, name) => {
+    const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+    if (!(value > 0) || !Number.isFinite(value)) {
+      throw new UsageError(`invalid --${name} "${text}": expected a number above 0`);
+    }
+    return value;
+  }, { numeric: true, shownDefault: spec.default?.toString() });
 }
 
 /**
- * Reads one of a fixed set of words, or throws a {@linkcode UsageError} listing them.
+ * A duration (`500ms`, `10s`, `2m`, `1h`, plain seconds) read into
+ * milliseconds; the default is in milliseconds too, shown as `10s`.
+ * `positive` refuses 0.
  *
  * @example
  * ```ts
- * import { choiceFlag } from "./flags.ts";
- * console.assert(choiceFlag("log-format", "json", ["text", "json"] as const) === "json");
- * ```
- */
-export function choiceFlag<T extends string>(name: string, text: string, choices: readonly T[]): T {
-  const found = choices.find((choice) => choice === text);
-  if (found === undefined) {
-    throw new UsageError(`invalid --${name} "${text}": expected one of ${choices.join(", ")}`);
-  }
-  return found;
-}
-
-/**
- * Reads a duration flag (`500ms`, `10s`, `2m`, plain seconds) into
- * milliseconds, or throws a {@linkcode UsageError} naming the flag.
- *
- * @example
- * ```ts
+ * import { equal } from "node:assert/strict";
  * import { durationFlag } from "./flags.ts";
- * console.assert(durationFlag("drain-timeout", "2m") === 120_000);
+ * import { formatFlags, parseFlags } from "./parse.ts";
+ * const table = { "drain-timeout": durationFlag({ default: 10_000, help: "drain" }) };
+ * equal(parseFlags(["--drain-timeout", "2m"], table)["drain-timeout"], 120_000);
+ * equal(formatFlags(table), "      --drain-timeout   drain (default: 10s)");
  * ```
  */
-export function durationFlag(name: string, text: string): number {
-  try {
-    return parseDuration(text);
-  } catch (error) {
-    const tooLong = error instanceof Error && error.message.endsWith("too long");
-    throw new UsageError(
-      tooLong
-        ? `invalid --${name} "${text}": longer than the longest duration supported, 596h`
-        : `invalid --${name} "${text}": expected a duration such as 500ms, 10s, 2m or 1h`,
-    );
-  }
+export function durationFlag<D extends number | undefined = undefined>(
+  spec: FlagHelp & { readonly default?: D; readonly positive?: boolean },
+): Flag<number | D> {
+  const { positive = false, ...help } = spec;
+  return single(help, (text, name) => {
+    let ms: number;
+    try {
+      ms = parseDuration(text);
+    } catch (error) {
+      if (!(error instanceof DurationError)) throw error;
+      throw new UsageError(
+        error.kind === "too-long"
+          ? `invalid --${name} "${text}": longer than the longest duration supported, 596h`
+          : `invalid --${name} "${text}": expected a duration such as 500ms, 10s, 2m or 1h`,
+      );
+    }
+    if (positive && ms === 0) throw new UsageError(`invalid --${name} "${text}": must be above 0`);
+    return ms;
+  }, {
+    numeric: true,
+    shownDefault: spec.default === undefined ? undefined : formatExactDuration(spec.default),
+  });
 }
 
 /**
- * Reads a host name or address, or throws a {@linkcode UsageError}: empty
- * text and white space are refused here rather than by the resolver later.
+ * One of a fixed set of words; the placeholder defaults to them all, `a|b`.
  *
  * @example
  * ```ts
- * import { hostFlag } from "./flags.ts";
- * console.assert(hostFlag("host", "::1") === "::1");
+ * import { equal, throws } from "node:assert/strict";
+ * import { choiceFlag } from "./flags.ts";
+ * import { parseFlags } from "./parse.ts";
+ * const table = { format: choiceFlag({ choices: ["text", "json"], default: "text", help: "format" }) };
+ * equal(parseFlags(["--format", "json"], table).format, "json");
+ * throws(() => parseFlags(["--format", "xml"], table), /expected one of text, json/);
  * ```
  */
-export function hostFlag(name: string, text: string): string {
-  if (text === "" || /\s/.test(text)) {
-    throw new UsageError(`invalid --${name} "${text}": expected a host name or an IP address`);
-  }
-  return text;
+export function choiceFlag<const T extends string, D extends T | undefined = undefined>(
+  spec: Omit<FlagHelp, "value"> & {
+    readonly choices: readonly T[];
+    readonly default?: D;
+    readonly value?: string;
+  },
+): Flag<T | D> {
+  const { choices, value = choices.join("|"), ...help } = spec;
+  return single({ ...help, value }, (text, name) => {
+    const found = choices.find((choice) => choice === text);
+    if (found === undefined) {
+      throw new UsageError(`invalid --${name} "${text}": expected one of ${choices.join(", ")}`);
+    }
+    return found;
+  }, { shownDefault: spec.default });
 }
+
+/**
+ * A host name or address: empty text and white space are refused here rather
+ * than by the resolver later.
+ *
+ * @example
+ * ```ts
+ * import { equal, throws } from "node:assert/strict";
+ * import { hostFlag } from "./flags.ts";
+ * import { parseFlags } from "./parse.ts";
+ * const table = { host: hostFlag({ default: "127.0.0.1", help: "server" }) };
+ * equal(parseFlags(["-H", "::1"], table).host, "::1");
+ * throws(() => parseFlags(["-H", ""], table), /invalid --host "": expected a host name/);
+ * ```
+ */
+export function hostFlag<D extends string | undefined = undefined>(
+  spec: Omit<FlagHelp, "short" | "value"> & { readonly default?: D },
+): Flag<string | D> {
+  return single({ short: "H", value: "HOST", ...spec }, (text, name) => {
+    if (text === "" || /\s/.test(text)) {
+      throw new UsageError(`invalid --${name} "${text}": expected a host name or an IP address`);
+    }
+    return text;
+  }, { shownDefault: spec.default });
+}
+
+/** Any text, taken as given; undefined when left out. */
+export function textFlag(spec: FlagHelp): Flag<string | undefined> {
+  return single<string, undefined>(spec, (text) => text);
+}
+
+/**
+ * A flag that may be repeated, each value read by `parse`; its errors are
+ * put as `--name: message`.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual } from "node:assert/strict";
+ * import { listFlag } from "./flags.ts";
+ * import { parseFlags } from "./parse.ts";
+ * const table = { tag: listFlag({ value: "TAG", help: "tags" }, (text) => text.toUpperCase()) };
+ * deepEqual(parseFlags(["--tag", "a", "--tag=b"], table).tag, ["A", "B"]);
+ * deepEqual(parseFlags([], table).tag, []);
+ * ```
+ */
+export function listFlag<T>(spec: FlagHelp, parse: (text: string) => T): Flag<T[]> {
+  return {
+    ...spec,
+    type: "string",
+    multiple: true,
+    read: (given, name) =>
+      given.map((text) => {
+        try {
+          return parse(text);
+        } catch (error) {
+          if (error instanceof UsageError) throw error;
+          throw new UsageError(`--${name}: ${error instanceof Error ? error.message : error}`);
+        }
+      }),
+  };
+}
+
+/** A switch: true when given. */
+export function switchFlag(spec: Omit<FlagHelp, "value">): Flag<boolean> {
+  return { ...spec, type: "boolean", read: (given) => given.length > 0 };
+}
+
+/** `-h, --help`, in every command's table. */
+export const HELP_FLAG: Flag<boolean> = switchFlag({ short: "h", help: "show this help" });

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { configure, getLogger, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
+import {
+  configure,
+  getLogger,
+  type Logger,
+  type LogLevel,
+  type LogRecord,
+  reset,
+} from "@logtape/logtape";
 
 /** The levels `--log-level` accepts, most verbose first. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -99,9 +106,12 @@ function jsonFormatter(worker: number | undefined): (record: LogRecord) => strin
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { logger, setupLogging } from "./log.ts";
  * await setupLogging({ level: "warning", format: "json" });
- * logger("server").warning("disk is {percent}% full", { percent: 91 });
+ * const log = logger("server");
+ * equal(log.isEnabledFor("info"), false);
+ * equal(log.isEnabledFor("warning"), true); // log.warning(…) writes one JSON line to stderr
  * ```
  */
 export async function setupLogging(options: LoggingOptions = {}): Promise<void> {
@@ -131,10 +141,13 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<void> 
  *
  * @example
  * ```ts
+ * import { deepEqual } from "node:assert/strict";
  * import { logger } from "./log.ts";
- * logger("client").info("connected to {address}", { address: "127.0.0.1:8000" });
+ * const log = logger("client");
+ * deepEqual(log.category, ["echo-server", "client"]);
+ * log.info("connected to {address}", { address: "127.0.0.1:8000" });
  * ```
  */
-export function logger(part: string): ReturnType<typeof getLogger> {
+export function logger(part: string): Logger {
   return getLogger(["echo-server", part]);
 }

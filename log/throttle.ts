@@ -9,7 +9,8 @@ import { describeValue } from "../text/words.ts";
  * Options for {@link LogThrottle}.
  *
  * @example
- * ```ts
+ * ```ts no-assert
+ * import type { LogThrottleOptions } from "./throttle.ts";
  * const options: LogThrottleOptions = { intervalMs: 60_000, maxKeys: 1_000 };
  * ```
  */
@@ -56,11 +57,15 @@ interface Entry {
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { LogThrottle } from "./throttle.ts";
  * const throttle = new LogThrottle({ intervalMs: 10_000 });
- * const suppressed = throttle.hit("203.0.113.7");
- * if (suppressed !== null) {
- *   console.warn(`refused 203.0.113.7 (${suppressed} similar lines suppressed)`);
+ * const lines: string[] = [];
+ * for (let i = 0; i < 3; i++) {
+ *   const suppressed = throttle.hit("203.0.113.7");
+ *   if (suppressed !== null) lines.push(`refused 203.0.113.7 (${suppressed} more since the last line)`);
  * }
+ * equal(lines.length, 1);
  * ```
  */
 export class LogThrottle {
@@ -72,6 +77,8 @@ export class LogThrottle {
   #lastSweep: number;
 
   /**
+   * Makes a throttle that remembers no key yet.
+   *
    * @throws {RangeError} when `intervalMs` is not a finite number >= 0 or
    *   `maxKeys` is not a positive integer, naming the value.
    */
@@ -101,12 +108,15 @@ export class LogThrottle {
    *
    * @example
    * ```ts
-   * const throttle = new LogThrottle();
-   * throttle.hit("a"); // 0
-   * throttle.hit("a"); // null
-   * throttle.hit("a"); // null
-   * // ...10 s later
-   * // throttle.hit("a") === 2
+   * import { equal } from "node:assert/strict";
+   * import { LogThrottle } from "./throttle.ts";
+   * let clock = 0;
+   * const throttle = new LogThrottle({ now: () => clock });
+   * equal(throttle.hit("a"), 0);
+   * equal(throttle.hit("a"), null);
+   * equal(throttle.hit("a"), null);
+   * clock += 10_000;
+   * equal(throttle.hit("a"), 2);
    * ```
    */
   hit(key: string): number | null {
@@ -133,7 +143,11 @@ export class LogThrottle {
    *
    * @example
    * ```ts
-   * new LogThrottle().size; // 0
+   * import { equal } from "node:assert/strict";
+   * import { LogThrottle } from "./throttle.ts";
+   * const throttle = new LogThrottle();
+   * throttle.hit("a");
+   * equal(throttle.size, 1);
    * ```
    */
   get size(): number {

@@ -29,11 +29,6 @@ export interface EchoOptions {
   /** Counters to update as bytes flow; read them while the echo runs. */
   counters?: EchoCounters;
   /**
-   * Ends the echo by closing the stream; the echo then resolves with the
-   * signal's reason (a string) instead of rejecting.
-   */
-  signal?: AbortSignal;
-  /**
    * Called after each chunk is read, before it is written back. Only pass it
    * when it is needed: it runs on the hot path.
    */
@@ -46,10 +41,11 @@ export interface EchoOptions {
 
 /**
  * Why an echo ended: `eof` (the peer shut down its side and everything was
- * written back), `reset` (the peer reset the connection or stopped reading for
- * good), or else the reason given to the abort signal, as a string.
+ * written back) or `reset` (the peer reset the connection or stopped reading
+ * for good). When the owner of the stream closes it, the echo rejects with
+ * the pending read's error instead: the owner knows why it closed it.
  */
-export type EchoEnd = string;
+export type EchoEnd = "eof" | "reset";
 
 /** Reads under a quarter of the buffer, in a row, after which it shrinks back. */
 const SHORT_READS_BEFORE_SHRINK = 4;
@@ -63,7 +59,7 @@ const RESET_ERRORS = [
 ];
 
 /** Tells whether an I/O error means that the peer went away. */
-export function isPeerGone(error: unknown): boolean {
+function isPeerGone(error: unknown): boolean {
   return RESET_ERRORS.some((kind) => error instanceof kind);
 }
 
@@ -71,10 +67,12 @@ export function isPeerGone(error: unknown): boolean {
  * Echoes `stream` until its peer stops sending, then resolves with why it
  * ended. A chunk is read only after the previous one has been written back in
  * full, so a peer that sends without reading stalls only itself. The caller
- * closes the stream afterwards. Errors other than a peer going away reject.
+ * closes the stream afterwards; closing it earlier ends the echo, which then
+ * rejects like any error other than a peer going away.
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { echoConnection } from "./echo.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
@@ -84,14 +82,14 @@ export function isPeerGone(error: unknown): boolean {
  * const reply = new Uint8Array(4);
  * await client.read(reply);
  * await client.closeWrite();
- * console.assert(await echo === "eof");
+ * equal(await echo, "eof");
  * client.close();
  * listener.close();
  * ```
  */
 export async function echoConnection(stream: Duplex, options: EchoOptions = {}): Promise<EchoEnd> {
   const counters = options.counters ?? { bytesIn: 0, bytesOut: 0 };
-  const { signal, onChunk } = options;
+  const { onChunk } = options;
   const maxSize = Math.max(1, options.maxBufferSize ?? 65536);
   const minSize = Math.max(1, Math.min(options.initialBufferSize ?? 1024, maxSize));
   // Idle connections are the common case: start small, grow while reads fill
@@ -101,10 +99,7 @@ export async function echoConnection(stream: Duplex, options: EchoOptions = {}):
   // arrive short, and shrinking on each would make the buffer see-saw.
   let buffer = new Uint8Array(minSize);
   let shortReads = 0;
-  const abort = () => stream.close();
-  signal?.addEventListener("abort", abort, { once: true });
   try {
-    if (signal?.aborted) return String(signal.reason);
     while (true) {
       const n = await stream.read(buffer);
       if (n === null) return "eof";
@@ -128,10 +123,7 @@ export async function echoConnection(stream: Duplex, options: EchoOptions = {}):
       }
     }
   } catch (error) {
-    if (signal?.aborted) return String(signal.reason);
     if (isPeerGone(error)) return "reset";
     throw error;
-  } finally {
-    signal?.removeEventListener("abort", abort);
   }
 }

@@ -1,9 +1,10 @@
 /**
- * A server's counters and the one line that sums them up.
+ * A server's counters, the one line that sums them up, and their total over
+ * workers.
  *
  * @module
  */
-import type { RefusalReason } from "../admission/refusals.ts";
+import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "../admission/refusals.ts";
 import { plural } from "../text/words.ts";
 
 /** Counters of a server, for summaries and tests. */
@@ -16,7 +17,7 @@ export interface ServerStats {
   bytesIn: number;
   /** Bytes written back to clients. */
   bytesOut: number;
-  /** Connections refused or closed by the limits, by reason. */
+  /** Connections this server refused or closed by the limits, by reason. */
   refusals: Readonly<Record<RefusalReason, number>>;
 }
 
@@ -26,11 +27,12 @@ export interface ServerStats {
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { summary } from "./stats.ts";
  * const refusals = { cap: 0, "per-ip": 2, rate: 0, denied: 0, idle: 1, lifetime: 0 };
- * console.assert(
- *   summary({ open: 0, served: 3, bytesIn: 10, bytesOut: 10, refusals }) ===
- *     "served 3 connections, echoed 10 bytes; refused or closed by limits: per-ip 2, idle 1",
+ * equal(
+ *   summary({ open: 0, served: 3, bytesIn: 10, bytesOut: 10, refusals }),
+ *   "served 3 connections, echoed 10 bytes; refused or closed by limits: per-ip 2, idle 1",
  * );
  * ```
  */
@@ -40,4 +42,40 @@ export function summary(stats: ServerStats): string {
   return `served ${plural(stats.served, "connection")}, echoed ${plural(stats.bytesOut, "byte")}${
     limited.length > 0 ? `; refused or closed by limits: ${limited.join(", ")}` : ""
   }`;
+}
+
+/**
+ * Adds up the counters of several servers, such as the workers of one.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual } from "node:assert/strict";
+ * import { total } from "./stats.ts";
+ * const none = { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 };
+ * const one = { open: 1, served: 2, bytesIn: 3, bytesOut: 3, refusals: { ...none, rate: 1 } };
+ * deepEqual(total([one, one]), {
+ *   open: 2,
+ *   served: 4,
+ *   bytesIn: 6,
+ *   bytesOut: 6,
+ *   refusals: { ...none, rate: 2 },
+ * });
+ * ```
+ */
+export function total(all: readonly ServerStats[]): ServerStats {
+  const sum: ServerStats & { refusals: Record<RefusalReason, number> } = {
+    open: 0,
+    served: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    refusals: noRefusals(),
+  };
+  for (const stats of all) {
+    sum.open += stats.open;
+    sum.served += stats.served;
+    sum.bytesIn += stats.bytesIn;
+    sum.bytesOut += stats.bytesOut;
+    for (const reason of REFUSAL_REASONS) sum.refusals[reason] += stats.refusals[reason];
+  }
+  return sum;
 }

@@ -5,19 +5,12 @@
  *
  * @module
  */
-import { describeError, formatAddress } from "../text/address.ts";
 import { Guard, type GuardOptions } from "../admission/guard.ts";
-import { logger, type LoggingOptions, setupLogging } from "../log/log.ts";
-import {
-  type EchoServer,
-  ListenError,
-  serve,
-  SERVE_DEFAULTS,
-  type ServeOptions,
-  type ServerStats,
-} from "../server.ts";
 import { SharedCounts } from "../admission/shared_counts.ts";
-import { summary as describeSummary } from "./stats.ts";
+import { logger, type LoggingOptions, setupLogging } from "../log/log.ts";
+import { ListenError, listenTcp } from "./listener.ts";
+import { type EchoServer, serve, SERVE_DEFAULTS, type ServeOptions } from "./serve.ts";
+import { type ServerStats, summary as describeSummary, total } from "./stats.ts";
 
 /** Each worker is a whole isolate (tens of MiB); more than this helps no machine. */
 export const MAX_WORKERS = 64;
@@ -25,7 +18,7 @@ export const MAX_WORKERS = 64;
 /** What each worker needs to start its server: plain data, cloned into the worker. */
 export interface WorkerConfig {
   /** Server options; `port` 0 means the first worker picks and the others follow. */
-  serve: Omit<ServeOptions, "guard" | "reusePort">;
+  serve: Omit<ServeOptions, "guard" | "reusePort" | "listener">;
   /** Admission limits, enforced across all workers together. */
   guard: Omit<GuardOptions, "now" | "shared">;
   /** Log level and format; each line carries the worker's number. */
@@ -55,10 +48,11 @@ const log = logger("server");
 /**
  * Starts `count` workers serving on one port and resolves once all listen.
  * The result behaves as one {@linkcode EchoServer}: `shutdown` drains every
- * worker and its summary adds theirs up; `stats()` gives the shared counts
- * (open connections, refusals), while served and byte counts come with the
- * summary. `finished` rejects if a worker dies. Rejects with a
- * {@linkcode ListenError} when the port cannot be had.
+ * worker and its summary adds up theirs, each of which counts only its own
+ * refusals; `stats()` gives the shared counts (open connections, refusals),
+ * while served and byte counts come with the summary. `finished` rejects if
+ * a worker dies. Rejects with a {@linkcode ListenError} when the port cannot
+ * be had.
  */
 export async function startWorkers(options: WorkersOptions): Promise<EchoServer> {
   const hostname = options.config.serve.hostname ?? SERVE_DEFAULTS.hostname;
@@ -124,14 +118,7 @@ export async function startWorkers(options: WorkersOptions): Promise<EchoServer>
       const stop: ToWorker = { type: "shutdown" };
       for (const worker of workers) worker.postMessage(stop);
       try {
-        const all = await Promise.all(stopped.map((done) => done.promise));
-        const summary: ServerStats = {
-          open: 0,
-          served: all.reduce((sum, s) => sum + s.served, 0),
-          bytesIn: all.reduce((sum, s) => sum + s.bytesIn, 0),
-          bytesOut: all.reduce((sum, s) => sum + s.bytesOut, 0),
-          refusals: shared.refusals,
-        };
+        const summary = total(await Promise.all(stopped.map((done) => done.promise)));
         log.info("stopped: {summary}", { ...summary, summary: describeSummary(summary) });
         finished.resolve(summary);
       } catch (error) {
@@ -161,17 +148,9 @@ export async function startWorkers(options: WorkersOptions): Promise<EchoServer>
 }
 
 function probePort(hostname: string, port: number): number {
-  try {
-    const probe = Deno.listen({ hostname, port });
-    const got = probe.addr.port;
-    probe.close();
-    return got;
-  } catch (error) {
-    throw new ListenError(
-      `cannot listen on ${formatAddress(hostname, port)}: ${describeError(error)}`,
-      { cause: error },
-    );
-  }
+  const probe = listenTcp({ hostname, port });
+  probe.close();
+  return probe.addr.port;
 }
 
 /** Tells whether this code runs inside a Web Worker. */

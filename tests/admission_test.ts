@@ -1,6 +1,11 @@
 /**
  * Admission control end to end: real servers, real sockets, clients bound to
  * distinct loopback addresses where a limit is per address.
+ *
+ * Tests named `system: …` depend on the machine: binding clients to
+ * 127.0.0.2 and up needs a loopback that answers for all of 127.0.0.0/8 (as
+ * Linux does, macOS not by default), and the descriptor test needs bash and
+ * `ulimit`.
  */
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { parseCidr } from "../admission/cidr.ts";
@@ -64,7 +69,7 @@ Deno.test("--max-conns 50 refuse: 50 of 200 echoed, 150 closed at once", async (
   await server.shutdown();
 });
 
-Deno.test("--max-conns-per-ip caps each client address, not the others", async () => {
+Deno.test("system: --max-conns-per-ip caps each client address, not the others", async () => {
   await using server = serve({ ...local, guard: new Guard({ maxConnsPerIp: 2 }) });
   const port = server.addr.port;
   const a = await Promise.all([1, 2, 3].map(() => connectFrom("127.0.0.2", port)));
@@ -79,7 +84,7 @@ Deno.test("--max-conns-per-ip caps each client address, not the others", async (
   await Promise.all([...a, ...b].map((c) => c.closed));
 });
 
-Deno.test("--rate and --burst limit new connections per address", async () => {
+Deno.test("system: --rate and --burst limit new connections per address", async () => {
   await using server = serve({ ...local, guard: new Guard({ rate: 1, burst: 2 }) });
   const clients = await Promise.all(
     [1, 2, 3].map(() => connectFrom("127.0.0.4", server.addr.port)),
@@ -125,7 +130,7 @@ Deno.test("--max-lifetime closes even a busy connection", async () => {
   deepStrictEqual(server.stats().refusals, refusals({ lifetime: 1 }));
 });
 
-Deno.test("--deny wins over --allow, and --reject-message is sent before closing", async () => {
+Deno.test("system: --deny wins over --allow, and --reject-message is sent before closing", async () => {
   const guard = new Guard({
     allow: [parseCidr("127.0.0.0/29")],
     deny: [parseCidr("127.0.0.6/32")],
@@ -143,7 +148,7 @@ Deno.test("--deny wins over --allow, and --reject-message is sent before closing
   await allowed.closed;
 });
 
-Deno.test("refusals are logged at most once per reason and address", async () => {
+Deno.test("system: refusals are logged at most once per reason and address", async () => {
   await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--max-conns-per-ip", "1"]);
   const port = await cli.port();
   using held = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -167,7 +172,7 @@ Deno.test("refusals are logged at most once per reason and address", async () =>
   ok(/WARN .*refused 127\.0\.0\.1:\d+: per-ip/.test(lines[0]), lines[0]);
 });
 
-Deno.test("out of file descriptors: accepts pause, then recover without losing a client", async () => {
+Deno.test("system: out of file descriptors (ulimit -n 64): accepts pause, then recover without losing a client", async () => {
   // The server runs under a small descriptor limit; 60 clients are more than it can hold.
   await using cli = new Cli([
     "-c",

@@ -1,5 +1,13 @@
 import { ok, strictEqual } from "node:assert/strict";
-import { assertRefused, Cli, exchange, pattern, runCli, sameBytes } from "./helpers.ts";
+import {
+  assertRefused,
+  Cli,
+  exchange,
+  fillBacklog,
+  pattern,
+  runCli,
+  sameBytes,
+} from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -107,11 +115,11 @@ for (
     [["frobnicate"], 'unknown command "frobnicate"'],
     [["client", "--count", "0"], 'invalid --count "0"'],
     [["client", "--timeout", "0"], 'invalid --timeout "0": must be above 0'],
-    [
-      ["--port", "-1"],
-      '--port needs a value (write --port=VALUE for a value that starts with "-")',
-    ],
+    [["--port", "-1"], 'invalid --port "-1": expected a whole number from 0 to 65535'],
+    [["serve", "-p", "-1"], 'invalid --port "-1": expected a whole number from 0 to 65535'],
     [["--port=-1"], 'invalid --port "-1"'],
+    [["client", "-n", "-3"], 'invalid --count "-3": expected a whole number 1 or more'],
+    [["--idle-timeout", "-5s"], 'invalid --idle-timeout "-5s": expected a duration'],
     [["-H", ""], 'invalid --host "": expected a host name or an IP address'],
     [["--idle-timeout", "1000h"], 'invalid --idle-timeout "1000h": longer than the longest'],
     [["bench", "--mode", "stream", "--rate", "5"], "--rate applies to pingpong and churn"],
@@ -121,7 +129,12 @@ for (
     const { code, stderr } = await runCli([...args]);
     strictEqual(code, 2);
     ok(stderr.includes(message), stderr);
-    const command = ["client", "bench"].includes(args[0]) ? ` ${args[0]}` : "";
+    // The hint points to the help that lists the flag: the command's own, serve's by default.
+    const command = ["serve", "client", "bench"].includes(args[0])
+      ? ` ${args[0]}`
+      : args[0].startsWith("-")
+      ? " serve"
+      : "";
     ok(stderr.includes(`Try "echo-server${command} --help"`), stderr);
     noStackTrace(stderr);
   });
@@ -201,7 +214,7 @@ Deno.test("client exits 1 when the echo differs", async () => {
   ok(stderr.includes('echo differs: sent "abc", got "`cb"'), stderr);
 });
 
-Deno.test("client tells a refusal line from a corrupted echo", async () => {
+Deno.test("client tells a refusal line from a corrupted echo, in one wording whatever the mode", async () => {
   await using server = new Cli([
     "-H",
     "127.0.0.1",
@@ -213,24 +226,38 @@ Deno.test("client tells a refusal line from a corrupted echo", async () => {
     "busy, try later",
   ]);
   const port = String(await server.port());
+  const refused =
+    /^echo-server client: 127\.0\.0\.1:\d+ refused the connection: "busy, try later\\n"\n$/;
   // Messages no longer than the refusal line: the reply differs, then the server closes.
-  for (const args of [["-m", "hi"], ["-n", "1"]]) {
+  // A longer message: the server closes before a whole reply came back.
+  for (const args of [["-m", "hi"], ["-n", "1"], ["-m", "a message longer than the refusal"]]) {
     const { code, stderr } = await runCli(["client", "-p", port, ...args]);
     strictEqual(code, 1);
-    ok(
-      /127\.0\.0\.1:\d+ sent "busy, try later\\n" instead of an echo and closed the connection \(refused\?\)/
-        .test(stderr),
-      stderr,
-    );
+    ok(refused.test(stderr), stderr);
   }
-  // A longer message: the server closes before a whole reply came back.
-  const long = await runCli(["client", "-p", port, "-m", "a message longer than the refusal"]);
-  strictEqual(long.code, 1);
-  ok(
-    long.stderr.includes(
-      'closed the connection after 16 of 33 bytes; it sent back "busy, try later\\n"',
-    ),
-    long.stderr,
+  // Netcat mode: the refusal arrives before anything was sent.
+  await using piped = new Cli(["client", "-p", port], { stdin: "piped" });
+  const { code, stderr } = await piped.finished();
+  strictEqual(code, 1);
+  ok(refused.test(stderr), stderr);
+});
+
+Deno.test("system: client says it cannot connect when the server never completes the handshake", async () => {
+  // Linux drops new connections once a listener's accept queue is full.
+  using full = await fillBacklog();
+  const { code, stderr } = await runCli([
+    "client",
+    "-p",
+    String(full.port),
+    "-m",
+    "hi",
+    "-t",
+    "300ms",
+  ]);
+  strictEqual(code, 1);
+  strictEqual(
+    stderr,
+    `echo-server client: cannot connect to 127.0.0.1:${full.port}: timed out after 300ms\n`,
   );
 });
 

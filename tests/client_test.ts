@@ -1,7 +1,7 @@
 import { ok, rejects, strictEqual } from "node:assert/strict";
 import { ClientError, connect } from "../client.ts";
 import { serve } from "../server.ts";
-import { pattern, sameBytes } from "./helpers.ts";
+import { fillBacklog, pattern, sameBytes } from "./helpers.ts";
 
 const local = { hostname: "127.0.0.1", port: 0 } as const;
 
@@ -28,7 +28,17 @@ Deno.test("connect names the address and the reason when refused", async () => {
   gone.close();
   await rejects(connect({ port }), {
     name: "ClientError",
+    kind: "connect",
     message: `cannot connect to 127.0.0.1:${port}: connection refused`,
+  });
+});
+
+Deno.test("system: a connect that its timeout ends is a timeout, not a refusal", async () => {
+  using full = await fillBacklog();
+  await rejects(connect({ port: full.port, signal: AbortSignal.timeout(100) }), {
+    name: "ClientError",
+    kind: "timeout",
+    message: `cannot connect to 127.0.0.1:${full.port}: timed out`,
   });
 });
 
@@ -42,7 +52,10 @@ Deno.test("a send that gets no reply gives up when its signal aborts", async () 
     client.send("anyone?", { signal: AbortSignal.timeout(50) }),
     (error: unknown) => error instanceof DOMException && error.name === "TimeoutError",
   );
-  await rejects(client.send("again"), ClientError);
+  await rejects(
+    client.send("again"),
+    (error: unknown) => error instanceof ClientError && error.kind === "closed",
+  );
   strictEqual(await conn.read(new Uint8Array(16)), 7);
 });
 
@@ -55,8 +68,9 @@ Deno.test("a server that closes mid-echo is reported with the byte counts", asyn
     await conn.write(buffer.subarray(0, Math.min(n, 2)));
   })();
   await using client = await connect({ port: short.addr.port });
-  await rejects(client.send("four"), {
+  await rejects(client.send("four", { verify: true }), {
     name: "ClientError",
+    kind: "closed",
     message: /127\.0\.0\.1:\d+ closed the connection after 2 of 4 bytes; it sent back "fo"/,
   });
   await serving;
@@ -67,4 +81,35 @@ Deno.test("end half-closes and returns what came back beyond the echoes", async 
   const client = await connect({ port: server.addr.port });
   await client.send("exact");
   strictEqual((await client.end()).length, 0);
+});
+
+Deno.test("send with verify tells a refusal from an echo that differs", async () => {
+  // One server refuses with a line and closes; the other answers wrongly and stays.
+  using refusing = Deno.listen(local);
+  const refusal = (async () => {
+    using conn = await refusing.accept();
+    await conn.write(new TextEncoder().encode("go away\n"));
+  })();
+  await using refused = await connect({ port: refusing.addr.port });
+  await rejects(refused.send("hi", { verify: true }), {
+    name: "ClientError",
+    kind: "refused",
+    message: `127.0.0.1:${refusing.addr.port} refused the connection: "go away\\n"`,
+  });
+  await refusal;
+  using liar = Deno.listen(local);
+  const lying = (async () => {
+    using conn = await liar.accept();
+    const buffer = new Uint8Array(16);
+    const n = await conn.read(buffer) ?? 0;
+    await conn.write(buffer.subarray(0, n).map((b) => b ^ 1));
+    await conn.read(buffer);
+  })();
+  await using lied = await connect({ port: liar.addr.port });
+  await rejects(lied.send("abc", { verify: true }), {
+    name: "ClientError",
+    kind: "mismatch",
+    message: 'echo differs: sent "abc", got "`cb"',
+  });
+  await lying;
 });

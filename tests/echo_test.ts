@@ -82,13 +82,22 @@ Deno.test("a reset ends the echo as 'reset'; other errors reject", async () => {
   await rejects(echoConnection(odd), /disk on fire/);
 });
 
-Deno.test("aborting closes the stream and ends with the reason", async () => {
-  const controller = new AbortController();
-  const stream = new ScriptedStream([]);
-  stream.read = () => {
-    controller.abort("shutdown");
-    return Promise.reject(new Deno.errors.Interrupted("operation canceled"));
+Deno.test("closing the stream under a pending read ends the echo with the read's error", async () => {
+  const stream = new ScriptedStream([pattern(5)]);
+  const closed = Promise.withResolvers<number | null>();
+  closed.promise.catch(() => {}); // the echo sees it through its read
+  stream.close = () => {
+    stream.closed = true;
+    closed.reject(new Deno.errors.BadResource("Bad resource ID"));
   };
-  strictEqual(await echoConnection(stream, { signal: controller.signal }), "shutdown");
+  const read = stream.read.bind(stream);
+  stream.read = (p) => stream.readSizes.length === 0 ? read(p) : closed.promise;
+  const counters = { bytesIn: 0, bytesOut: 0 };
+  const echo = echoConnection(stream, { counters });
+  // The owner closes it, as the server does at a timeout or the end of a drain.
+  await Promise.resolve();
+  stream.close();
+  await rejects(echo, Deno.errors.BadResource);
   strictEqual(stream.closed, true);
+  deepStrictEqual(counters, { bytesIn: 5, bytesOut: 5 });
 });

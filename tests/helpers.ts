@@ -291,3 +291,40 @@ export function connectFrom(localAddress: string, port: number): Promise<BoundCl
     socket.once("error", reject);
   });
 }
+
+/** A loopback listener whose accept queue is full, so that new connections hang. */
+export interface FullListener extends Disposable {
+  /** The port that no longer completes handshakes. */
+  port: number;
+}
+
+/**
+ * Opens a listener on 127.0.0.1 that never accepts, and connects to it until
+ * its backlog is full: Linux then drops further handshakes, so a connect
+ * there waits until its own timeout, without any traffic leaving the machine.
+ */
+export async function fillBacklog(): Promise<FullListener> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  const queued: Deno.Conn[] = [];
+  const release = () => {
+    for (const conn of queued) conn.close();
+    listener.close();
+  };
+  // Deno's backlog is a few hundred; the bound keeps a system that never drops from looping on.
+  for (let i = 0; i < 5000; i++) {
+    try {
+      queued.push(
+        await Deno.connect({ hostname: "127.0.0.1", port, signal: AbortSignal.timeout(100) }),
+      );
+    } catch (error) {
+      if (error instanceof DOMException && error.name === "TimeoutError") {
+        return { port, [Symbol.dispose]: release };
+      }
+      release();
+      throw error;
+    }
+  }
+  release();
+  throw new Error(`the backlog of 127.0.0.1:${port} never filled`);
+}

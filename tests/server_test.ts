@@ -1,5 +1,5 @@
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { serve } from "../server.ts";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { type Connection, type Listener, serve } from "../server.ts";
 import {
   assertRefused,
   exchange,
@@ -127,4 +127,59 @@ Deno.test("shutdown closes connections still open when the drain timeout ends", 
   const summary = await server.shutdown();
   strictEqual(summary.open, 0);
   strictEqual(await conn.read(new Uint8Array(1)), null);
+});
+
+/** A TCP listener seen only through the `Listener` interface, with hooks to misbehave. */
+function scriptedListener(
+  options: { failFirstAccepts?: number } = {},
+): Listener<Deno.NetAddr> & { endIteration(): void } {
+  const tcp = Deno.listen(local);
+  let failures = options.failFirstAccepts ?? 0;
+  const ended = Promise.withResolvers<IteratorResult<Connection>>();
+  return {
+    addr: tcp.addr,
+    close: () => tcp.close(),
+    endIteration: () => ended.resolve({ done: true, value: undefined }),
+    [Symbol.asyncIterator]: () => ({
+      next: () => {
+        if (failures > 0) {
+          failures--;
+          return Promise.reject(new Error("accept failed on purpose"));
+        }
+        const accepted = tcp.accept().then((conn) => ({ done: false as const, value: conn }));
+        return Promise.race([accepted, ended.promise]);
+      },
+    }),
+  };
+}
+
+Deno.test("serves connections from a listener it is given, and closes it at shutdown", async () => {
+  const listener = scriptedListener();
+  const server = serve({ listener });
+  strictEqual(server.addr.port, listener.addr.port);
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  ok(sameBytes(await exchange(conn, encoder.encode("given")), encoder.encode("given")));
+  conn.close();
+  strictEqual((await server.shutdown()).served, 1);
+  await assertRefused(listener.addr);
+});
+
+Deno.test("a failed accept is retried, and no client is lost", async () => {
+  const listener = scriptedListener({ failFirstAccepts: 3 });
+  await using server = serve({ listener });
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  ok(sameBytes(await exchange(conn, encoder.encode("late")), encoder.encode("late")));
+});
+
+Deno.test("a listener that ends by itself stops the server and closes its connections", async () => {
+  const listener = scriptedListener();
+  const server = serve({ listener });
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  ok(sameBytes(await exchange(conn, encoder.encode("hi")), encoder.encode("hi")));
+  listener.endIteration();
+  await rejects(server.finished, {
+    message: `stopped listening on 127.0.0.1:${server.addr.port}: the listener closed`,
+  });
+  strictEqual(await conn.read(new Uint8Array(1)), null);
+  listener.close();
 });

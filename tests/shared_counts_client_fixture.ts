@@ -13,8 +13,9 @@ import type { FixtureReply, FixtureRequest } from "./shared_counts_worker_fixtur
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * using worker = new FixtureWorker();
- * await worker.request({ op: "release" });
+ * equal((await worker.request({ op: "release" })).done, true);
  * ```
  */
 export class FixtureWorker implements Disposable {
@@ -28,11 +29,14 @@ export class FixtureWorker implements Disposable {
    *
    * @example
    * ```ts
+   * import { deepEqual, equal } from "node:assert/strict";
    * import { SharedCounts } from "../admission/shared_counts.ts";
    * using worker = new FixtureWorker();
    * const shared = SharedCounts.create();
    * await worker.request({ op: "guard", buffer: shared.buffer, options: { maxConns: 2 } });
    * const reply = await worker.request({ op: "admit", addresses: ["10.0.0.1"] });
+   * deepEqual(reply.results, ["ok"]);
+   * equal(shared.open, 1);
    * ```
    */
   request(request: FixtureRequest): Promise<FixtureReply> {
@@ -53,7 +57,7 @@ export class FixtureWorker implements Disposable {
    * Stops the worker; called by `using` at the end of the scope.
    *
    * @example
-   * ```ts
+   * ```ts no-assert
    * const worker = new FixtureWorker();
    * worker[Symbol.dispose]();
    * ```
@@ -71,7 +75,8 @@ export class FixtureWorker implements Disposable {
  *
  * @example
  * ```ts
- * await within(Promise.resolve(), 1_000, "nothing");
+ * import { equal } from "node:assert/strict";
+ * equal(await within(Promise.resolve(1), 1_000, "one"), 1);
  * ```
  */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

@@ -7,6 +7,7 @@
  */
 
 import { type Admission, Guard, type GuardOptions } from "../admission/guard.ts";
+import type { RateLimit } from "../admission/limits.ts";
 import { SharedCounts } from "../admission/shared_counts.ts";
 
 /**
@@ -16,6 +17,9 @@ import { SharedCounts } from "../admission/shared_counts.ts";
  *   (an Int32 arrival count), `rounds` times tryOpen on keys in turn, holding
  *   up to `hold` admissions and closing the oldest when at `hold` or refused,
  *   checking the limits after every admission; closes everything at the end.
+ *   `tally` holds one Int32 per key: the admissions all workers hold, raised
+ *   after an admission and lowered before its close, so it never exceeds the
+ *   true count, and a tally above `maxPerKey` proves a limit was broken.
  * - `tokens`: `attempts` takeToken calls at one fixed time.
  * - `open` / `close`: `count` tryOpen or close calls for `key`.
  * - `wait`: replies once `whenNotFull` resolves.
@@ -24,7 +28,7 @@ import { SharedCounts } from "../admission/shared_counts.ts";
  * - `release`: releases every kept admission.
  *
  * @example
- * ```ts
+ * ```ts no-assert
  * const request: FixtureRequest = { op: "open", buffer: new SharedArrayBuffer(8), key: "k", count: 1 };
  * ```
  */
@@ -33,6 +37,7 @@ export type FixtureRequest =
     op: "hammer";
     buffer: SharedArrayBuffer;
     start: SharedArrayBuffer;
+    tally: SharedArrayBuffer;
     parties: number;
     keys: string[];
     maxPerKey: number;
@@ -43,8 +48,7 @@ export type FixtureRequest =
     op: "tokens";
     buffer: SharedArrayBuffer;
     key: string;
-    rate: number;
-    burst: number;
+    limit: RateLimit;
     nowMs: number;
     attempts: number;
   }
@@ -59,7 +63,7 @@ export type FixtureRequest =
  * (per-call outcomes) or just `done`.
  *
  * @example
- * ```ts
+ * ```ts no-assert
  * const reply: FixtureReply = { done: true, results: ["ok", "cap"] };
  * ```
  */
@@ -93,18 +97,24 @@ function hammer(request: Extract<FixtureRequest, { op: "hammer" }>): FixtureRepl
     Atomics.wait(arrived, 0, seen);
     seen = Atomics.load(arrived, 0);
   }
-  const held: string[] = [];
+  const tally = new Int32Array(request.tally);
+  const close = (index: number) => {
+    Atomics.sub(tally, index, 1);
+    counts.close(request.keys[index]);
+  };
+  const held: number[] = [];
   const violations: string[] = [];
   let admitted = 0;
   let refused = 0;
   for (let i = 0; i < request.rounds; i++) {
-    const key = request.keys[i % request.keys.length];
+    const index = i % request.keys.length;
+    const key = request.keys[index];
     const result = counts.tryOpen(key, request.maxPerKey);
     if (result === "ok") {
       admitted++;
-      held.push(key);
+      held.push(index);
+      const forKey = Atomics.add(tally, index, 1) + 1;
       const open = counts.open;
-      const forKey = counts.openFor(key);
       if (open > counts.cap && violations.length < 10) violations.push(`open ${open}`);
       if (forKey > request.maxPerKey && violations.length < 10) {
         violations.push(`${key} open ${forKey}`);
@@ -115,10 +125,10 @@ function hammer(request: Extract<FixtureRequest, { op: "hammer" }>): FixtureRepl
     // A refused worker gives a slot back too; otherwise one that holds fewer
     // than `hold` when the cap is reached would be refused forever.
     if (held.length >= request.hold || (result !== "ok" && held.length > 0)) {
-      counts.close(held.shift() ?? key);
+      close(held.shift() ?? index);
     }
   }
-  for (const key of held) counts.close(key);
+  for (const index of held) close(index);
   return { done: true, admitted, refused, violations };
 }
 
@@ -130,7 +140,7 @@ function handle(request: FixtureRequest): FixtureReply | Promise<FixtureReply> {
       const counts = new SharedCounts(request.buffer);
       let granted = 0;
       for (let i = 0; i < request.attempts; i++) {
-        if (counts.takeToken(request.key, request.rate, request.burst, request.nowMs)) granted++;
+        if (counts.takeToken(request.key, request.limit, request.nowMs)) granted++;
       }
       return { done: true, admitted: granted };
     }

@@ -99,3 +99,32 @@ Deno.test("a port held by another server is an error for --workers too", async (
   strictEqual(code, 1);
   ok(stderr.includes(`cannot listen on 127.0.0.1:${port}: address already in use`), stderr);
 });
+
+Deno.test("--workers 2: each worker's summary counts its own refusals, the total all of them", async () => {
+  await using cli = new Cli(
+    ["-H", "127.0.0.1", "-p", "0", "--workers", "2", "--deny", "127.0.0.0/8"],
+    { permissions },
+  );
+  const port = await cli.port();
+  await cli.waitFor(/2 workers share/);
+  const replies = await Promise.all(
+    Array.from({ length: 20 }, async (_, i) => {
+      const { conn, reply } = await connectAndEcho(port, `d${i}`);
+      conn.close();
+      return reply;
+    }),
+  );
+  deepStrictEqual(replies, Array(20).fill(null));
+  cli.kill("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+  const denied = (line: string) => Number(line.match(/denied (\d+)/)?.[1] ?? 0);
+  const lines = stderr.split("\n");
+  const workerLines = lines.filter((line) => / w[12] server: stopped: /.test(line));
+  const totalLines = lines.filter((line) => / server: stopped: /.test(line) && !/ w\d /.test(line));
+  strictEqual(workerLines.length, 2, stderr);
+  strictEqual(totalLines.length, 1, stderr);
+  // Shared counts reported as each worker's own would make these add up to 40.
+  strictEqual(workerLines.reduce((sum, line) => sum + denied(line), 0), 20, stderr);
+  strictEqual(denied(totalLines[0]), 20, stderr);
+});

@@ -9,8 +9,10 @@
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { formatAddress } from "./address.ts";
- * console.assert(formatAddress("::1", 80) === "[::1]:80");
+ * equal(formatAddress("::1", 80), "[::1]:80");
+ * equal(formatAddress("127.0.0.1", 80), "127.0.0.1:80");
  * ```
  */
 export function formatAddress(hostname: string, port: number): string {
@@ -36,8 +38,10 @@ const PHRASES: ReadonlyArray<readonly [new (...args: never[]) => Error, string]>
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { describeError } from "./address.ts";
- * console.assert(describeError(new Deno.errors.ConnectionRefused("x")) === "connection refused");
+ * equal(describeError(new Deno.errors.ConnectionRefused("x")), "connection refused");
+ * equal(describeError(new Error("Bad thing (os error 9)")), "bad thing");
  * ```
  */
 export function describeError(error: unknown): string {

@@ -8,9 +8,10 @@
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { plural } from "./words.ts";
- * console.assert(plural(1, "byte") === "1 byte");
- * console.assert(plural(0, "byte") === "0 bytes");
+ * equal(plural(1, "byte"), "1 byte");
+ * equal(plural(0, "byte"), "0 bytes");
  * ```
  */
 export function plural(count: number, noun: string): string {
@@ -25,8 +26,9 @@ const decoder = new TextDecoder();
  *
  * @example
  * ```ts
+ * import { equal } from "node:assert/strict";
  * import { quoteBytes } from "./words.ts";
- * console.assert(quoteBytes(new TextEncoder().encode("busy\n")) === '"busy\\n"');
+ * equal(quoteBytes(new TextEncoder().encode("busy\n")), '"busy\\n"');
  * ```
  */
 export function quoteBytes(bytes: Uint8Array): string {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Histogram } from "../bench/histogram.ts";
+import { Histogram } from "../../bench/histogram.ts";
 
 /** Exact percentile by the same rule as the histogram: smallest value with ≥ p % at or below. */
 function exact(sorted: number[], p: number): number {

@@ -1,5 +1,5 @@
 import { ok, strictEqual, throws } from "node:assert/strict";
-import { LogThrottle } from "../log/throttle.ts";
+import { LogThrottle } from "../../log/throttle.ts";
 
 Deno.test("LogThrottle: one line per key per interval, with suppressed count", () => {
   let t = 0;

@@ -1,0 +1,96 @@
+/**
+ * How the load tester writes numbers in its reports and error messages.
+ *
+ * @module
+ */
+
+/**
+ * A count, rounded and grouped: `1,234`.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { int } from "./numbers.ts";
+ * equal(int(1234.6), "1,235");
+ * ```
+ */
+export function int(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+/**
+ * A rate in msg/s: grouped, fractions kept (`0.5`, `1,234.5`, `0.00125`).
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { rate } from "./numbers.ts";
+ * equal(rate(1234.5), "1,234.5");
+ * equal(rate(0.00125), "0.00125");
+ * ```
+ */
+export function rate(n: number): string {
+  return n.toLocaleString(
+    "en-US",
+    n >= 1 ? { maximumFractionDigits: 3 } : { maximumSignificantDigits: 3 },
+  );
+}
+
+/**
+ * A number with a fixed number of decimals: `1.23`.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { fixed } from "./numbers.ts";
+ * equal(fixed(1.234, 2), "1.23");
+ * ```
+ */
+export function fixed(n: number, digits: number): string {
+  return n.toFixed(digits);
+}
+
+/**
+ * A byte count in megabytes (10^6 bytes), one decimal: `7.9 MB`.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { mb } from "./numbers.ts";
+ * equal(mb(7_901_184), "7.9 MB");
+ * ```
+ */
+export function mb(n: number): string {
+  return `${fixed(n / 1e6, 1)} MB`;
+}
+
+/**
+ * A message size in the unit it was most likely given in: `64 B`, `4 KiB`, `16 MiB`.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { size } from "./numbers.ts";
+ * equal(size(4096), "4 KiB");
+ * equal(size(1000), "1000 B");
+ * ```
+ */
+export function size(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} B`;
+}
+
+/**
+ * A byte in hexadecimal: `0x0a`.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { hex } from "./numbers.ts";
+ * equal(hex(10), "0x0a");
+ * ```
+ */
+export function hex(b: number): string {
+  return `0x${b.toString(16).padStart(2, "0")}`;
+}

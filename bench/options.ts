@@ -1,0 +1,181 @@
+/**
+ * What a benchmark run is asked to do: the load modes, the bounds and the
+ * options of `runBench`, and their validation.
+ *
+ * @module
+ */
+
+/**
+ * What the load generator does on each connection.
+ *
+ * - `pingpong`: send `size` bytes, wait for exactly those bytes back, verify,
+ *   record the round trip, repeat.
+ * - `stream`: write continuously while reading and verifying the echoed
+ *   stream; `size` is not used. Latency is from a 64 KiB write to the end of
+ *   its echo.
+ * - `churn`: connect, echo `size` bytes, close, repeat; latency is
+ *   connect + echo + close.
+ *
+ * @example
+ * ```ts no-assert
+ * import type { BenchMode } from "./options.ts";
+ *
+ * const mode: BenchMode = "churn";
+ * ```
+ */
+export type BenchMode = "pingpong" | "stream" | "churn";
+
+/**
+ * Every {@linkcode BenchMode}, in the order the help lists them.
+ *
+ * @example
+ * ```ts
+ * import { ok } from "node:assert/strict";
+ * import { BENCH_MODES } from "./options.ts";
+ * ok(BENCH_MODES.includes("churn"));
+ * ```
+ */
+export const BENCH_MODES: readonly BenchMode[] = ["pingpong", "stream", "churn"];
+
+/**
+ * The largest load `runBench` accepts; the command line checks the same bounds.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { BENCH_LIMITS } from "./options.ts";
+ * equal(BENCH_LIMITS.maxSize, 16 * 1024 * 1024);
+ * ```
+ */
+export const BENCH_LIMITS = {
+  /** Concurrent connections at most. */
+  maxConnections: 100_000,
+  /** Message size at most, in bytes. */
+  maxSize: 16 * 1024 * 1024,
+} as const;
+
+/**
+ * Settings of one benchmark run.
+ *
+ * @example
+ * ```ts no-assert
+ * import type { BenchOptions } from "./options.ts";
+ *
+ * const options: BenchOptions = {
+ *   host: "127.0.0.1",
+ *   port: 7,
+ *   connections: 100,
+ *   durationMs: 10_000,
+ *   size: 64,
+ *   mode: "pingpong",
+ *   rate: 50_000, // open loop: latency counted from each message's scheduled time
+ *   onProgress: (p) => console.log(p.msgsPerS),
+ * };
+ * ```
+ */
+export interface BenchOptions {
+  /** Server host name or IP address. */
+  host: string;
+  /** Server TCP port, 1–65535. */
+  port: number;
+  /** Concurrent connections (churn: concurrent connect/echo/close slots). */
+  connections: number;
+  /** How long to send, in milliseconds; in-flight echoes are then drained. */
+  durationMs: number;
+  /** Message size in bytes for pingpong and churn, 1 to 16 MiB (stream ignores it). */
+  size: number;
+  /** See {@linkcode BenchMode}. */
+  mode: BenchMode;
+  /**
+   * Open loop (pingpong and churn only): messages per second over all
+   * connections, each sent on a fixed schedule and timed from it, so a stalled
+   * server cannot hide its stall (no coordinated omission). Without it every
+   * connection sends as soon as its echo is back.
+   */
+  rate?: number;
+  /** Stops the run early; the report covers the time until then. */
+  signal?: AbortSignal;
+  /** Called about once a second with the figures of the last interval. */
+  onProgress?: (p: BenchProgress) => void;
+}
+
+/**
+ * Figures of one progress interval (about a second), for the live line.
+ *
+ * @example
+ * ```ts no-assert
+ * import type { BenchProgress } from "./options.ts";
+ *
+ * const p: BenchProgress = {
+ *   elapsedS: 3, messages: 510_000, msgsPerS: 170_000, mbPerS: 10.9, p99Us: 1_300,
+ *   openConnections: 100, errors: 0, mismatches: 0,
+ * };
+ * ```
+ */
+export interface BenchProgress {
+  /** Seconds since the load started. */
+  elapsedS: number;
+  /** Messages echoed and verified since the start. */
+  messages: number;
+  /** Messages per second over the last interval. */
+  msgsPerS: number;
+  /** Echoed megabytes (10^6 bytes) per second over the last interval. */
+  mbPerS: number;
+  /** 99th percentile latency over the last interval, µs (0 when none). */
+  p99Us: number;
+  /** Connections open now. */
+  openConnections: number;
+  /** Connections opened per second over the last interval (what churn shows). */
+  connectionsPerS?: number;
+  /** The run's mode; churn shows `connectionsPerS` rather than `openConnections`. */
+  mode?: BenchMode;
+  /** Connect failures, refusals and resets since the start. */
+  errors: number;
+  /** Corrupted or short echoes since the start. */
+  mismatches: number;
+}
+
+/**
+ * Checks the options, throwing a `RangeError` that names the first one out of
+ * bounds.
+ *
+ * @example
+ * ```ts
+ * import { throws } from "node:assert/strict";
+ * import { validateOptions } from "./options.ts";
+ * throws(
+ *   () =>
+ *     validateOptions({
+ *       host: "127.0.0.1", port: 8000, connections: 0, durationMs: 1000, size: 64,
+ *       mode: "pingpong",
+ *     }),
+ *   RangeError,
+ * );
+ * ```
+ */
+export function validateOptions(o: BenchOptions): void {
+  const intIn = (name: string, v: number, lo: number, hi: number) => {
+    if (!Number.isInteger(v) || v < lo || v > hi) {
+      throw new RangeError(`${name} must be an integer from ${lo} to ${hi}, got ${v}`);
+    }
+  };
+  if (typeof o.host !== "string" || o.host === "") {
+    throw new RangeError("host must be a non-empty string");
+  }
+  intIn("port", o.port, 1, 65535);
+  intIn("connections", o.connections, 1, BENCH_LIMITS.maxConnections);
+  intIn("size", o.size, 1, BENCH_LIMITS.maxSize);
+  // setTimeout fires at once beyond 2^31 - 1 ms.
+  if (!(o.durationMs > 0) || !(o.durationMs <= 2 ** 31 - 1)) {
+    throw new RangeError(`durationMs must be > 0 and at most 2147483647, got ${o.durationMs}`);
+  }
+  if (!BENCH_MODES.includes(o.mode)) {
+    throw new RangeError(`mode must be pingpong, stream or churn, got ${String(o.mode)}`);
+  }
+  if (o.rate !== undefined) {
+    if (!(o.rate > 0) || !Number.isFinite(o.rate)) {
+      throw new RangeError(`rate must be a positive number of messages per second, got ${o.rate}`);
+    }
+    if (o.mode === "stream") throw new RangeError("rate applies to pingpong and churn, not stream");
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The shared state of one run: counters, latency histograms, open sockets and
+ * the stop signal, which every connection loop updates.
+ *
+ * @module
+ */
+import { describeError } from "../text/address.ts";
+import { Histogram } from "./histogram.ts";
+import type { BenchMode, BenchOptions } from "./options.ts";
+import { Pattern, PERIOD } from "./pattern.ts";
+import { TIMER_SLACK_MS, Wakeups } from "./schedule.ts";
+
+/** Distinct message payloads per connection in pingpong and churn. */
+export const SLOTS = 64;
+/** Read buffer size cap. */
+export const READ_MAX = 65536;
+
+/** Shared state of one run: counters, histograms, open sockets, timers. */
+export class Run {
+  /** Server host name or address. */
+  readonly host: string;
+  /** Server port. */
+  readonly port: number;
+  /** Message size (pingpong, churn). */
+  readonly size: number;
+  /** The run's mode. */
+  readonly mode: BenchMode;
+  /** How long in-flight echoes may take to come back once sending stops. */
+  readonly drainMs: number;
+  /** What every connection sends. */
+  readonly pattern: Pattern;
+  /** Pattern offsets of the pingpong/churn payloads, and views of them to send. */
+  readonly slotAt: Int32Array = new Int32Array(SLOTS);
+  /** The payload of each slot, a view of the pattern from `slotAt`. */
+  readonly slotView: Uint8Array[] = [];
+  /** Aborts the first connects when they take too long or the run stops. */
+  readonly dialing = new AbortController();
+  /** Aborts churn's pending connects when the run is torn down. */
+  readonly teardown = new AbortController();
+  /** Connections open now. */
+  readonly open = new Set<Deno.TcpConn>();
+  /** Latency of the current progress interval; merged into `total` at each tick. */
+  readonly window = new Histogram();
+  /** Latency of the intervals already reported. */
+  readonly total = new Histogram();
+
+  /** No new messages once set; in-flight echoes may still complete. */
+  stopping = false;
+  /** Set when sockets are being force-closed: errors from then on are expected. */
+  closing = false;
+  /** Resolves when the run stops. */
+  readonly stopped: Promise<void>;
+  #resolveStopped: () => void;
+  readonly #wakeups = new Wakeups();
+
+  /** When the first connects began (performance.now() clock). */
+  dialStartedAt = 0;
+  /** When the load began; 0 before. */
+  startedAt = 0;
+  /** When sending stopped. */
+  stoppedAt = 0;
+  /** When the last echo completed. */
+  lastEchoAt = 0;
+  /** Messages echoed and verified. */
+  messages = 0;
+  /** Payload bytes written. */
+  bytesSent = 0;
+  /** Payload bytes read back. */
+  bytesReceived = 0;
+  /** Connections established, including those later `refused`. */
+  opened = 0;
+  /** Connect attempts that failed. */
+  failed = 0;
+  /** Connections the server closed before any echo completed. */
+  refused = 0;
+  /** Connections that had served and then failed or were closed by the server. */
+  resets = 0;
+  /** Echoes that came back full length but different, or with bytes added. */
+  corrupted = 0;
+  /** Echoes that stopped partway. */
+  short = 0;
+  /** Messages (stream: connections) with no byte back when the drain time ran out. */
+  timedOut = 0;
+  /** Connections (churn: slots) that got no echo before sending stopped. */
+  starved = 0;
+  /** The first error noted. */
+  firstError: string | null = null;
+
+  /** Prepares a run of `o`, validated; nothing is opened yet. */
+  constructor(o: BenchOptions) {
+    this.host = o.host;
+    this.port = o.port;
+    this.size = o.size;
+    this.mode = o.mode;
+    this.drainMs = Math.min(2000, Math.max(200, o.durationMs));
+    this.pattern = new Pattern(o.mode === "stream" ? READ_MAX + 1 : Math.max(o.size, READ_MAX + 1));
+    for (let i = 0; i < SLOTS; i++) {
+      // 1031 is prime: the offsets spread over the whole period.
+      const at = (i * 1031) % PERIOD;
+      this.slotAt[i] = at;
+      this.slotView.push(this.pattern.bytes.subarray(at, at + o.size));
+    }
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.stopped = promise;
+    this.#resolveStopped = resolve;
+  }
+
+  /** Stops sending: wakes every sleeper and aborts the first connects. */
+  stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.stoppedAt = performance.now();
+    this.dialing.abort(new Error("stopped"));
+    this.#wakeups.wakeAll();
+    this.#resolveStopped();
+  }
+
+  /** Resolves about at `time` (performance.now() clock), or at once when the run stops. */
+  until(time: number): Promise<void> {
+    return this.stopping ? Promise.resolve() : this.#wakeups.at(time);
+  }
+
+  /**
+   * Waits for a connection's next send time in open-loop mode and returns the
+   * time to measure its latency from: the scheduled time, or the actual send if
+   * the timer woke us early (never before the bytes left).
+   */
+  async paced(due: number): Promise<number> {
+    if (due - performance.now() > TIMER_SLACK_MS) await this.until(due);
+    return Math.min(due, performance.now());
+  }
+
+  /** Opens a connection; null on failure, which is counted unless we stopped. */
+  async connect(signal: AbortSignal): Promise<Deno.TcpConn | null> {
+    try {
+      // The signal only aborts the connect: an open connection stays open.
+      const conn = await Deno.connect({ hostname: this.host, port: this.port, signal });
+      if (this.closing) {
+        conn.close();
+        return null;
+      }
+      conn.setNoDelay(true);
+      this.open.add(conn);
+      this.opened++;
+      return conn;
+    } catch (err) {
+      if (!this.stopping) {
+        this.failed++;
+        this.noteError(err);
+      }
+      return null;
+    }
+  }
+
+  /** Closes a connection of this run, once. */
+  release(conn: Deno.TcpConn): void {
+    if (!this.open.delete(conn)) return;
+    try {
+      conn.close();
+    } catch {
+      // Already closed by the peer's reset or by the teardown signal.
+    }
+  }
+
+  /** Keeps the first error for the report: a sentence, or an error put into words. */
+  noteError(err: unknown): void {
+    this.firstError ??= typeof err === "string" ? err : describeError(err);
+  }
+
+  /** Stops and closes every socket; errors from then on are the run's own doing. */
+  closeAll(): void {
+    this.closing = true;
+    this.stop();
+    this.teardown.abort();
+    for (const conn of [...this.open]) this.release(conn);
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The `serve` command: its flags, read into the server's and the guard's
+ * options, and the signal handling around a running server.
+ *
+ * @module
+ */
+import { parseCidr } from "../admission/cidr.ts";
+import { Guard, GUARD_DEFAULTS } from "../admission/guard.ts";
+import { flushLogs, LOG_FORMATS, LOG_LEVELS, logger, setupLogging } from "../log/log.ts";
+import { serve, SERVE_DEFAULTS, type WhenFull } from "../server.ts";
+import { MAX_WORKERS, startWorkers } from "../server/workers.ts";
+import { runCommand } from "./command.ts";
+import {
+  choiceFlag,
+  durationFlag,
+  type Flag,
+  type FlagValues,
+  HELP_FLAG,
+  hostFlag,
+  intFlag,
+  listFlag,
+  numberFlag,
+  portFlag,
+  textFlag,
+  UsageError,
+} from "./flags.ts";
+import { formatFlags } from "./parse.ts";
+
+/** Signals this close to the first are the same keypress delivered twice, not a second request. */
+const SAME_SIGNAL_MS = 300;
+
+const WHEN_FULL = ["wait", "refuse"] as const satisfies readonly WhenFull[];
+
+const workerCount = intFlag({
+  value: "N|auto",
+  min: 1,
+  max: MAX_WORKERS,
+  default: 1,
+  help: "isolates serving the same port (auto: one per CPU); limits stay global",
+});
+/** `--workers`: a count, or `auto` for one per CPU. */
+const workersFlag: Flag<number> = {
+  ...workerCount,
+  read: (given, name) =>
+    given.at(-1) === "auto" ? navigator.hardwareConcurrency : workerCount.read(given, name),
+};
+
+/** The flags of `serve`, with the defaults of {@linkcode serve} and {@linkcode Guard}. */
+export const SERVE_FLAGS = {
+  host: hostFlag({
+    default: SERVE_DEFAULTS.hostname,
+    help: "address to listen on (:: for IPv6)",
+  }),
+  port: portFlag({
+    min: 0,
+    default: SERVE_DEFAULTS.port,
+    help: "port to listen on; 0 picks a free one",
+  }),
+  "drain-timeout": durationFlag({
+    value: "DURATION",
+    default: SERVE_DEFAULTS.drainTimeoutMs,
+    help: "on SIGINT/SIGTERM, how long open connections may finish",
+  }),
+  "max-conns": intFlag({
+    value: "N",
+    min: 1,
+    default: GUARD_DEFAULTS.maxConns,
+    help: "open connections at most, server-wide",
+  }),
+  "when-full": choiceFlag({
+    choices: WHEN_FULL,
+    default: SERVE_DEFAULTS.whenFull,
+    help: "at --max-conns: queue newcomers in the backlog, or close them",
+  }),
+  "max-conns-per-ip": intFlag({
+    value: "N",
+    min: 1,
+    default: GUARD_DEFAULTS.maxConnsPerIp,
+    help: "open connections at most per client address (IPv6: per /64)",
+  }),
+  rate: numberFlag({
+    value: "N",
+    help: "new connections per second per client address (default: off)",
+  }),
+  burst: intFlag({
+    value: "N",
+    min: 1,
+    help: "connections a client address may open at once under --rate (default: the rate)",
+  }),
+  "idle-timeout": durationFlag({
+    value: "DURATION",
+    default: SERVE_DEFAULTS.idleTimeoutMs,
+    help: "close a connection that sends nothing for this long; 0 = never",
+  }),
+  "max-lifetime": durationFlag({
+    value: "DURATION",
+    default: SERVE_DEFAULTS.maxLifetimeMs,
+    help: "close any connection open this long; 0 = never",
+  }),
+  allow: listFlag({ value: "CIDR", help: "admit only these addresses (repeatable)" }, parseCidr),
+  deny: listFlag(
+    { value: "CIDR", help: "refuse these addresses; wins over --allow (repeatable)" },
+    parseCidr,
+  ),
+  "reject-message": textFlag({
+    value: "TEXT",
+    help: "a line written to refused connections before closing them",
+  }),
+  workers: workersFlag,
+  "log-level": choiceFlag({
+    value: "LEVEL",
+    choices: LOG_LEVELS,
+    default: "info",
+    help: `one of ${LOG_LEVELS.join(", ")}`,
+  }),
+  "log-format": choiceFlag({
+    value: "FORMAT",
+    choices: LOG_FORMATS,
+    default: "text",
+    help: "text, or json for one JSON object per line",
+  }),
+  help: HELP_FLAG,
+};
+
+const SERVE_USAGE = `Usage: echo-server [serve] [FLAGS]
+
+Echoes every byte each client sends, until the client closes. SIGINT or
+SIGTERM stops accepting and lets open connections finish for --drain-timeout;
+a second signal (after the first ${SAME_SIGNAL_MS} ms) exits at once. Durations: 500ms, 10s, 2m, 1h or plain seconds.
+
+Flags:
+${formatFlags(SERVE_FLAGS)}
+`;
+
+/**
+ * Runs `serve` with `args` until a signal stops the server, and resolves with
+ * the exit code. `entry` is the module each worker loads (main.ts).
+ */
+export function serveCommand(args: readonly string[], entry: URL): Promise<number> {
+  return runCommand({
+    name: "serve",
+    usage: SERVE_USAGE,
+    flags: SERVE_FLAGS,
+    run: (values) => runServe(values, entry),
+  }, args);
+}
+
+async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Promise<number> {
+  if (flags.burst !== undefined && flags.rate === undefined) {
+    throw new UsageError("--burst needs --rate");
+  }
+  const limits = {
+    maxConns: flags["max-conns"],
+    maxConnsPerIp: flags["max-conns-per-ip"],
+    rate: flags.rate,
+    burst: flags.burst,
+    allow: flags.allow,
+    deny: flags.deny,
+  };
+  const options = {
+    hostname: flags.host,
+    port: flags.port,
+    drainTimeoutMs: flags["drain-timeout"],
+    whenFull: flags["when-full"],
+    idleTimeoutMs: flags["idle-timeout"],
+    maxLifetimeMs: flags["max-lifetime"],
+    rejectMessage: flags["reject-message"],
+  };
+  if (flags.workers > 1 && !canLoad(entry)) {
+    throw new UsageError(
+      "--workers needs --allow-read, so that each worker can load the program (deno run --allow-net --allow-read …)",
+    );
+  }
+  const logging = { level: flags["log-level"], format: flags["log-format"] };
+  await setupLogging(logging);
+  const log = logger("server");
+  const server = flags.workers > 1
+    ? await startWorkers({
+      entry,
+      count: flags.workers,
+      config: { serve: options, guard: limits, logging },
+    })
+    : serve({ ...options, guard: new Guard(limits) });
+  let firstSignalAt: number | undefined;
+  const onSignal = (signal: Deno.Signal) => () => {
+    if (firstSignalAt !== undefined) {
+      // One Ctrl-C can arrive twice: from the terminal, and forwarded by a
+      // parent such as `deno task` or npx in the same process group.
+      if (performance.now() - firstSignalAt < SAME_SIGNAL_MS) return;
+      log.warning("second {signal}: exiting now", { signal });
+      flushLogs();
+      Deno.exit(signal === "SIGINT" ? 130 : 143);
+    }
+    firstSignalAt = performance.now();
+    log.info("{signal}: shutting down", { signal });
+    server.shutdown().catch(() => {}); // a failure surfaces through server.finished
+  };
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+    const handler = onSignal(signal);
+    Deno.addSignalListener(signal, handler);
+    return [signal, handler] as const;
+  });
+  try {
+    await server.finished;
+    return 0;
+  } finally {
+    for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
+  }
+}
+
+/** Workers load `entry` again; from a file, that takes read permission. */
+function canLoad(entry: URL): boolean {
+  if (entry.protocol !== "file:") return true;
+  return Deno.permissions.querySync({ name: "read", path: entry }).state === "granted";
+}

@@ -1,0 +1,83 @@
+/**
+ * How the client fails: one error class with a kind for code to act on, and
+ * one sentence per kind of event for people.
+ *
+ * @module
+ */
+import { describeError } from "../text/address.ts";
+import { quoteBytes } from "../text/words.ts";
+
+/**
+ * What went wrong, for code to act on (the message is for people):
+ * - `connect`: no connection (refused, unknown host, no route);
+ * - `timeout`: no connection, or no echo, within the time allowed;
+ * - `closed`: the connection closed before every byte sent was echoed;
+ * - `refused`: the server sent bytes that are not the echo and closed, as a
+ *   server refusing the connection with a message does;
+ * - `mismatch`: bytes came back that differ from those sent, or more of them;
+ * - `failed`: the connection broke (reset, broken pipe).
+ */
+export type ClientErrorKind = "connect" | "timeout" | "closed" | "refused" | "mismatch" | "failed";
+
+/**
+ * A connection or an exchange failed; `kind` says how, the message says it in
+ * one sentence.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { ClientError } from "./errors.ts";
+ * const error = new ClientError("timeout", "no reply from 127.0.0.1:8000 within 10.0s");
+ * equal(error.kind, "timeout");
+ * equal(error.name, "ClientError");
+ * ```
+ */
+export class ClientError extends Error {
+  /** How it failed. */
+  readonly kind: ClientErrorKind;
+
+  /**
+   * Makes an error of `kind` with `message`, the whole sentence, e.g.
+   * `cannot connect to 127.0.0.1:8000: connection refused`.
+   */
+  constructor(kind: ClientErrorKind, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ClientError";
+    this.kind = kind;
+  }
+}
+
+/**
+ * The one sentence for a server that refused a connection by sending `bytes`
+ * and closing, whichever way the client noticed.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { refused } from "./errors.ts";
+ * const error = refused("127.0.0.1:8000", new TextEncoder().encode("go away\n"));
+ * equal(error.message, '127.0.0.1:8000 refused the connection: "go away\\n"');
+ * equal(error.kind, "refused");
+ * ```
+ */
+export function refused(address: string, bytes: Uint8Array): ClientError {
+  return new ClientError("refused", `${address} refused the connection: ${quoteBytes(bytes)}`);
+}
+
+/**
+ * The sentence for a connection that broke under an operation, keeping the
+ * system's error as the cause.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { broken } from "./errors.ts";
+ * const error = broken("127.0.0.1:8000", new Deno.errors.ConnectionReset("reset"));
+ * equal(error.message, "connection to 127.0.0.1:8000 failed: connection reset by peer");
+ * ```
+ */
+export function broken(address: string, error: unknown): ClientError {
+  return new ClientError("failed", `connection to ${address} failed: ${describeError(error)}`, {
+    cause: error,
+  });
+}

@@ -1,0 +1,163 @@
+/**
+ * The accept loop: takes each connection from the listener, puts it to the
+ * admission rules, and hands the admitted ones on. It never stops on its own
+ * account: a failed accept is retried with a growing pause, and running out
+ * of file descriptors lowers the cap instead.
+ *
+ * @module
+ */
+import { describeError } from "../text/address.ts";
+import type { Guard } from "../admission/guard.ts";
+import type { RefusalReason } from "../admission/refusals.ts";
+import { logger } from "../log/log.ts";
+import { closeQuietly, type Connection, type Listener, type Peer, peerOf } from "./listener.ts";
+import { sleepUnless } from "./wait.ts";
+
+/** What to do with a new connection while `maxConns` are open. */
+export type WhenFull = "wait" | "refuse";
+
+/** How the accept loop ended: asked to stop, or the listener closed under it. */
+export type AcceptEnd = "stopped" | "listener closed";
+
+/** What an {@linkcode Acceptor} works with. */
+export interface AcceptorOptions {
+  /** The admission rules. */
+  guard: Guard;
+  /** At the guard's cap: stop accepting until there is room, or accept and refuse. */
+  whenFull: WhenFull;
+  /** Written to refused connections before they are closed. */
+  rejectLine?: Uint8Array;
+  /** Takes an admitted connection; `release` gives its slot back once it is closed. */
+  onAdmitted(conn: Connection, peer: Peer, release: () => void): void;
+  /** Hears of each connection refused, before it is closed. */
+  onRefused(reason: RefusalReason, peer: Peer): void;
+}
+
+const ACCEPT_BACKOFF_MIN_MS = 5;
+const ACCEPT_BACKOFF_MAX_MS = 1000;
+
+const log = logger("server");
+
+/** The accept loop over one listener; {@linkcode Acceptor.run} it once. */
+export class Acceptor {
+  readonly #listener: Listener;
+  readonly #guard: Guard;
+  readonly #waitAtCap: boolean;
+  readonly #rejectLine: Uint8Array | undefined;
+  readonly #onAdmitted: AcceptorOptions["onAdmitted"];
+  readonly #onRefused: AcceptorOptions["onRefused"];
+  readonly #stopping = Promise.withResolvers<void>();
+  #stopped = false;
+
+  /** Prepares to accept from `listener`; nothing happens before {@linkcode Acceptor.run}. */
+  constructor(listener: Listener, options: AcceptorOptions) {
+    this.#listener = listener;
+    this.#guard = options.guard;
+    this.#waitAtCap = options.whenFull === "wait";
+    this.#rejectLine = options.rejectLine;
+    this.#onAdmitted = options.onAdmitted;
+    this.#onRefused = options.onRefused;
+  }
+
+  /** Accepts until {@linkcode Acceptor.stop} or until the listener closes by itself. */
+  async run(): Promise<AcceptEnd> {
+    let connections = this.#listener[Symbol.asyncIterator]();
+    let failures = 0;
+    let backoffMs = 0;
+    try {
+      while (!this.#stopped) {
+        let next: IteratorResult<Connection>;
+        try {
+          next = await connections.next();
+        } catch (error) {
+          if (this.#stopped) break;
+          if (failures++ === 0) this.#reportFailure(error);
+          // Pause, growing, and retry, so that the loop neither spins nor gives up.
+          backoffMs = Math.min(
+            Math.max(backoffMs * 2, ACCEPT_BACKOFF_MIN_MS),
+            ACCEPT_BACKOFF_MAX_MS,
+          );
+          await sleepUnless(backoffMs, this.#stopping.promise);
+          await this.#roomToAccept();
+          // The failed iteration is over; a fresh one accepts again.
+          connections = this.#listener[Symbol.asyncIterator]();
+          continue;
+        }
+        if (next.done) return this.#stopped ? "stopped" : "listener closed";
+        if (failures > 0) {
+          log.info("accepting again after {failures} failed accepts", { failures });
+          backoffMs = failures = 0;
+        }
+        this.#take(next.value);
+        await this.#roomToAccept();
+      }
+      return "stopped";
+    } finally {
+      // Connections still waiting for a slot are closed, not admitted, from now on.
+      this.#stopped = true;
+      this.#stopping.resolve();
+    }
+  }
+
+  /** Stops accepting and closes the listener; {@linkcode Acceptor.run} then ends. */
+  stop(): void {
+    this.#stopped = true;
+    this.#stopping.resolve();
+    closeQuietly(this.#listener);
+  }
+
+  #take(conn: Connection): void {
+    try {
+      this.#admit(conn);
+    } catch (error) {
+      // A bug in handling one connection must not end the accept loop.
+      log.error("could not handle a connection: {error}", { error: describeError(error) });
+      closeQuietly(conn);
+    }
+  }
+
+  #admit(conn: Connection): void {
+    // With workers the cap is shared: another worker may have taken the last
+    // slot while this one sat in accept. In wait mode that connection waits
+    // here for a slot, as it would have in the backlog, instead of being refused.
+    if (this.#waitAtCap && this.#guard.full) return void this.#admitWhenRoom(conn);
+    const peer = peerOf(conn.remoteAddr);
+    const admission = this.#guard.admit(peer.host, { waitAtCap: this.#waitAtCap });
+    if (admission.ok) return this.#onAdmitted(conn, peer, admission.release);
+    if (admission.reason === "cap" && this.#waitAtCap) return void this.#admitWhenRoom(conn);
+    this.#onRefused(admission.reason, peer);
+    if (this.#rejectLine === undefined) return closeQuietly(conn);
+    conn.write(this.#rejectLine).catch(() => {}).finally(() => closeQuietly(conn));
+  }
+
+  async #admitWhenRoom(conn: Connection): Promise<void> {
+    await this.#roomToAccept();
+    if (this.#stopped) closeQuietly(conn);
+    else this.#take(conn);
+  }
+
+  /** In `wait` mode at the cap, pauses until a connection closes, or until stopped. */
+  async #roomToAccept(): Promise<void> {
+    if (!this.#waitAtCap || !this.#guard.full) return;
+    try {
+      await Promise.race([this.#guard.whenNotFull(), this.#stopping.promise]);
+    } catch (error) {
+      log.error("waiting for a free slot failed: {error}", { error: describeError(error) });
+    }
+  }
+
+  #reportFailure(error: unknown): void {
+    const code = error instanceof Error && "code" in error ? error.code : undefined;
+    if ((code === "EMFILE" || code === "ENFILE") && this.#guard.open > 0) {
+      // The descriptors ran out at this many connections: hold no more than
+      // that, so that "wait" mode queues newcomers in the backlog instead of
+      // failing accept after accept.
+      log.warning(
+        "out of file descriptors with {open} connections open: pausing accepts, at most {open} connections from now on",
+        { open: this.#guard.lowerCap(this.#guard.open) },
+      );
+    } else {
+      log.error("accept failed: {error}; retrying with backoff", { error: describeError(error) });
+    }
+  }
+}

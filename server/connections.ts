@@ -1,0 +1,200 @@
+/**
+ * The connection table: every admitted connection from its echo's start to
+ * its end, the server's byte counts, the idle and lifetime sweep, and the
+ * drain at shutdown.
+ *
+ * @module
+ */
+import { describeError } from "../text/address.ts";
+import { formatDuration } from "../text/duration.ts";
+import { plural } from "../text/words.ts";
+import { logger } from "../log/log.ts";
+import { echoConnection, type EchoCounters, type EchoEnd } from "./echo.ts";
+import { closeQuietly, type Connection, type Peer } from "./listener.ts";
+import type { ServerStats } from "./stats.ts";
+import { sleepUnless } from "./wait.ts";
+
+/** Why the server closed a connection itself, in the words its log line uses. */
+export type ServerClose = "idle timeout" | "lifetime reached" | "shutdown" | "listener lost";
+
+/** What the {@linkcode ConnectionTable} enforces and whom it tells. */
+export interface ConnectionTableOptions {
+  /** Close a connection that has sent nothing for this long; 0 turns it off. */
+  idleTimeoutMs: number;
+  /** Close any connection open for this long; 0 turns it off. */
+  maxLifetimeMs: number;
+  /** Hears of each connection a limit closes, before it is closed. */
+  onLimit(reason: "idle" | "lifetime", peer: Peer, id: number): void;
+}
+
+/** One admitted connection; it is also the echo's byte counter. */
+interface Entry extends EchoCounters {
+  readonly id: number;
+  readonly conn: Connection;
+  readonly peer: Peer;
+  readonly openedAt: number;
+  readonly release: () => void;
+  /** Set when the server closes it: the reason to report. */
+  closedBy: ServerClose | undefined;
+  seenBytesIn: number;
+  lastActiveAt: number;
+}
+
+const END_TEXT: Readonly<Record<EchoEnd, string>> = {
+  eof: "client closed",
+  reset: "reset by peer",
+};
+
+const log = logger("server");
+const connLog = logger("conn");
+
+/** The open connections of one server, and its counts of those already closed. */
+export class ConnectionTable {
+  readonly #open = new Set<Entry>();
+  readonly #onLimit: ConnectionTableOptions["onLimit"];
+  readonly #idleTimeoutMs: number;
+  readonly #maxLifetimeMs: number;
+  readonly #sweep: ReturnType<typeof setInterval> | undefined;
+  #nextId = 0;
+  #served = 0;
+  #closedBytesIn = 0;
+  #closedBytesOut = 0;
+  /** Set while draining: resolved when the last connection has closed. */
+  #emptied: PromiseWithResolvers<void> | undefined;
+
+  /** Starts the sweep, when a limit is set; {@linkcode ConnectionTable.stop} ends it. */
+  constructor(options: ConnectionTableOptions) {
+    this.#onLimit = options.onLimit;
+    this.#idleTimeoutMs = options.idleTimeoutMs;
+    this.#maxLifetimeMs = options.maxLifetimeMs;
+    const limitMs = Math.min(
+      this.#idleTimeoutMs > 0 ? this.#idleTimeoutMs : Infinity,
+      this.#maxLifetimeMs > 0 ? this.#maxLifetimeMs : Infinity,
+    );
+    // One sweep for all connections instead of a timer each: the hot path only
+    // counts bytes, and the sweep notices who stopped counting.
+    this.#sweep = Number.isFinite(limitMs)
+      ? setInterval(() => this.#sweepOnce(), Math.min(1000, Math.max(10, limitMs / 4)))
+      : undefined;
+  }
+
+  /**
+   * Echoes an admitted connection in a task of its own, so that the accept
+   * loop never waits for one; `release` is called once it is closed.
+   */
+  add(conn: Connection, peer: Peer, release: () => void): void {
+    const now = performance.now();
+    const entry: Entry = {
+      id: ++this.#nextId,
+      conn,
+      peer,
+      openedAt: now,
+      release,
+      closedBy: undefined,
+      bytesIn: 0,
+      bytesOut: 0,
+      seenBytesIn: 0,
+      lastActiveAt: now,
+    };
+    this.#open.add(entry);
+    this.#served++;
+    connLog.info("#{id} opened from {peer}", { id: entry.id, peer: peer.text });
+    try {
+      conn.setNoDelay?.(true);
+    } catch {
+      // The peer may already be gone; the echo will find out and say so.
+    }
+    void this.#run(entry);
+  }
+
+  /** Connections open now, admitted since the start, and bytes both ways. */
+  counts(): Omit<ServerStats, "refusals"> {
+    let bytesIn = this.#closedBytesIn;
+    let bytesOut = this.#closedBytesOut;
+    for (const entry of this.#open) {
+      bytesIn += entry.bytesIn;
+      bytesOut += entry.bytesOut;
+    }
+    return { open: this.#open.size, served: this.#served, bytesIn, bytesOut };
+  }
+
+  /** Closes every open connection, reporting `reason` as why. */
+  closeAll(reason: ServerClose): void {
+    for (const entry of this.#open) this.#close(entry, reason);
+  }
+
+  /**
+   * Lets the open connections finish for up to `timeoutMs`, then closes the
+   * rest; resolves once none is left.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.#open.size === 0) return;
+    this.#emptied = Promise.withResolvers<void>();
+    log.info("draining {connections} for up to {timeout}", {
+      connections: plural(this.#open.size, "connection"),
+      open: this.#open.size,
+      timeout: formatDuration(timeoutMs),
+    });
+    if (await sleepUnless(timeoutMs, this.#emptied.promise)) this.closeAll("shutdown");
+    await this.#emptied.promise;
+  }
+
+  /** Ends the sweep. */
+  stop(): void {
+    clearInterval(this.#sweep);
+  }
+
+  /** Echoes one connection to its end, whatever that is, then accounts for it. */
+  async #run(entry: Entry): Promise<void> {
+    // Checked once per connection, so that a disabled debug line costs nothing per chunk.
+    const onChunk = connLog.isEnabledFor("debug")
+      ? (bytes: number) => connLog.debug("#{id} got {bytes} bytes", { id: entry.id, bytes })
+      : undefined;
+    let reason: string;
+    try {
+      reason = END_TEXT[await echoConnection(entry.conn, { counters: entry, onChunk })];
+    } catch (error) {
+      // Closing a connection from here makes its pending read fail: report why it was closed.
+      reason = entry.closedBy ?? `error: ${describeError(error)}`;
+    }
+    closeQuietly(entry.conn);
+    entry.release();
+    this.#open.delete(entry);
+    this.#closedBytesIn += entry.bytesIn;
+    this.#closedBytesOut += entry.bytesOut;
+    connLog.info("#{id} closed: {reason}; {bytesIn} B in, {bytesOut} B out, {duration}", {
+      id: entry.id,
+      peer: entry.peer.text,
+      reason,
+      bytesIn: entry.bytesIn,
+      bytesOut: entry.bytesOut,
+      duration: formatDuration(performance.now() - entry.openedAt),
+    });
+    if (this.#open.size === 0) this.#emptied?.resolve();
+  }
+
+  /** Closes a connection from the server's side, recording why. */
+  #close(entry: Entry, reason: ServerClose): void {
+    if (entry.closedBy !== undefined) return;
+    entry.closedBy = reason;
+    closeQuietly(entry.conn);
+  }
+
+  #sweepOnce(): void {
+    const now = performance.now();
+    for (const entry of this.#open) {
+      if (entry.bytesIn !== entry.seenBytesIn) {
+        entry.seenBytesIn = entry.bytesIn;
+        entry.lastActiveAt = now;
+      }
+      if (entry.closedBy !== undefined) continue;
+      if (this.#maxLifetimeMs > 0 && now - entry.openedAt >= this.#maxLifetimeMs) {
+        this.#onLimit("lifetime", entry.peer, entry.id);
+        this.#close(entry, "lifetime reached");
+      } else if (this.#idleTimeoutMs > 0 && now - entry.lastActiveAt >= this.#idleTimeoutMs) {
+        this.#onLimit("idle", entry.peer, entry.id);
+        this.#close(entry, "idle timeout");
+      }
+    }
+  }
+}

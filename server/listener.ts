@@ -1,0 +1,175 @@
+/**
+ * Where the server's connections come from. The acceptor needs no more of a
+ * listener than {@linkcode Listener} says, so that a TLS or Unix socket
+ * listener, or another I/O engine, plugs in without touching the admission
+ * rules or the echo handler.
+ *
+ * @module
+ */
+import { describeError, formatAddress } from "../text/address.ts";
+import type { Duplex } from "./echo.ts";
+
+/**
+ * An accepted connection: a byte stream with a peer. `Deno.TcpConn`,
+ * `Deno.TlsConn` and `Deno.UnixConn` fit.
+ */
+export interface Connection extends Duplex {
+  /** Who is on the other end; the admission rules key on it. */
+  readonly remoteAddr: Deno.Addr;
+  /** Turns Nagle's algorithm off, where the transport has it. */
+  setNoDelay?(noDelay?: boolean): void;
+}
+
+/**
+ * A source of connections; `Deno.TcpListener`, `Deno.TlsListener` and
+ * `Deno.UnixListener` fit.
+ *
+ * The acceptor iterates it. An iteration that ends means the listener is
+ * closed; one that throws means one accept failed (out of file descriptors,
+ * say), and the acceptor backs off and iterates again with a fresh iterator,
+ * as Deno's listeners allow.
+ */
+export interface Listener<A extends Deno.Addr = Deno.Addr> extends AsyncIterable<Connection> {
+  /** The address it listens on. */
+  readonly addr: A;
+  /** Stops listening; a pending iteration then ends. */
+  close(): void;
+}
+
+/**
+ * A TCP listening address, as `Deno.connect` takes it (`Deno.NetAddr` would
+ * also allow `udp`).
+ */
+export interface TcpAddr {
+  /** Always `tcp`. */
+  readonly transport: "tcp";
+  /** The address, e.g. `127.0.0.1` or `::`. */
+  readonly hostname: string;
+  /** The port; the real one when 0 was asked for. */
+  readonly port: number;
+}
+
+/** The server could not listen: the message says where and why. */
+export class ListenError extends Error {
+  /**
+   * Makes the error from its whole message.
+   *
+   * @param message the whole sentence, e.g. `cannot listen on 0.0.0.0:8000: address already in use`
+   * @param options the underlying error as `cause`
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ListenError";
+  }
+}
+
+/** Where {@linkcode listenTcp} listens. */
+export interface TcpListenOptions {
+  /** The address to listen on; `::` listens on IPv6 too. */
+  hostname: string;
+  /** The port; 0 picks a free one. */
+  port: number;
+  /** Let several listeners share the port (for workers; unstable `net`). */
+  reusePort?: boolean;
+}
+
+/**
+ * Listens on a TCP port.
+ *
+ * @throws {ListenError} when the port cannot be had, saying where and why.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { listenTcp } from "./listener.ts";
+ * const listener = listenTcp({ hostname: "127.0.0.1", port: 0 });
+ * equal(listener.addr.transport, "tcp");
+ * listener.close();
+ * ```
+ */
+export function listenTcp(options: TcpListenOptions): Listener<TcpAddr> {
+  const { hostname, port } = options;
+  let tcp: Deno.TcpListener;
+  try {
+    tcp = Deno.listen({ hostname, port, reusePort: options.reusePort });
+  } catch (error) {
+    throw new ListenError(
+      `cannot listen on ${formatAddress(hostname, port)}: ${describeError(error)}`,
+      { cause: error },
+    );
+  }
+  const addr: TcpAddr = { transport: "tcp", hostname: tcp.addr.hostname, port: tcp.addr.port };
+  return {
+    addr,
+    close: () => tcp.close(),
+    [Symbol.asyncIterator]: () => tcp[Symbol.asyncIterator](),
+  };
+}
+
+/** A connection's peer, once, in the two forms the server needs. */
+export interface Peer {
+  /** What the admission rules key on: the IP address, or the socket path. */
+  readonly host: string;
+  /** How log lines name it, e.g. `[::1]:52100`. */
+  readonly text: string;
+}
+
+/**
+ * Names the peer at `addr` for the admission rules and the log.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual } from "node:assert/strict";
+ * import { peerOf } from "./listener.ts";
+ * deepEqual(peerOf({ transport: "tcp", hostname: "::1", port: 80 }), {
+ *   host: "::1",
+ *   text: "[::1]:80",
+ * });
+ * ```
+ */
+export function peerOf(addr: Deno.Addr): Peer {
+  switch (addr.transport) {
+    case "tcp":
+    case "udp":
+      return { host: addr.hostname, text: formatAddress(addr.hostname, addr.port) };
+    case "unix":
+    case "unixpacket":
+      return { host: addr.path, text: describeAddr(addr) };
+    case "vsock":
+      return { host: `vsock:${addr.cid}`, text: describeAddr(addr) };
+  }
+}
+
+/**
+ * Puts any kind of address into words: `127.0.0.1:8000`, `[::1]:8000`, a
+ * socket path.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { describeAddr } from "./listener.ts";
+ * equal(describeAddr({ transport: "unix", path: "/run/echo.sock" }), "/run/echo.sock");
+ * ```
+ */
+export function describeAddr(addr: Deno.Addr): string {
+  switch (addr.transport) {
+    case "tcp":
+    case "udp":
+      return formatAddress(addr.hostname, addr.port);
+    case "unix":
+    case "unixpacket":
+      // The client end of a Unix socket is usually unnamed: its path is empty.
+      return addr.path === "" ? "an unnamed socket" : addr.path;
+    case "vsock":
+      return `vsock:${addr.cid}:${addr.port}`;
+  }
+}
+
+/** Closes a connection or listener that may be closed already: either way, it ends closed. */
+export function closeQuietly(resource: { close(): void }): void {
+  try {
+    resource.close();
+  } catch {
+    // Already closed: the aim is reached.
+  }
+}
