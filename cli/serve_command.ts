@@ -6,7 +6,14 @@
  */
 import { parseCidr } from "../admission/cidr.ts";
 import { Guard, GUARD_DEFAULTS } from "../admission/guard.ts";
-import { flushLogs, LOG_FORMATS, LOG_LEVELS, logger, setupLogging } from "../log/log.ts";
+import {
+  flushLogs,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  logger,
+  LOGGING_DEFAULTS,
+  setupLogging,
+} from "../log/log.ts";
 import { serve, SERVE_DEFAULTS, type WhenFull } from "../server.ts";
 import { MAX_WORKERS, startWorkers } from "../server/workers.ts";
 import { runCommand } from "./command.ts";
@@ -110,13 +117,13 @@ export const SERVE_FLAGS = {
   "log-level": choiceFlag({
     value: "LEVEL",
     choices: LOG_LEVELS,
-    default: "info",
+    default: LOGGING_DEFAULTS.level,
     help: `one of ${LOG_LEVELS.join(", ")}`,
   }),
   "log-format": choiceFlag({
     value: "FORMAT",
     choices: LOG_FORMATS,
-    default: "text",
+    default: LOGGING_DEFAULTS.format,
     help: "text, or json for one JSON object per line",
   }),
   help: HELP_FLAG,

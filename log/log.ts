@@ -22,6 +22,14 @@ export const LOG_FORMATS = ["text", "json"] as const;
 /** A format `--log-format` accepts. */
 export type LogFormat = typeof LOG_FORMATS[number];
 
+/** What {@linkcode setupLogging} uses for the options left out; the command line shows and uses the same. */
+export const LOGGING_DEFAULTS = {
+  /** Connections opened and closed, and everything more severe. */
+  level: "info",
+  /** Lines for people. */
+  format: "text",
+} as const satisfies Required<Pick<LoggingOptions, "level" | "format">>;
+
 /** Options for {@linkcode setupLogging}. */
 export interface LoggingOptions {
   /** The least severe level written. @default {"info"} */
@@ -130,7 +138,11 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<void> 
   await configure({
     sinks: { stderr: (record: LogRecord) => write(format(record)) },
     loggers: [
-      { category: ["echo-server"], sinks: ["stderr"], lowestLevel: options.level ?? "info" },
+      {
+        category: ["echo-server"],
+        sinks: ["stderr"],
+        lowestLevel: options.level ?? LOGGING_DEFAULTS.level,
+      },
       { category: ["logtape", "meta"], sinks: ["stderr"], lowestLevel: "warning" },
     ],
   });
