@@ -104,7 +104,7 @@ export class Guard {
    */
   constructor(options: GuardOptions = {}) {
     const checked = checkGuardOptions(options);
-    this.#maxConnsPerIp = checked.maxConnsPerIp;
+    this.#maxConnsPerIp = checked.maxConnsPerIp ?? Infinity;
     this.#rate = checked.rate;
     this.#allow = checked.allow;
     this.#deny = checked.deny;

@@ -31,8 +31,8 @@ export interface GuardOptions {
   maxConns?: number;
   /**
    * Cap on open connections per client key, see `addressKey` in cidr.ts
-   * (positive integer).
-   * @default GUARD_DEFAULTS.maxConnsPerIp
+   * (positive integer). Undefined means no per-address cap.
+   * @default undefined
    */
   maxConnsPerIp?: number;
   /**
@@ -97,8 +97,8 @@ export interface GuardOptions {
 export interface CheckedGuardOptions {
   /** Cap on open connections. */
   readonly maxConns: number;
-  /** Cap on open connections per client key. */
-  readonly maxConnsPerIp: number;
+  /** Cap on open connections per client key, if any. */
+  readonly maxConnsPerIp: number | undefined;
   /** Most token buckets kept without `shared`. */
   readonly maxRateKeys: number;
   /** The rate limit, or undefined when there is none. */
@@ -140,11 +140,9 @@ function cidrList(name: string, value: readonly Cidr[] | undefined): readonly Ci
  */
 export function checkGuardOptions(options: GuardOptions): CheckedGuardOptions {
   const maxConns = checkPositiveInteger("maxConns", options.maxConns, GUARD_DEFAULTS.maxConns);
-  const maxConnsPerIp = checkPositiveInteger(
-    "maxConnsPerIp",
-    options.maxConnsPerIp,
-    GUARD_DEFAULTS.maxConnsPerIp,
-  );
+  const maxConnsPerIp = options.maxConnsPerIp === undefined
+    ? undefined
+    : checkPositiveInteger("maxConnsPerIp", options.maxConnsPerIp, options.maxConnsPerIp);
   const maxRateKeys = checkPositiveInteger(
     "maxRateKeys",
     options.maxRateKeys,

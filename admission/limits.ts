@@ -9,20 +9,21 @@ import { describeValue } from "../text/words.ts";
 
 /**
  * The limits a `Guard` applies when its options leave them out; the command
- * line shows and uses the same values.
+ * line shows and uses the same values. There is no default per-address cap:
+ * a load tester, and every balancer without the PROXY protocol, shows the
+ * server one address for all of its clients.
  *
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
  * import { GUARD_DEFAULTS } from "./limits.ts";
- * equal(GUARD_DEFAULTS.maxConnsPerIp, 256);
+ * equal(GUARD_DEFAULTS.maxConns, 10_000);
+ * equal("maxConnsPerIp" in GUARD_DEFAULTS, false); // no per-address cap unless asked for
  * ```
  */
 export const GUARD_DEFAULTS = {
   /** Open connections at most, server-wide. */
   maxConns: 10_000,
-  /** Open connections at most per client key. */
-  maxConnsPerIp: 256,
   /** Client keys with a token bucket at most. */
   maxRateKeys: 100_000,
 } as const;

@@ -82,8 +82,7 @@ export const SERVE_FLAGS = {
   "max-conns-per-ip": intFlag({
     value: "N",
     min: 1,
-    default: GUARD_DEFAULTS.maxConnsPerIp,
-    help: "open connections at most per client address (IPv6: per /64)",
+    help: "open connections at most per client address (IPv6: per /64; default: off)",
   }),
   rate: numberFlag({
     value: "N",

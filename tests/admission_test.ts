@@ -28,6 +28,21 @@ async function flood(options: ServeOptions, count: number) {
   return { server, conns };
 }
 
+Deno.test("default limits: 400 connections held open from one address are all echoed", async () => {
+  // A load tester or a balancer without the PROXY protocol shows the server one address.
+  const { server, conns } = await flood({}, 400);
+  try {
+    const replies = await Promise.all(conns.map((conn, i) => tryEcho(conn, `hello ${i}`)));
+    deepStrictEqual(replies, conns.map((_, i) => `hello ${i}`));
+    strictEqual(server.stats().open, 400);
+  } finally {
+    for (const conn of conns) conn.close();
+  }
+  const stats = await server.shutdown();
+  strictEqual(stats.served, 400);
+  deepStrictEqual(stats.refusals, refusals({}));
+});
+
 Deno.test("--max-conns 50 wait: 50 of 200 echoed at first, the other 150 as slots free", async () => {
   const guard = new Guard({ maxConns: 50 });
   const { server, conns } = await flood({ guard, whenFull: "wait" }, 200);

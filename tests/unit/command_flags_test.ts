@@ -20,7 +20,7 @@ Deno.test("serve's defaults are serve()'s and the guard's", () => {
   strictEqual(values["idle-timeout"], SERVE_DEFAULTS.idleTimeoutMs);
   strictEqual(values["max-lifetime"], SERVE_DEFAULTS.maxLifetimeMs);
   strictEqual(values["max-conns"], GUARD_DEFAULTS.maxConns);
-  strictEqual(values["max-conns-per-ip"], GUARD_DEFAULTS.maxConnsPerIp);
+  strictEqual(values["max-conns-per-ip"], undefined);
   strictEqual(values.rate, undefined);
   strictEqual(values.workers, 1);
   deepStrictEqual([values.allow, values.deny], [[], []]);
