@@ -2,7 +2,8 @@
  * Flood benchmark for admission control: how much does a flood of
  * connections that open and never send delay a well-behaved client?
  *
- * Starts the server from main.ts with its default flags, then measures one
+ * Starts the server from main.ts with its default flags plus a per-address
+ * cap of 256 (as a server open to the internet would run), then measures one
  * client's 64-byte round trips in three phases: alone, while `--flood`
  * connections are being opened from `--addresses` loopback addresses as fast
  * as possible, and while they are all held open and silent. Bounded: at most
@@ -80,7 +81,7 @@ if (values["flooder-port"] !== undefined) {
   Deno.exit(0);
 }
 
-await using server = await startProjectServer();
+await using server = await startProjectServer(["--max-conns-per-ip", "256"]);
 const { port } = server;
 
 const good = await Deno.connect({ hostname: "127.0.0.1", port });
