@@ -20,8 +20,12 @@ import { describeError, formatAddress } from "./text/address.ts";
 import { formatDuration } from "./text/duration.ts";
 import { broken, ClientError, refused } from "./client/errors.ts";
 import { EchoCheck } from "./client/echo_check.ts";
+import { type ClientTlsOptions, describeEndpoint, dial, endpointOf } from "./client/dial.ts";
 
 export { ClientError, type ClientErrorKind } from "./client/errors.ts";
+export type { ClientTlsOptions } from "./client/dial.ts";
+export { connectUdp, MAX_UDP_MESSAGE, UdpEchoClient } from "./client/udp.ts";
+export type { UdpConnectOptions, UdpSendOptions } from "./client/udp.ts";
 
 /** Where {@linkcode connect} goes when its options leave it out; the command line shows and uses the same. */
 export const CONNECT_DEFAULTS = {
@@ -37,7 +41,11 @@ export interface ConnectOptions {
   host?: string;
   /** Port of the server. @default {8000} */
   port?: number;
-  /** Aborts the connection attempt, e.g. `AbortSignal.timeout(5000)`. */
+  /** Speak TLS, verifying the certificate (`true`: against the roots Deno trusts). */
+  tls?: boolean | ClientTlsOptions;
+  /** Connect to this Unix domain socket instead of `host` and `port` (not with `tls`). */
+  path?: string;
+  /** Aborts the connection attempt, TLS handshake included, e.g. `AbortSignal.timeout(5000)`. */
   signal?: AbortSignal;
 }
 
@@ -121,11 +129,14 @@ export class EchoClient implements AsyncDisposable {
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  /** Wraps an open connection; {@linkcode connect} is the usual way in. */
-  constructor(conn: Deno.Conn) {
+  /** Wraps an open connection, named `address` in messages; {@linkcode connect} is the usual way in. */
+  constructor(conn: Deno.Conn, address?: string) {
     this.#conn = conn;
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    this.address = formatAddress(addr.hostname, addr.port);
+    const addr = conn.remoteAddr;
+    this.address = address ??
+      ("path" in addr
+        ? addr.path
+        : formatAddress((addr as Deno.NetAddr).hostname, (addr as Deno.NetAddr).port));
   }
 
   /**
@@ -368,22 +379,19 @@ export class EchoClient implements AsyncDisposable {
  * or of kind `timeout` when a timeout signal ends the attempt.
  */
 export async function connect(options: ConnectOptions = {}): Promise<EchoClient> {
-  const hostname = options.host ?? CONNECT_DEFAULTS.host;
-  const port = options.port ?? CONNECT_DEFAULTS.port;
+  const endpoint = endpointOf({
+    ...options,
+    host: options.host ?? CONNECT_DEFAULTS.host,
+    port: options.port ?? CONNECT_DEFAULTS.port,
+  });
   try {
-    const conn = await Deno.connect({ hostname, port, signal: options.signal });
-    try {
-      conn.setNoDelay(true);
-    } catch {
-      // Only latency is at stake; a dead connection shows itself on the first send.
-    }
-    return new EchoClient(conn);
+    return new EchoClient(await dial(endpoint, options.signal), describeEndpoint(endpoint));
   } catch (error) {
     const reason = options.signal?.aborted ? options.signal.reason : error;
     const timedOut = reason instanceof DOMException && reason.name === "TimeoutError";
     throw new ClientError(
       timedOut ? "timeout" : "connect",
-      `cannot connect to ${formatAddress(hostname, port)}: ${describeError(reason)}`,
+      `cannot connect to ${describeEndpoint(endpoint)}: ${describeError(reason)}`,
       { cause: error },
     );
   }

@@ -11,7 +11,10 @@
  * | connection table | `server/connections.ts` | runs each echo in a task of its own; counts, timeouts, drain    |
  * | echo             | `server/echo.ts`        | reads a chunk, writes all of it back, repeats                   |
  *
- * {@linkcode serve} (`server/serve.ts`) joins them and stops them in order.
+ * {@linkcode serve} (`server/serve.ts`) joins them and stops them in order. With
+ * `udp`, it also echoes datagrams on the same port (`server/udp.ts`): not a
+ * stream, so one loop of its own, under the guard's allow/deny rules and a
+ * reply limit per source address (`admission/datagrams.ts`).
  *
  * @example
  * ```ts
@@ -36,8 +39,18 @@ export {
   listenTcp,
   type TcpAddr,
   type TcpListenOptions,
+  TransportError,
 } from "./server/listener.ts";
+export {
+  checkTlsMaterial,
+  listenTls,
+  type ServeTlsOptions,
+  type TlsMaterialProblem,
+} from "./server/tls.ts";
+export { listenUnix } from "./server/unix.ts";
 export type { ServerStats } from "./server/stats.ts";
 export type { Duplex } from "./server/echo.ts";
+export type { DatagramStats, UdpOptions } from "./server/udp.ts";
+export { PROXY_DEFAULTS, type ProxyProtocolOptions } from "./proxy/listener.ts";
 // The admission rules that ServeOptions.guard takes, so that one import serves.
 export * from "./admission/mod.ts";

@@ -306,6 +306,23 @@ function formatIpv6(bytes: Uint8Array): string {
 }
 
 /**
+ * Writes a parsed address as text: dotted IPv4, RFC 5952 IPv6, and
+ * IPv4-mapped IPv6 as `::ffff:a.b.c.d`, so that it reads as it is usually written.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * equal(formatIp({ v: 4, bytes: new Uint8Array([10, 0, 0, 1]) }), "10.0.0.1");
+ * const mapped = parseIp("::ffff:10.0.0.1");
+ * equal(mapped === null ? "" : formatIp(mapped), "::ffff:10.0.0.1");
+ * ```
+ */
+export function formatIp(ip: IpAddress): string {
+  if (ip.v === 4) return formatIpv4(ip.bytes, 0);
+  return isV4Mapped(ip.bytes) ? `::ffff:${formatIpv4(ip.bytes, 12)}` : formatIpv6(ip.bytes);
+}
+
+/**
  * The key under which per-client limits are counted. IPv4 addresses are
  * their own key; IPv4-mapped IPv6 collapses to the plain IPv4 so dual-stack
  * and IPv4-only listeners agree; other IPv6 addresses are grouped by /64,

@@ -12,7 +12,7 @@ import type { RefusalReason } from "./refusals.ts";
  * Result of a `tryOpen`: `ok`, or the limit that refused.
  *
  * @example
- * ```ts
+ * ```ts no-assert
  * const result: OpenResult = "per-ip";
  * ```
  */

@@ -261,12 +261,31 @@ export class Guard {
    * @example
    * ```ts
    * import { deepEqual } from "node:assert/strict";
-   * const zero = { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 };
-   * deepEqual(new Guard().refusals, zero);
+   * import { noRefusals } from "./refusals.ts";
+   * deepEqual(new Guard().refusals, noRefusals());
    * ```
    */
   get refusals(): Readonly<Record<RefusalReason, number>> {
     return this.#counts.refusals;
+  }
+
+  /**
+   * True when `--deny`/`--allow` turn `address` away: the first check of
+   * {@link Guard.admit}, alone, counting nothing. For traffic that is not a
+   * connection, such as UDP datagrams, which keep counts of their own.
+   *
+   * @example
+   * ```ts
+   * import { equal } from "node:assert/strict";
+   * import { parseCidr } from "./cidr.ts";
+   * const guard = new Guard({ deny: [parseCidr("192.0.2.0/24")] });
+   * equal(guard.denies("192.0.2.7"), true);
+   * equal(guard.denies("10.0.0.1"), false);
+   * equal(guard.refusals.denied, 0);
+   * ```
+   */
+  denies(address: string): boolean {
+    return this.#denied(address);
   }
 
   #refuse(reason: "cap" | "per-ip" | "rate" | "denied"): Admission {

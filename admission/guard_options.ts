@@ -140,9 +140,7 @@ function cidrList(name: string, value: readonly Cidr[] | undefined): readonly Ci
  */
 export function checkGuardOptions(options: GuardOptions): CheckedGuardOptions {
   const maxConns = checkPositiveInteger("maxConns", options.maxConns, GUARD_DEFAULTS.maxConns);
-  const maxConnsPerIp = options.maxConnsPerIp === undefined
-    ? undefined
-    : checkPositiveInteger("maxConnsPerIp", options.maxConnsPerIp, options.maxConnsPerIp);
+  const maxConnsPerIp = checkPositiveInteger("maxConnsPerIp", options.maxConnsPerIp);
   const maxRateKeys = checkPositiveInteger(
     "maxRateKeys",
     options.maxRateKeys,

@@ -33,7 +33,7 @@ export const GUARD_DEFAULTS = {
  * client key, `burst` of them back to back. Make one with {@link checkRate}.
  *
  * @example
- * ```ts
+ * ```ts no-assert
  * const limit: RateLimit = { rate: 0.5, burst: 1 };
  * ```
  */
@@ -49,7 +49,7 @@ export interface RateLimit {
  * number, or a `burst` given without a `rate`.
  *
  * @example
- * ```ts
+ * ```ts no-assert
  * const problem: LimitProblem = "needs-rate";
  * ```
  */
@@ -109,7 +109,8 @@ export class LimitError extends RangeError {
 }
 
 /**
- * `value` when it is a positive safe integer, `fallback` when it is undefined.
+ * `value` when it is a positive safe integer, `fallback` when it is undefined
+ * (undefined again when there is no fallback: a limit that is off).
  *
  * @throws {LimitError} naming `option`, for anything else.
  *
@@ -119,6 +120,7 @@ export class LimitError extends RangeError {
  * import { checkPositiveInteger } from "./limits.ts";
  * equal(checkPositiveInteger("maxConns", undefined, 10), 10);
  * equal(checkPositiveInteger("maxConns", 3, 10), 3);
+ * equal(checkPositiveInteger("maxConnsPerIp", undefined), undefined);
  * throws(() => checkPositiveInteger("maxConns", 1.5, 10), RangeError);
  * ```
  */
@@ -126,7 +128,17 @@ export function checkPositiveInteger(
   option: string,
   value: number | undefined,
   fallback: number,
-): number {
+): number;
+/** As above, for a limit that may be off: undefined stays undefined. */
+export function checkPositiveInteger(
+  option: string,
+  value: number | undefined,
+): number | undefined;
+export function checkPositiveInteger(
+  option: string,
+  value: number | undefined,
+  fallback?: number,
+): number | undefined {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value <= 0) {
     throw new LimitError(option, value, "positive-integer");

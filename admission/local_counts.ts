@@ -4,8 +4,8 @@
  *
  * @module
  */
+import { TokenBuckets } from "./buckets.ts";
 import type { Counts, OpenResult } from "./counts.ts";
-import { isFull, spendToken, toMicros } from "./gcra.ts";
 import type { RateLimit } from "./limits.ts";
 import { noRefusals, refusalIndex, type RefusalReason } from "./refusals.ts";
 
@@ -13,10 +13,9 @@ import { noRefusals, refusalIndex, type RefusalReason } from "./refusals.ts";
  * {@link Counts} kept exactly, per client key.
  *
  * Memory: a key's open count is deleted when it drops to 0, so that map never
- * holds more than `cap` keys. Token buckets are kept in least recently used
- * order; full ones are dropped from the old end on each `takeToken`
- * (amortised O(1)), and beyond `maxRateKeys` the least recently seen key is
- * forgotten, and so forgiven.
+ * holds more than `cap` keys. Token buckets are a {@link TokenBuckets}:
+ * full ones are dropped on each `takeToken` (amortised O(1)), and beyond
+ * `maxRateKeys` the least recently seen key is forgotten, and so forgiven.
  *
  * @example
  * ```ts
@@ -30,11 +29,10 @@ import { noRefusals, refusalIndex, type RefusalReason } from "./refusals.ts";
  */
 export class LocalCounts implements Counts {
   #cap: number;
-  readonly #maxRateKeys: number;
   /** Open connections per client key; absent means 0. */
   readonly #perKey = new Map<string, number>();
-  /** Per client key, the time its token bucket is full again (µs, see gcra.ts); LRU first. */
-  readonly #buckets = new Map<string, number>();
+  /** Per client key, its token bucket. */
+  readonly #buckets: TokenBuckets;
   readonly #refusals: Record<RefusalReason, number> = noRefusals();
   #open = 0;
   /** Shared by all waiters: one close wakes them all, and each re-checks through tryOpen. */
@@ -52,7 +50,7 @@ export class LocalCounts implements Counts {
    */
   constructor(cap: number, maxRateKeys: number) {
     this.#cap = cap;
-    this.#maxRateKeys = maxRateKeys;
+    this.#buckets = new TokenBuckets(maxRateKeys);
   }
 
   /**
@@ -156,26 +154,7 @@ export class LocalCounts implements Counts {
    * ```
    */
   takeToken(key: string, limit: RateLimit, nowMs: number): boolean {
-    const now = toMicros(nowMs);
-    // The map is in least recently used order, and a bucket left alone long
-    // enough refills, so full buckets collect at the front: drop them there.
-    for (const [staleKey, fullAt] of this.#buckets) {
-      if (!isFull(fullAt, now)) break;
-      this.#buckets.delete(staleKey);
-    }
-    const stored = this.#buckets.get(key);
-    if (stored === undefined) {
-      if (this.#buckets.size >= this.#maxRateKeys) {
-        const oldest = this.#buckets.keys().next();
-        if (!oldest.done) this.#buckets.delete(oldest.value);
-      }
-    } else {
-      // Re-inserted below, refused or not, to move it to the most recently used end.
-      this.#buckets.delete(key);
-    }
-    const fullAt = spendToken(stored ?? 0, now, limit);
-    this.#buckets.set(key, fullAt ?? stored ?? now);
-    return fullAt !== undefined;
+    return this.#buckets.take(key, limit, nowMs);
   }
 
   /**
@@ -214,7 +193,7 @@ export class LocalCounts implements Counts {
    * `open` below it; all waiters wake together.
    *
    * @example
-   * ```ts
+   * ```ts no-assert
    * await new LocalCounts(10, 100).whenNotFull();
    * ```
    */

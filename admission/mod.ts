@@ -31,3 +31,12 @@ export { SharedCounts } from "./shared_counts.ts";
 export type { OpenResult } from "./counts.ts";
 export type { SharedCountsOptions } from "./shared_layout.ts";
 export { REFUSAL_REASONS, type RefusalReason } from "./refusals.ts";
+export {
+  DATAGRAM_DEFAULTS,
+  DATAGRAM_DROPS,
+  type DatagramDrop,
+  DatagramPolicy,
+  type DatagramPolicyOptions,
+  isServicePort,
+  SERVICE_PORTS,
+} from "./datagrams.ts";

@@ -7,14 +7,24 @@ import { describeValue } from "../text/words.ts";
 
 /**
  * Why a connection was refused or closed. `idle` and `lifetime` are decided
- * outside the guard and only recorded through `Guard.count`.
+ * outside the guard and only recorded through `Guard.count`, as are
+ * `proxy-untrusted` (a peer not trusted to send a PROXY protocol header) and
+ * `proxy-header` (a missing, late, truncated or malformed PROXY header).
  *
  * @example
- * ```ts
+ * ```ts no-assert
  * const reason: RefusalReason = "per-ip";
  * ```
  */
-export type RefusalReason = "cap" | "per-ip" | "rate" | "denied" | "idle" | "lifetime";
+export type RefusalReason =
+  | "cap"
+  | "per-ip"
+  | "rate"
+  | "denied"
+  | "idle"
+  | "lifetime"
+  | "proxy-untrusted"
+  | "proxy-header";
 
 /**
  * Every {@link RefusalReason}, in a stable order for metrics output.
@@ -22,7 +32,7 @@ export type RefusalReason = "cap" | "per-ip" | "rate" | "denied" | "idle" | "lif
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
- * equal(REFUSAL_REASONS.length, 6);
+ * equal(REFUSAL_REASONS.length, 8);
  * equal(REFUSAL_REASONS[0], "cap");
  * ```
  */
@@ -33,6 +43,8 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = Object.freeze([
   "denied",
   "idle",
   "lifetime",
+  "proxy-untrusted",
+  "proxy-header",
 ]);
 
 /**
@@ -46,7 +58,16 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = Object.freeze([
  * ```
  */
 export function noRefusals(): Record<RefusalReason, number> {
-  return { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 };
+  return {
+    cap: 0,
+    "per-ip": 0,
+    rate: 0,
+    denied: 0,
+    idle: 0,
+    lifetime: 0,
+    "proxy-untrusted": 0,
+    "proxy-header": 0,
+  };
 }
 
 /**

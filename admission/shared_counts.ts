@@ -12,7 +12,7 @@
 import { describeValue } from "../text/words.ts";
 import type { OpenResult } from "./counts.ts";
 import { spendToken, toMicros } from "./gcra.ts";
-import { checkRate, type RateLimit } from "./limits.ts";
+import type { RateLimit } from "./limits.ts";
 import { noRefusals, REFUSAL_REASONS, refusalIndex, type RefusalReason } from "./refusals.ts";
 import {
   allocate,
@@ -77,8 +77,9 @@ export class SharedCounts {
    * @example
    * ```ts
    * import { equal } from "node:assert/strict";
-   * const counts = SharedCounts.create({ slots: 1 << 16 });
-   * equal(counts.buffer.byteLength, 786_496);
+   * import { REFUSAL_REASONS } from "./refusals.ts";
+   * const counts = SharedCounts.create({ slots: 1 << 16 }); // header, refusals, slots
+   * equal(counts.buffer.byteLength, 16 + REFUSAL_REASONS.length * 8 + (1 << 16) * 12);
    * ```
    */
   static create(options: SharedCountsOptions = {}): SharedCounts {
@@ -264,8 +265,8 @@ export class SharedCounts {
    * as `performance.timeOrigin + performance.now()`: each Worker's own
    * `performance.now()` starts at 0.
    *
-   * @throws {RangeError} when `limit` does not pass `checkRate` or `nowMs`
-   *   is not finite.
+   * `limit` is trusted (the Guard checked it once with `checkRate`).
+   * @throws {RangeError} when `nowMs` is not finite.
    *
    * @example
    * ```ts
@@ -277,7 +278,6 @@ export class SharedCounts {
    * ```
    */
   takeToken(key: string, limit: RateLimit, nowMs: number): boolean {
-    checkRate(limit.rate, limit.burst);
     if (!Number.isFinite(nowMs)) {
       throw new RangeError(`invalid nowMs ${describeValue(nowMs)}: must be a finite number`);
     }
@@ -317,8 +317,8 @@ export class SharedCounts {
    * @example
    * ```ts
    * import { deepEqual } from "node:assert/strict";
-   * const zero = { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 };
-   * deepEqual(SharedCounts.create().refusals, zero);
+   * import { noRefusals } from "./refusals.ts";
+   * deepEqual(SharedCounts.create().refusals, noRefusals());
    * ```
    */
   get refusals(): Readonly<Record<RefusalReason, number>> {

@@ -101,8 +101,12 @@ function validSlots(value: number): boolean {
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
+ * import { REFUSAL_REASONS } from "./refusals.ts";
  * import { allocate } from "./shared_layout.ts";
- * equal(allocate({ slots: 1 << 16 }).buffer.byteLength, 786_496);
+ * equal(
+ *   allocate({ slots: 1 << 16 }).buffer.byteLength,
+ *   16 + REFUSAL_REASONS.length * 8 + (1 << 16) * 12,
+ * );
  * ```
  */
 export function allocate(options: SharedCountsOptions): SharedViews {

@@ -20,7 +20,7 @@ const RETRY_MS = 10;
  */
 export async function churn(
   run: Run,
-  first: Deno.TcpConn | null,
+  first: Deno.Conn | null,
   firstMs: number,
   index: number,
   phase: number,

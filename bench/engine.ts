@@ -7,10 +7,11 @@
 import { churn } from "./churn.ts";
 import { type BenchOptions, type BenchProgress, validateOptions } from "./options.ts";
 import { pingpong } from "./pingpong.ts";
-import { type BenchReport, serverAddress } from "./report.ts";
+import { type BenchReport, benchTarget } from "./report.ts";
 import { Run } from "./run.ts";
 import type { Timer } from "./schedule.ts";
 import { stream } from "./stream.ts";
+import { runUdpBench } from "./udp.ts";
 
 /**
  * How long the first connections may take before the run gives up on them:
@@ -53,6 +54,7 @@ const CONNECT_TIMEOUT_MAX_MS = 10_000;
  */
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   validateOptions(options);
+  if (options.udp) return await runUdpBench(options);
   const run = new Run(options);
   const external = options.signal;
   const onAbort = () => run.stop();
@@ -84,10 +86,10 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
     }),
   );
   clearTimeout(dialTimer);
-  const conns = dialed.filter((c): c is Deno.TcpConn => c !== null);
+  const conns = dialed.filter((c): c is Deno.Conn => c !== null);
   if (conns.length === 0 && !run.stopping) {
     throw new Error(
-      `cannot connect to ${serverAddress(o.host, o.port)}: ${run.firstError ?? "no connection"}`,
+      `cannot connect to ${benchTarget(o)}: ${run.firstError ?? "no connection"}`,
     );
   }
   // Stopped while connecting (Ctrl-C): the run lasted from the first connect.
@@ -187,6 +189,12 @@ function summarize(run: Run, o: BenchOptions): BenchReport {
       size: o.size,
       mode: o.mode,
       rate: o.rate ?? null,
+      // Only when set, so that the report is the same after a JSON round trip.
+      ...(o.proxy === undefined ? {} : { proxy: o.proxy }),
+      ...(o.proxySources === undefined ? {} : { proxySources: o.proxySources }),
+      // Whether TLS was spoken, not the CA certificates it trusted.
+      ...(o.tls === undefined || o.tls === false ? {} : { tls: true }),
+      ...(o.path === undefined ? {} : { path: o.path }),
     },
     elapsedS,
     messages: run.messages,

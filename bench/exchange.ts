@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { EOF, excerpt, type Link, lost, mismatch, type Outcome } from "./failures.ts";
+import { EOF, type Link, lost, mismatch, type Outcome } from "./failures.ts";
+import { quoteBytes } from "../text/words.ts";
 import type { Run } from "./run.ts";
 
 /**
@@ -13,7 +14,7 @@ import type { Run } from "./run.ts";
  */
 export async function exchange(
   run: Run,
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
   link: Link,
   buf: Uint8Array,
   slot: number,
@@ -45,7 +46,7 @@ export async function exchange(
  */
 export async function finishEcho(
   run: Run,
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
   link: Link,
   buf: Uint8Array,
   slot: number,
@@ -97,7 +98,7 @@ export async function finishEcho(
         intact = false;
         why = mismatch(run, buf, n, at, got);
       }
-      if (!intact && fresh) link.banner ??= excerpt(buf, n);
+      if (!intact && fresh) link.banner ??= quoteBytes(buf.subarray(0, n));
       if (extra) break;
       got += n;
       if (got === size) break;

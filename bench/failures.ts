@@ -158,46 +158,6 @@ export function refusal(err: unknown, banner: string | null): string {
 }
 
 /**
- * The first bytes of `buf[0, n)` as a double-quoted string safe to print on a
- * terminal, JSON.stringify-style: valid UTF-8 text keeps its printable
- * characters, control and format characters become `\uXXXX`, and bytes that
- * are not UTF-8 become `\xNN`.
- *
- * @example
- * ```ts
- * import { equal } from "node:assert/strict";
- * import { excerpt } from "./failures.ts";
- * const bytes = new Uint8Array([0x62, 0x75, 0x73, 0x79, 0x0a]);
- * equal(excerpt(bytes, bytes.length), '"busy\\n"');
- * equal(excerpt(new Uint8Array([0xff, 0x41]), 2), '"\\xffA"');
- * ```
- */
-export function excerpt(buf: Uint8Array, n: number): string {
-  const head = buf.subarray(0, Math.min(n, 60));
-  let text: string;
-  try {
-    // A multi-byte character cut at the 60th byte is not invalid text.
-    text = new TextDecoder("utf-8", { fatal: true }).decode(head, { stream: true });
-  } catch {
-    text = "";
-    for (const b of head) {
-      const c = String.fromCharCode(b);
-      text += b === 0x22 || b === 0x5c
-        ? `\\${c}`
-        : b >= 0x20 && b < 0x7f
-        ? c
-        : `\\x${hex(b).slice(2)}`;
-    }
-    return `"${text}"${n > 60 ? "…" : ""}`;
-  }
-  const quoted = JSON.stringify(text).replace(
-    /[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
-  return n > 60 ? `${quoted}…` : quoted;
-}
-
-/**
  * Where `buf[0, n)`, echoed at byte `got` of a message starting at pattern
  * offset `at`, first differs from what was sent, for an error message.
  */

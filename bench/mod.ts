@@ -16,6 +16,10 @@
  * sending stopped (queued by a server at its connection limit, say) are shown
  * as `starved` but do not fail the run.
  *
+ * With `udp`, it sends datagrams instead, from one socket per connection, and
+ * counts lost, duplicated and reordered ones as well (`BenchReport.udp`);
+ * lost datagrams are reported but do not fail the run.
+ *
  * @example
  * ```ts ignore
  * import { formatReport, runBench } from "./mod.ts";
@@ -43,3 +47,4 @@ export {
   type BenchProgress,
 } from "./options.ts";
 export { type BenchReport, formatProgress, formatReport, type LatencyReport } from "./report.ts";
+export type { UdpFigures } from "./udp_report.ts";

@@ -4,6 +4,10 @@
  *
  * @module
  */
+import { LONGEST_MS } from "../text/duration.ts";
+import { checkProxyOptions } from "./proxy.ts";
+import { checkUdpOptions } from "./datagram.ts";
+import type { ClientTlsOptions } from "../client/dial.ts";
 
 /**
  * What the load generator does on each connection.
@@ -93,6 +97,39 @@ export interface BenchOptions {
    * connection sends as soon as its echo is back.
    */
   rate?: number;
+  /**
+   * Speak as a proxy: every connection first sends a PROXY protocol header of
+   * this version (1 or 2), then runs its mode as usual.
+   */
+  proxy?: 1 | 2;
+  /**
+   * With `proxy`: the client addresses the headers carry, taken in turn from
+   * this CIDR block (IPv6: one per /64), so that per-address limits can be
+   * loaded from one machine. Without it, each header carries the
+   * connection's own address.
+   */
+  proxySources?: string;
+  /**
+   * Speak TLS on every connection, verifying the server's certificate
+   * (`true`: against the roots Deno trusts). The handshake is part of the
+   * connect, and of churn's latency.
+   */
+  tls?: boolean | ClientTlsOptions;
+  /** Connect to this Unix domain socket instead of `host` and `port` (not with `tls` or `udp`). */
+  path?: string;
+  /**
+   * Send UDP datagrams instead (pingpong only): one socket, and so one source
+   * port, per connection; each datagram carries its socket and sequence
+   * number, so that lost, duplicated and reordered ones are counted. `size`
+   * is then 8 to 65,507 bytes.
+   */
+  udp?: boolean;
+  /**
+   * With `udp`, closed loop: datagrams each socket keeps in flight, waiting
+   * for an echo (or a second without one, counted lost) before sending more.
+   * @default {1}
+   */
+  window?: number;
   /** Stops the run early; the report covers the time until then. */
   signal?: AbortSignal;
   /** Called about once a second with the figures of the last interval. */
@@ -165,9 +202,8 @@ export function validateOptions(o: BenchOptions): void {
   intIn("port", o.port, 1, 65535);
   intIn("connections", o.connections, 1, BENCH_LIMITS.maxConnections);
   intIn("size", o.size, 1, BENCH_LIMITS.maxSize);
-  // setTimeout fires at once beyond 2^31 - 1 ms.
-  if (!(o.durationMs > 0) || !(o.durationMs <= 2 ** 31 - 1)) {
-    throw new RangeError(`durationMs must be > 0 and at most 2147483647, got ${o.durationMs}`);
+  if (!(o.durationMs > 0) || !(o.durationMs <= LONGEST_MS)) {
+    throw new RangeError(`durationMs must be > 0 and at most ${LONGEST_MS}, got ${o.durationMs}`);
   }
   if (!BENCH_MODES.includes(o.mode)) {
     throw new RangeError(`mode must be pingpong, stream or churn, got ${String(o.mode)}`);
@@ -177,5 +213,25 @@ export function validateOptions(o: BenchOptions): void {
       throw new RangeError(`rate must be a positive number of messages per second, got ${o.rate}`);
     }
     if (o.mode === "stream") throw new RangeError("rate applies to pingpong and churn, not stream");
+  }
+  checkProxyOptions(o);
+  checkUdpOptions(o);
+  checkTransport(o);
+}
+
+/** TLS and Unix sockets: stream transports, one at a time, and not under a PROXY header. */
+function checkTransport(o: BenchOptions): void {
+  if (o.path !== undefined && (typeof o.path !== "string" || o.path === "")) {
+    throw new RangeError("path must be a non-empty string");
+  }
+  const tls = o.tls !== undefined && o.tls !== false;
+  if (tls && o.path !== undefined) {
+    throw new RangeError("tls runs over TCP, not over a Unix socket");
+  }
+  if (o.udp && (tls || o.path !== undefined)) {
+    throw new RangeError(`udp sends datagrams, not over ${tls ? "TLS" : "a Unix socket"}`);
+  }
+  if (tls && o.proxy !== undefined) {
+    throw new RangeError("proxy headers go before the TLS handshake: not with tls");
   }
 }

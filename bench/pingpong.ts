@@ -16,7 +16,7 @@ import { READ_MAX, type Run, SLOTS } from "./run.ts";
  */
 export async function pingpong(
   run: Run,
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
   index: number,
   phase: number,
   interval: number,

@@ -8,6 +8,7 @@ import { formatAddress } from "../text/address.ts";
 import { plural } from "../text/words.ts";
 import { fixed, int, mb, rate, size } from "./numbers.ts";
 import type { BenchOptions, BenchProgress } from "./options.ts";
+import { type UdpFigures, udpLines, udpWhat } from "./udp_report.ts";
 
 /**
  * Latency summary in microseconds.
@@ -115,6 +116,8 @@ export interface BenchReport {
    * 64 KiB write → its echo.
    */
   latencyUs: LatencyReport;
+  /** With `udp`: datagrams sent, echoed, lost, duplicated and reordered. */
+  udp?: UdpFigures;
 }
 
 /** Below this share of the requested open-loop rate the report says so. */
@@ -135,19 +138,26 @@ const RATE_SHORTFALL = 0.95;
  */
 export function formatReport(r: BenchReport): string {
   const o = r.options;
-  const what = o.mode === "stream"
+  const what = r.udp !== undefined
+    ? udpWhat(r.udp.sockets, size(o.size), r.udp.window, o.rate !== null)
+    : o.mode === "stream"
     ? `stream, ${counted(o.connections, "connection")}`
     : `${o.mode}, ${counted(o.connections, o.mode === "churn" ? "slot" : "connection")} × ${
       size(o.size)
     }`;
   const pace = o.rate === null ? "closed loop" : `open loop at ${rate(o.rate)} msg/s`;
+  const proxy = o.proxy === undefined
+    ? ""
+    : `, PROXY v${o.proxy} headers from ${o.proxySources ?? "the real address"}`;
   const connectFailed = r.connectionsFailed - r.refused;
   const starvedWho = o.mode === "churn" ? counted(r.starved, "slot") : int(r.starved);
   const starved = r.starved > 0
     ? `, ${starvedWho} got no echo during the run (queued by the server?)`
     : "";
   const lines = [
-    `bench ${what}, ${fixed(r.elapsedS, 2)} s against ${serverAddress(o.host, o.port)} (${pace})`,
+    `bench ${what}, ${fixed(r.elapsedS, 2)} s against ${benchTarget(o)} (${
+      o.tls ? "TLS, " : ""
+    }${pace}${proxy})`,
     `  messages     ${int(r.messages)}  (${int(r.msgsPerS)} msg/s)`,
   ];
   if (
@@ -163,9 +173,11 @@ export function formatReport(r: BenchReport): string {
     `  throughput   ${fixed(r.mbPerS, 1)} MB/s echoed  (sent ${mb(r.bytesSent)}, received ${
       mb(r.bytesReceived)
     })`,
-    `  connections  ${int(r.connectionsOpened)} served (${int(r.connectionsPerS)}/s), ${
-      int(r.refused)
-    } closed by the server before echoing, ${int(connectFailed)} failed to connect${starved}`,
+    ...(r.udp !== undefined ? udpLines(r.udp) : [
+      `  connections  ${int(r.connectionsOpened)} served (${int(r.connectionsPerS)}/s), ${
+        int(r.refused)
+      } closed by the server before echoing, ${int(connectFailed)} failed to connect${starved}`,
+    ]),
     `  errors       ${int(r.errors)}  (${int(connectFailed)} connect, ${int(r.refused)} refused, ${
       int(r.resets)
     } reset)${r.firstError === null ? "" : `  first: ${r.firstError}`}`,
@@ -264,4 +276,20 @@ function counted(n: number, noun: string): string {
  */
 export function serverAddress(host: string, port: number): string {
   return host.startsWith("[") ? `${host}:${port}` : formatAddress(host, port);
+}
+
+/**
+ * What a run loads, as the report and its errors name it: the Unix socket's
+ * path, or the server's address.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { benchTarget } from "./report.ts";
+ * equal(benchTarget({ host: "::1", port: 8000 }), "[::1]:8000");
+ * equal(benchTarget({ host: "127.0.0.1", port: 8000, path: "/run/echo.sock" }), "/run/echo.sock");
+ * ```
+ */
+export function benchTarget(o: Pick<BenchOptions, "host" | "port" | "path">): string {
+  return o.path ?? serverAddress(o.host, o.port);
 }

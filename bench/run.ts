@@ -5,9 +5,11 @@
  * @module
  */
 import { describeError } from "../text/address.ts";
+import { dial, type Endpoint, endpointOf } from "../client/dial.ts";
 import { Histogram } from "./histogram.ts";
 import type { BenchMode, BenchOptions } from "./options.ts";
 import { Pattern, PERIOD } from "./pattern.ts";
+import { type ProxyHeaders, proxyHeaders } from "./proxy.ts";
 import { TIMER_SLACK_MS, Wakeups } from "./schedule.ts";
 
 /** Distinct message payloads per connection in pingpong and churn. */
@@ -21,6 +23,8 @@ export class Run {
   readonly host: string;
   /** Server port. */
   readonly port: number;
+  /** Where every connection goes: TCP, TLS or a Unix socket. */
+  readonly endpoint: Endpoint;
   /** Message size (pingpong, churn). */
   readonly size: number;
   /** The run's mode. */
@@ -29,6 +33,8 @@ export class Run {
   readonly drainMs: number;
   /** What every connection sends. */
   readonly pattern: Pattern;
+  /** The PROXY headers every connection sends first, when the run speaks as a proxy. */
+  readonly proxyHeaders: ProxyHeaders | undefined;
   /** Pattern offsets of the pingpong/churn payloads, and views of them to send. */
   readonly slotAt: Int32Array = new Int32Array(SLOTS);
   /** The payload of each slot, a view of the pattern from `slotAt`. */
@@ -38,7 +44,7 @@ export class Run {
   /** Aborts churn's pending connects when the run is torn down. */
   readonly teardown = new AbortController();
   /** Connections open now. */
-  readonly open = new Set<Deno.TcpConn>();
+  readonly open = new Set<Deno.Conn>();
   /** Latency of the current progress interval; merged into `total` at each tick. */
   readonly window = new Histogram();
   /** Latency of the intervals already reported. */
@@ -90,8 +96,10 @@ export class Run {
   constructor(o: BenchOptions) {
     this.host = o.host;
     this.port = o.port;
+    this.endpoint = endpointOf(o);
     this.size = o.size;
     this.mode = o.mode;
+    this.proxyHeaders = proxyHeaders(o);
     this.drainMs = Math.min(2000, Math.max(200, o.durationMs));
     this.pattern = new Pattern(o.mode === "stream" ? READ_MAX + 1 : Math.max(o.size, READ_MAX + 1));
     for (let i = 0; i < SLOTS; i++) {
@@ -131,15 +139,15 @@ export class Run {
   }
 
   /** Opens a connection; null on failure, which is counted unless we stopped. */
-  async connect(signal: AbortSignal): Promise<Deno.TcpConn | null> {
+  async connect(signal: AbortSignal): Promise<Deno.Conn | null> {
     try {
       // The signal only aborts the connect: an open connection stays open.
-      const conn = await Deno.connect({ hostname: this.host, port: this.port, signal });
+      const conn = await dial(this.endpoint, signal);
+      await this.proxyHeaders?.send(conn);
       if (this.closing) {
         conn.close();
         return null;
       }
-      conn.setNoDelay(true);
       this.open.add(conn);
       this.opened++;
       return conn;
@@ -153,7 +161,7 @@ export class Run {
   }
 
   /** Closes a connection of this run, once. */
-  release(conn: Deno.TcpConn): void {
+  release(conn: Deno.Conn): void {
     if (!this.open.delete(conn)) return;
     try {
       conn.close();

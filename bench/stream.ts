@@ -5,7 +5,8 @@
  * @module
  */
 import { describeError } from "../text/address.ts";
-import { BANNER_MAX, EOF, excerpt, NO_REPLY, refusal } from "./failures.ts";
+import { BANNER_MAX, EOF, NO_REPLY, refusal } from "./failures.ts";
+import { quoteBytes } from "../text/words.ts";
 import { hex, int } from "./numbers.ts";
 import { PERIOD } from "./pattern.ts";
 import { READ_MAX, type Run } from "./run.ts";
@@ -60,7 +61,7 @@ class StreamState {
  * Connection `index` starts at its own point of the pattern; latency is
  * sampled per write, from its end to the end of its echo.
  */
-export async function stream(run: Run, conn: Deno.TcpConn, index: number): Promise<void> {
+export async function stream(run: Run, conn: Deno.Conn, index: number): Promise<void> {
   const st = new StreamState();
   // Connections start at different points of the pattern, and every write is
   // exactly one period long, so each full write is the same view.
@@ -165,7 +166,7 @@ export async function stream(run: Run, conn: Deno.TcpConn, index: number): Promi
         } else {
           run.corrupted++;
           st.badReads++;
-          if (st.received === 0) st.banner = excerpt(buf, n);
+          if (st.received === 0) st.banner = quoteBytes(buf.subarray(0, n));
           st.bad ??= streamMismatch(run, st, buf, n, phase);
         }
         st.received += n;

@@ -12,21 +12,30 @@ import {
   formatReport,
   runBench,
 } from "../bench/mod.ts";
+import { parseCidr } from "../admission/cidr.ts";
+import { DATAGRAM_HEADER, DATAGRAM_MAX, WINDOW_MAX } from "../bench/datagram.ts";
 import { CONNECT_DEFAULTS } from "../client.ts";
 import { describeError } from "../text/address.ts";
 import { runCommand } from "./command.ts";
 import {
   choiceFlag,
   durationFlag,
+  type Flag,
   HELP_FLAG,
   hostFlag,
   intFlag,
   numberFlag,
   portFlag,
   switchFlag,
+  textFlag,
   UsageError,
 } from "./flags.ts";
 import { formatFlags } from "./parse.ts";
+import {
+  CLIENT_TRANSPORT_FLAGS,
+  type ClientTransport,
+  clientTransport,
+} from "./transport_flags.ts";
 
 const BENCH_MODES = ["pingpong", "stream", "churn"] as const satisfies readonly BenchMode[];
 
@@ -34,6 +43,7 @@ const BENCH_MODES = ["pingpong", "stream", "churn"] as const satisfies readonly 
 export const BENCH_FLAGS = {
   host: hostFlag({ default: CONNECT_DEFAULTS.host, help: "server to load" }),
   port: portFlag({ min: 1, default: CONNECT_DEFAULTS.port, help: "server port" }),
+  ...CLIENT_TRANSPORT_FLAGS,
   connections: intFlag({
     short: "c",
     value: "N",
@@ -71,9 +81,66 @@ export const BENCH_FLAGS = {
     help:
       "open loop: N messages per second in total, latency from the scheduled send (default: closed loop)",
   }),
+  proxy: choiceFlag({
+    value: "v1|v2",
+    choices: ["v1", "v2"],
+    help: "send a PROXY protocol header first on every connection, as a proxy would",
+  }),
+  sources: sourcesFlag(),
+  udp: switchFlag({
+    help:
+      `send UDP datagrams (pingpong, ${DATAGRAM_HEADER}-${DATAGRAM_MAX} bytes), one socket per connection; count lost, duplicated, reordered`,
+  }),
+  window: intFlag({
+    short: "w",
+    value: "N",
+    min: 1,
+    max: WINDOW_MAX,
+    help: "with --udp, closed loop: datagrams in flight per socket (default: 1)",
+  }),
   json: switchFlag({ help: "print the report as one JSON object" }),
   help: HELP_FLAG,
 };
+
+/** `--sources CIDR`: checked as a CIDR block, passed on as written. */
+function sourcesFlag(): Flag<string | undefined> {
+  const text = textFlag({
+    value: "CIDR",
+    help: "with --proxy: client addresses for the headers, in turn (default: the real one)",
+  });
+  return {
+    ...text,
+    read: (given, name) => {
+      const value = text.read(given, name);
+      if (value === undefined) return undefined;
+      try {
+        parseCidr(value);
+      } catch (error) {
+        throw new UsageError(`--${name}: ${error instanceof Error ? error.message : error}`);
+      }
+      return value;
+    },
+  };
+}
+
+/** What --udp and --window allow, said as the command line's errors. */
+function checkUdpFlags(
+  flags: { udp: boolean; window?: number; mode: string; size: number; proxy?: string },
+): void {
+  if (!flags.udp) {
+    if (flags.window !== undefined) throw new UsageError("--window needs --udp");
+    return;
+  }
+  if (flags.mode !== "pingpong") {
+    throw new UsageError(`--udp runs pingpong only, not --mode ${flags.mode}`);
+  }
+  if (flags.proxy !== undefined) throw new UsageError("--proxy applies to TCP, not to --udp");
+  if (flags.size < DATAGRAM_HEADER || flags.size > DATAGRAM_MAX) {
+    throw new UsageError(
+      `invalid --size "${flags.size}": a datagram of --udp holds ${DATAGRAM_HEADER} to ${DATAGRAM_MAX} bytes`,
+    );
+  }
+}
 
 const BENCH_USAGE = `Usage: echo-server bench [FLAGS]
 
@@ -96,14 +163,30 @@ export function benchCommand(args: readonly string[]): Promise<number> {
       if (flags.mode === "stream" && flags.rate !== undefined) {
         throw new UsageError("--rate applies to pingpong and churn, not to stream");
       }
+      if (flags.sources !== undefined && flags.proxy === undefined) {
+        throw new UsageError("--sources needs --proxy");
+      }
+      checkUdpFlags(flags);
+      let transport: ClientTransport;
+      try {
+        transport = clientTransport(flags);
+      } catch (error) {
+        if (error instanceof UsageError) throw error;
+        return Promise.resolve(failEarly(error, flags.json));
+      }
       return runBenchCommand({
         host: flags.host,
         port: flags.port,
+        ...transport,
         connections: flags.connections,
         durationMs: flags.duration,
         size: flags.size,
         mode: flags.mode,
         rate: flags.rate,
+        proxy: flags.proxy === undefined ? undefined : flags.proxy === "v1" ? 1 : 2,
+        proxySources: flags.sources,
+        udp: flags.udp || undefined,
+        window: flags.window,
       }, flags.json);
     },
   }, args);
@@ -117,6 +200,13 @@ const encoder = new TextEncoder();
  * or the server could not be reached (with `json`, stdout then gets
  * `{"ok":false,"error":"..."}`). SIGINT ends the run early with a report.
  */
+/** A failure before the run (a `--ca` file that cannot be read): one line, and with `json` one object. */
+function failEarly(error: unknown, json: boolean): number {
+  if (json) console.log(JSON.stringify({ ok: false, error: describeError(error) }));
+  console.error(`echo-server bench: ${describeError(error)}`);
+  return 1;
+}
+
 async function runBenchCommand(
   options: Omit<BenchOptions, "signal" | "onProgress">,
   json: boolean,

@@ -4,17 +4,40 @@
  *
  * @module
  */
-import { ClientError, connect, CONNECT_DEFAULTS, type EchoClient, writeAll } from "../client.ts";
+import {
+  ClientError,
+  type ClientTlsOptions,
+  connect,
+  CONNECT_DEFAULTS,
+  type EchoClient,
+  writeAll,
+} from "../client.ts";
 import { describeError } from "../text/address.ts";
 import { formatDuration } from "../text/duration.ts";
 import { runCommand } from "./command.ts";
-import { durationFlag, HELP_FLAG, hostFlag, intFlag, portFlag, textFlag } from "./flags.ts";
+import { runUdpClient } from "./client_udp.ts";
+import {
+  durationFlag,
+  HELP_FLAG,
+  hostFlag,
+  intFlag,
+  portFlag,
+  switchFlag,
+  textFlag,
+  UsageError,
+} from "./flags.ts";
 import { formatFlags } from "./parse.ts";
+import {
+  CLIENT_TRANSPORT_FLAGS,
+  type ClientTransport,
+  clientTransport,
+} from "./transport_flags.ts";
 
 /** The flags of `client`, with the defaults of {@linkcode connect}. */
 export const CLIENT_FLAGS = {
   host: hostFlag({ default: CONNECT_DEFAULTS.host, help: "server to connect to" }),
   port: portFlag({ min: 1, default: CONNECT_DEFAULTS.port, help: "server port" }),
+  ...CLIENT_TRANSPORT_FLAGS,
   message: textFlag({ short: "m", value: "TEXT", help: "send TEXT and print the reply" }),
   count: intFlag({
     short: "n",
@@ -35,6 +58,7 @@ export const CLIENT_FLAGS = {
     positive: true,
     help: "limit for connecting and for each reply",
   }),
+  udp: switchFlag({ help: "send UDP datagrams (stdin: one per line) instead of a TCP stream" }),
   help: HELP_FLAG,
 };
 
@@ -54,15 +78,24 @@ export function clientCommand(args: readonly string[]): Promise<number> {
     name: "client",
     usage: CLIENT_USAGE,
     flags: CLIENT_FLAGS,
-    run: (flags) =>
-      runClient({
+    run: async (flags) => {
+      let transport: ClientTransport;
+      try {
+        transport = clientTransport(flags);
+      } catch (error) {
+        if (error instanceof UsageError) throw error;
+        return fail(error);
+      }
+      return await (flags.udp ? runUdpClient : runClient)({
         host: flags.host,
         port: flags.port,
+        ...transport,
         message: flags.message,
         count: flags.count,
         intervalMs: flags.interval,
         timeoutMs: flags.timeout,
-      }),
+      });
+    },
   }, args);
 }
 
@@ -72,6 +105,10 @@ interface ClientCommandOptions {
   host: string;
   /** Server port. */
   port: number;
+  /** Speak TLS. */
+  tls?: ClientTlsOptions;
+  /** Connect to this Unix socket instead of host and port. */
+  path?: string;
   /** Send this text; without it and without `count`, stdin is piped through the server. */
   message?: string;
   /** Send this many messages (`Hello, server N` … `Hello, server 1` unless `message` is given). */
@@ -97,6 +134,8 @@ async function runClient(options: ClientCommandOptions): Promise<number> {
     client = await connect({
       host: options.host,
       port: options.port,
+      tls: options.tls,
+      path: options.path,
       signal: AbortSignal.timeout(options.timeoutMs),
     });
   } catch (error) {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { DurationError, formatExactDuration, parseDuration } from "../text/duration.ts";
+import { DurationError, formatExactDuration, LONGEST_MS, parseDuration } from "../text/duration.ts";
 
 /** The largest TCP port. */
 export const PORT_MAX = 65535;
@@ -54,14 +54,6 @@ export interface Flag<T> extends FlagHelp {
   read(given: readonly string[], name: string): T;
 }
 
-/** A whole-number flag, with the bounds it checks. */
-export interface IntFlag<T> extends Flag<T> {
-  /** The smallest value accepted. */
-  readonly min: number;
-  /** The largest value accepted; `Number.MAX_SAFE_INTEGER` for no bound. */
-  readonly max: number;
-}
-
 /** A command's flags, by long name. */
 export type FlagTable = Readonly<Record<string, Flag<unknown>>>;
 
@@ -95,28 +87,26 @@ function single<T, D>(
  * ```ts
  * import { equal, throws } from "node:assert/strict";
  * import { intFlag } from "./flags.ts";
- * import { parseFlags } from "./parse.ts";
- * const table = { port: intFlag({ short: "p", min: 0, max: 65535, default: 8000, help: "port" }) };
- * equal(parseFlags([], table).port, 8000);
- * equal(parseFlags(["-p", "9000"], table).port, 9000);
- * throws(() => parseFlags(["-p", "-1"], table), {
+ * const port = intFlag({ short: "p", min: 0, max: 65535, default: 8000, help: "port" });
+ * equal(port.read([], "port"), 8000);
+ * equal(port.read(["9000"], "port"), 9000);
+ * throws(() => port.read(["-1"], "port"), {
  *   message: 'invalid --port "-1": expected a whole number from 0 to 65535',
  * });
  * ```
  */
 export function intFlag<D extends number | undefined = undefined>(
   spec: FlagHelp & { readonly min: number; readonly max?: number; readonly default?: D },
-): IntFlag<number | D> {
+): Flag<number | D> {
   const { min, max = Number.MAX_SAFE_INTEGER, ...help } = spec;
   const range = max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `from ${min} to ${max}`;
-  const flag = single(help, (text, name) => {
+  return single(help, (text, name) => {
     const value = /^\d+$/.test(text) ? Number(text) : NaN;
     if (!Number.isSafeInteger(value) || value < min || value > max) {
       throw new UsageError(`invalid --${name} "${text}": expected a whole number ${range}`);
     }
     return value;
   }, { numeric: true, shownDefault: spec.default?.toString() });
-  return { ...flag, min, max };
 }
 
 /**
@@ -124,14 +114,16 @@ export function intFlag<D extends number | undefined = undefined>(
  *
  * @example
  * ```ts
- * import { equal } from "node:assert/strict";
+ * import { equal, throws } from "node:assert/strict";
  * import { portFlag } from "./flags.ts";
- * equal(portFlag({ min: 1, default: 8000, help: "server port" }).max, 65535);
+ * const port = portFlag({ min: 1, default: 8000, help: "server port" });
+ * equal(port.read(["65535"], "port"), 65535);
+ * throws(() => port.read(["0"], "port"), { message: 'invalid --port "0": expected a whole number from 1 to 65535' });
  * ```
  */
 export function portFlag<D extends number | undefined = undefined>(
   spec: Omit<FlagHelp, "short" | "value"> & { readonly min: 0 | 1; readonly default?: D },
-): IntFlag<number | D> {
+): Flag<number | D> {
   return intFlag({ short: "p", value: "PORT", ...spec, max: PORT_MAX });
 }
 
@@ -142,10 +134,9 @@ export function portFlag<D extends number | undefined = undefined>(
  * ```ts
  * import { equal } from "node:assert/strict";
  * import { numberFlag } from "./flags.ts";
- * import { parseFlags } from "./parse.ts";
- * const table = { rate: numberFlag({ help: "per second" }) };
- * equal(parseFlags(["--rate", "2.5"], table).rate, 2.5);
- * equal(parseFlags([], table).rate, undefined);
+ * const rate = numberFlag({ help: "per second" });
+ * equal(rate.read(["2.5"], "rate"), 2.5);
+ * equal(rate.read([], "rate"), undefined);
  * ```
  */
 export function numberFlag<D extends number | undefined = undefined>(
@@ -169,9 +160,9 @@ export function numberFlag<D extends number | undefined = undefined>(
  * ```ts
  * import { equal } from "node:assert/strict";
  * import { durationFlag } from "./flags.ts";
- * import { formatFlags, parseFlags } from "./parse.ts";
+ * import { formatFlags } from "./parse.ts";
  * const table = { "drain-timeout": durationFlag({ default: 10_000, help: "drain" }) };
- * equal(parseFlags(["--drain-timeout", "2m"], table)["drain-timeout"], 120_000);
+ * equal(table["drain-timeout"].read(["2m"], "drain-timeout"), 120_000);
  * equal(formatFlags(table), "      --drain-timeout   drain (default: 10s)");
  * ```
  */
@@ -187,7 +178,9 @@ export function durationFlag<D extends number | undefined = undefined>(
       if (!(error instanceof DurationError)) throw error;
       throw new UsageError(
         error.kind === "too-long"
-          ? `invalid --${name} "${text}": longer than the longest duration supported, 596h`
+          ? `invalid --${name} "${text}": longer than the longest duration supported, ${
+            Math.floor(LONGEST_MS / 3_600_000)
+          }h`
           : `invalid --${name} "${text}": expected a duration such as 500ms, 10s, 2m or 1h`,
       );
     }
@@ -206,10 +199,9 @@ export function durationFlag<D extends number | undefined = undefined>(
  * ```ts
  * import { equal, throws } from "node:assert/strict";
  * import { choiceFlag } from "./flags.ts";
- * import { parseFlags } from "./parse.ts";
- * const table = { format: choiceFlag({ choices: ["text", "json"], default: "text", help: "format" }) };
- * equal(parseFlags(["--format", "json"], table).format, "json");
- * throws(() => parseFlags(["--format", "xml"], table), /expected one of text, json/);
+ * const format = choiceFlag({ choices: ["text", "json"], default: "text", help: "format" });
+ * equal(format.read(["json"], "format"), "json");
+ * throws(() => format.read(["xml"], "format"), /expected one of text, json/);
  * ```
  */
 export function choiceFlag<const T extends string, D extends T | undefined = undefined>(
@@ -237,10 +229,9 @@ export function choiceFlag<const T extends string, D extends T | undefined = und
  * ```ts
  * import { equal, throws } from "node:assert/strict";
  * import { hostFlag } from "./flags.ts";
- * import { parseFlags } from "./parse.ts";
- * const table = { host: hostFlag({ default: "127.0.0.1", help: "server" }) };
- * equal(parseFlags(["-H", "::1"], table).host, "::1");
- * throws(() => parseFlags(["-H", ""], table), /invalid --host "": expected a host name/);
+ * const host = hostFlag({ default: "127.0.0.1", help: "server" });
+ * equal(host.read(["::1"], "host"), "::1");
+ * throws(() => host.read([""], "host"), /invalid --host "": expected a host name/);
  * ```
  */
 export function hostFlag<D extends string | undefined = undefined>(
@@ -267,10 +258,10 @@ export function textFlag(spec: FlagHelp): Flag<string | undefined> {
  * ```ts
  * import { deepEqual } from "node:assert/strict";
  * import { listFlag } from "./flags.ts";
- * import { parseFlags } from "./parse.ts";
+ * import { readFlags, scanFlags } from "./parse.ts";
  * const table = { tag: listFlag({ value: "TAG", help: "tags" }, (text) => text.toUpperCase()) };
- * deepEqual(parseFlags(["--tag", "a", "--tag=b"], table).tag, ["A", "B"]);
- * deepEqual(parseFlags([], table).tag, []);
+ * deepEqual(readFlags(scanFlags(["--tag", "a", "--tag=b"], table), table).tag, ["A", "B"]);
+ * deepEqual(table.tag.read([], "tag"), []);
  * ```
  */
 export function listFlag<T>(spec: FlagHelp, parse: (text: string) => T): Flag<T[]> {

@@ -14,6 +14,19 @@ export type GivenFlags = ReadonlyMap<string, readonly string[]>;
  * Splits `args` by `table` without reading any value yet, so that `--help`
  * can win over a bad value. Unknown flags, missing values and stray arguments
  * become a {@linkcode UsageError}.
+ *
+ * The checks work on parseArgs' tokens rather than its strict mode, whose
+ * errors tell their kinds apart only in their message text.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual, throws } from "node:assert/strict";
+ * import { intFlag } from "./flags.ts";
+ * import { scanFlags } from "./parse.ts";
+ * const table = { port: intFlag({ short: "p", min: 0, max: 65535, help: "port" }) };
+ * deepEqual(scanFlags(["-p", "-1"], table), new Map([["port", ["-1"]]]));
+ * throws(() => scanFlags(["--port"], table), { message: "--port needs a value" });
+ * ```
  */
 export function scanFlags(args: readonly string[], table: FlagTable): GivenFlags {
   const options: Record<string, { type: "string" | "boolean"; short?: string; multiple: true }> =
@@ -22,25 +35,38 @@ export function scanFlags(args: readonly string[], table: FlagTable): GivenFlags
     options[name] = { type: flag.type, multiple: true };
     if (flag.short !== undefined) options[name].short = flag.short;
   }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: joinNegativeNumbers(args, table),
-      options,
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (error) {
-    throw new UsageError(explainParseError(error, table));
-  }
-  if (parsed.positionals.length > 0) {
-    throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
-  }
+  const { tokens } = parseArgs({
+    args: [...args],
+    options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
   const given = new Map<string, string[]>();
-  for (const [name, values] of Object.entries(parsed.values)) {
-    if (Array.isArray(values)) {
-      given.set(name, values.map((value) => typeof value === "string" ? value : ""));
+  for (const token of tokens) {
+    if (token.kind === "positional") throw new UsageError(`unexpected argument "${token.value}"`);
+    if (token.kind !== "option") continue;
+    const flag = Object.hasOwn(table, token.name) ? table[token.name] : undefined;
+    if (flag === undefined) throw new UsageError(`unknown flag ${token.rawName}`);
+    const name = `--${token.name}`;
+    let value = "";
+    if (flag.type === "boolean") {
+      if (token.value !== undefined) throw new UsageError(`${name} takes no value`);
+    } else {
+      if (token.value === undefined) throw new UsageError(`${name} needs a value`);
+      // `--port -1` is the value -1 for a numeric flag; for any other flag a
+      // value that starts with "-" is more likely a forgotten value.
+      const negative = flag.numeric === true && /^-\.?\d/.test(token.value);
+      if (!token.inlineValue && token.value.startsWith("-") && !negative) {
+        throw new UsageError(
+          `${name} needs a value (write ${name}=VALUE for a value that starts with "-")`,
+        );
+      }
+      value = token.value;
     }
+    const values = given.get(token.name);
+    if (values === undefined) given.set(token.name, [value]);
+    else values.push(value);
   }
   return given;
 }
@@ -52,69 +78,6 @@ export function readFlags<S extends FlagTable>(given: GivenFlags, table: S): Fla
     values[name] = flag.read(given.get(name) ?? [], name);
   }
   return values as FlagValues<S>;
-}
-
-/**
- * Parses `args` against `table` into typed values, defaults filled in.
- *
- * @example
- * ```ts
- * import { deepEqual } from "node:assert/strict";
- * import { intFlag, switchFlag } from "./flags.ts";
- * import { parseFlags } from "./parse.ts";
- * const table = {
- *   port: intFlag({ short: "p", min: 0, max: 65535, default: 8000, help: "port" }),
- *   json: switchFlag({ help: "json" }),
- * };
- * deepEqual(parseFlags(["--json"], table), { port: 8000, json: true });
- * ```
- */
-export function parseFlags<S extends FlagTable>(args: readonly string[], table: S): FlagValues<S> {
-  return readFlags(scanFlags(args, table), table);
-}
-
-/** `--port -1` means the value -1 for a numeric flag: written `--port=-1`, parseArgs takes it so. */
-function joinNegativeNumbers(args: readonly string[], table: FlagTable): string[] {
-  const numeric = new Map<string, string>();
-  for (const [name, flag] of Object.entries(table)) {
-    if (!flag.numeric) continue;
-    numeric.set(`--${name}`, name);
-    if (flag.short !== undefined) numeric.set(`-${flag.short}`, name);
-  }
-  const joined: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const name = numeric.get(args[i]);
-    const next = args[i + 1];
-    if (args[i] === "--") return [...joined, ...args.slice(i)];
-    if (name !== undefined && next !== undefined && /^-\.?\d/.test(next)) {
-      joined.push(`--${name}=${next}`);
-      i++;
-    } else {
-      joined.push(args[i]);
-    }
-  }
-  return joined;
-}
-
-function explainParseError(error: unknown, table: FlagTable): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const code = error instanceof Error && "code" in error ? error.code : undefined;
-  const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
-  const short = /^-(\w)\b/.exec(quoted)?.[1];
-  const long = Object.entries(table).find(([, flag]) =>
-    short !== undefined && flag.short === short
-  );
-  const name = long !== undefined ? `--${long[0]}` : /--[\w-]+/.exec(quoted)?.[0] ?? quoted;
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `unknown flag ${name}`;
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-    if (message.includes("ambiguous")) {
-      return `${name} needs a value (write ${name}=VALUE for a value that starts with "-")`;
-    }
-    return message.includes("argument missing")
-      ? `${name} needs a value`
-      : `${name} takes no value`;
-  }
-  return message;
 }
 
 /**

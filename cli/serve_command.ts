@@ -5,6 +5,7 @@
  * @module
  */
 import { parseCidr } from "../admission/cidr.ts";
+import { DATAGRAM_DEFAULTS } from "../admission/datagrams.ts";
 import { Guard, GUARD_DEFAULTS } from "../admission/guard.ts";
 import {
   flushLogs,
@@ -14,7 +15,7 @@ import {
   LOGGING_DEFAULTS,
   setupLogging,
 } from "../log/log.ts";
-import { serve, SERVE_DEFAULTS, type WhenFull } from "../server.ts";
+import { listenUnix, PROXY_DEFAULTS, serve, SERVE_DEFAULTS, type WhenFull } from "../server.ts";
 import { MAX_WORKERS, startWorkers } from "../server/workers.ts";
 import { runCommand } from "./command.ts";
 import {
@@ -28,10 +29,12 @@ import {
   listFlag,
   numberFlag,
   portFlag,
+  switchFlag,
   textFlag,
   UsageError,
 } from "./flags.ts";
 import { formatFlags } from "./parse.ts";
+import { checkServeTransport, SERVE_TRANSPORT_FLAGS, serveTls } from "./transport_flags.ts";
 
 /** Signals this close to the first are the same keypress delivered twice, not a second request. */
 const SAME_SIGNAL_MS = 300;
@@ -63,6 +66,7 @@ export const SERVE_FLAGS = {
     default: SERVE_DEFAULTS.port,
     help: "port to listen on; 0 picks a free one",
   }),
+  ...SERVE_TRANSPORT_FLAGS,
   "drain-timeout": durationFlag({
     value: "DURATION",
     default: SERVE_DEFAULTS.drainTimeoutMs,
@@ -108,9 +112,32 @@ export const SERVE_FLAGS = {
     { value: "CIDR", help: "refuse these addresses; wins over --allow (repeatable)" },
     parseCidr,
   ),
+  "proxy-protocol": switchFlag({
+    help: "take each client's address from a PROXY protocol v1/v2 header sent by a --trusted-proxy",
+  }),
+  "trusted-proxy": listFlag(
+    { value: "CIDR", help: "a proxy that may send PROXY headers; others are closed (repeatable)" },
+    parseCidr,
+  ),
+  "proxy-header-timeout": durationFlag({
+    value: "DURATION",
+    default: PROXY_DEFAULTS.headerTimeoutMs,
+    positive: true,
+    help: "close a proxy's connection whose PROXY header is not complete by then",
+  }),
   "reject-message": textFlag({
     value: "TEXT",
     help: "a line written to refused connections before closing them",
+  }),
+  udp: switchFlag({ help: "also echo UDP datagrams on the same host and port" }),
+  "udp-rate": {
+    ...numberFlag({ value: "N", help: "UDP replies per second per source address" }),
+    shownDefault: String(DATAGRAM_DEFAULTS.rate),
+  },
+  "udp-burst": intFlag({
+    value: "N",
+    min: 1,
+    help: "UDP replies a source address may get at once (default: the rate)",
   }),
   workers: workersFlag,
   "log-level": choiceFlag({
@@ -155,6 +182,17 @@ async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Prom
   if (flags.burst !== undefined && flags.rate === undefined) {
     throw new UsageError("--burst needs --rate");
   }
+  // On a Unix socket every peer is trusted: the socket file's permissions decide who connects.
+  if (flags["proxy-protocol"] && flags["trusted-proxy"].length === 0 && flags.unix === undefined) {
+    throw new UsageError("--proxy-protocol needs at least one --trusted-proxy CIDR");
+  }
+  if (!flags["proxy-protocol"] && flags["trusted-proxy"].length > 0) {
+    throw new UsageError("--trusted-proxy needs --proxy-protocol");
+  }
+  if (!flags.udp && (flags["udp-rate"] !== undefined || flags["udp-burst"] !== undefined)) {
+    throw new UsageError("--udp-rate and --udp-burst need --udp");
+  }
+  checkServeTransport(flags);
   const limits = {
     maxConns: flags["max-conns"],
     maxConnsPerIp: flags["max-conns-per-ip"],
@@ -171,6 +209,10 @@ async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Prom
     idleTimeoutMs: flags["idle-timeout"],
     maxLifetimeMs: flags["max-lifetime"],
     rejectMessage: flags["reject-message"],
+    proxyProtocol: flags["proxy-protocol"]
+      ? { trustedProxies: flags["trusted-proxy"], headerTimeoutMs: flags["proxy-header-timeout"] }
+      : undefined,
+    udp: flags.udp && { rate: flags["udp-rate"], burst: flags["udp-burst"] },
   };
   if (flags.workers > 1 && !canLoad(entry)) {
     throw new UsageError(
@@ -180,13 +222,17 @@ async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Prom
   const logging = { level: flags["log-level"], format: flags["log-format"] };
   await setupLogging(logging);
   const log = logger("server");
+  const tls = serveTls(flags);
+  const unix = flags.unix === undefined ? undefined : await listenUnix(flags.unix);
   const server = flags.workers > 1
     ? await startWorkers({
       entry,
       count: flags.workers,
-      config: { serve: options, guard: limits, logging },
+      config: { serve: { ...options, tls }, guard: limits, logging },
     })
-    : serve({ ...options, guard: new Guard(limits) });
+    : unix !== undefined
+    ? serve({ ...options, guard: new Guard(limits), listener: unix })
+    : serve({ ...options, tls, guard: new Guard(limits) });
   let firstSignalAt: number | undefined;
   const onSignal = (signal: Deno.Signal) => () => {
     if (firstSignalAt !== undefined) {

@@ -61,6 +61,10 @@ export class ClientError extends Error {
  * ```
  */
 export function refused(address: string, bytes: Uint8Array): ClientError {
+  // A TLS alert record (type 21, version 3.x): the server wanted a TLS handshake.
+  if (bytes.length >= 7 && bytes[0] === 0x15 && bytes[1] === 0x03) {
+    return new ClientError("refused", `${address} answered with a TLS alert: it speaks TLS`);
+  }
   return new ClientError("refused", `${address} refused the connection: ${quoteBytes(bytes)}`);
 }
 

@@ -10,7 +10,7 @@ import { formatDuration } from "../text/duration.ts";
 import { plural } from "../text/words.ts";
 import { logger } from "../log/log.ts";
 import { echoConnection, type EchoCounters, type EchoEnd } from "./echo.ts";
-import { closeQuietly, type Connection, type Peer } from "./listener.ts";
+import { closeQuietly, type Connection, type Peer, TransportError } from "./listener.ts";
 import type { ServerStats } from "./stats.ts";
 import { sleepUnless } from "./wait.ts";
 
@@ -155,7 +155,8 @@ export class ConnectionTable {
       reason = END_TEXT[await echoConnection(entry.conn, { counters: entry, onChunk })];
     } catch (error) {
       // Closing a connection from here makes its pending read fail: report why it was closed.
-      reason = entry.closedBy ?? `error: ${describeError(error)}`;
+      reason = entry.closedBy ??
+        (error instanceof TransportError ? error.message : `error: ${describeError(error)}`);
     }
     closeQuietly(entry.conn);
     entry.release();

@@ -33,19 +33,22 @@ export class LimitLog {
 
   /**
    * Counts one refusal (or, with `id`, the close of connection `id`) for
-   * `reason`, and logs it, at most once per reason and address every 10 s.
+   * `reason`, and logs it, at most once per reason and address every 10 s;
+   * `detail` says more where the reason alone would not (a malformed PROXY
+   * header: what is wrong with it).
    */
-  record(reason: RefusalReason, peer: Peer, id?: number): void {
+  record(reason: RefusalReason, peer: Peer, id?: number, detail?: string): void {
     this.#counts[reason]++;
     const suppressed = this.#throttle.hit(`${reason} ${addressKey(peer.host)}`);
     if (suppressed === null) return;
-    const what = id === undefined
-      ? "refused {peer}: {reason}"
-      : "closed #{id} from {peer}: {reason}";
+    const what =
+      (id === undefined ? "refused {peer}: {reason}" : "closed #{id} from {peer}: {reason}") +
+      (detail === undefined ? "" : " ({detail})");
     log.warning(what + (suppressed > 0 ? " ({suppressed} more since the last line)" : ""), {
       id,
       peer: peer.text,
       reason,
+      detail,
       suppressed,
     });
   }

@@ -63,6 +63,24 @@ export class ListenError extends Error {
   }
 }
 
+/**
+ * The transport under a connection failed before the echo could read from it,
+ * e.g. a TLS handshake. Its message is the whole reason the connection's
+ * `closed` log line gives, peer included.
+ */
+export class TransportError extends Error {
+  /**
+   * Makes the error from its whole message.
+   *
+   * @param message e.g. `TLS handshake with 10.0.0.7:51234 failed: the client does not speak TLS`
+   * @param options the underlying error as `cause`
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TransportError";
+  }
+}
+
 /** Where {@linkcode listenTcp} listens. */
 export interface TcpListenOptions {
   /** The address to listen on; `::` listens on IPv6 too. */
@@ -134,7 +152,9 @@ export function peerOf(addr: Deno.Addr): Peer {
       return { host: addr.hostname, text: formatAddress(addr.hostname, addr.port) };
     case "unix":
     case "unixpacket":
-      return { host: addr.path, text: describeAddr(addr) };
+      // The client end of a Unix socket is usually unnamed (Deno gives its path
+      // as null): all such clients share one admission key, the empty one.
+      return { host: addr.path ?? "", text: describeAddr(addr) };
     case "vsock":
       return { host: `vsock:${addr.cid}`, text: describeAddr(addr) };
   }
@@ -158,8 +178,8 @@ export function describeAddr(addr: Deno.Addr): string {
       return formatAddress(addr.hostname, addr.port);
     case "unix":
     case "unixpacket":
-      // The client end of a Unix socket is usually unnamed: its path is empty.
-      return addr.path === "" ? "an unnamed socket" : addr.path;
+      // The client end of a Unix socket is usually unnamed: its path is empty, or null.
+      return addr.path === "" || addr.path === null ? "an unnamed socket" : addr.path;
     case "vsock":
       return `vsock:${addr.cid}:${addr.port}`;
   }

@@ -8,11 +8,21 @@
 import { describeError } from "../text/address.ts";
 import { Guard } from "../admission/guard.ts";
 import { logger } from "../log/log.ts";
+import { proxyListener, type ProxyProtocolOptions } from "../proxy/listener.ts";
 import { Acceptor, type WhenFull } from "./acceptor.ts";
 import { ConnectionTable } from "./connections.ts";
 import { LimitLog } from "./limit_log.ts";
-import { describeAddr, type Listener, listenTcp, type TcpAddr } from "./listener.ts";
+import {
+  closeQuietly,
+  describeAddr,
+  type Listener,
+  ListenError,
+  listenTcp,
+  type TcpAddr,
+} from "./listener.ts";
 import { type ServerStats, summary } from "./stats.ts";
+import { listenTls, type ServeTlsOptions } from "./tls.ts";
+import { startUdp, type UdpEcho, type UdpOptions } from "./udp.ts";
 
 /** What {@linkcode serve} uses for the options left out; the command line shows and uses the same. */
 export const SERVE_DEFAULTS = {
@@ -43,6 +53,14 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
    * at shutdown. @default {a TCP listener on hostname and port}
    */
   listener?: Listener<A>;
+  /**
+   * Serve TLS with this certificate and key (PEM text) on `hostname` and
+   * `port`; each connection's handshake runs on its first read, under the
+   * idle timeout. Not with `proxyProtocol`: a PROXY header comes before the
+   * handshake, which Deno's TLS listener reads itself. For a Unix socket,
+   * pass `listener: await listenUnix(path)`. @default {plain TCP}
+   */
+  tls?: ServeTlsOptions;
   /** Address to listen on; `::` listens on IPv6 too. @default {"0.0.0.0"} */
   hostname?: string;
   /** Port to listen on; 0 picks a free one (see {@linkcode EchoServer.addr}). @default {8000} */
@@ -65,6 +83,19 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
   maxLifetimeMs?: number;
   /** A line written to refused connections before they are closed. */
   rejectMessage?: string;
+  /**
+   * Expect a PROXY protocol header (v1 or v2) at the start of every
+   * connection, from the trusted proxies only; the client address it carries
+   * is then the peer for the admission rules and the logs. See `proxy/listener.ts`.
+   */
+  proxyProtocol?: ProxyProtocolOptions;
+  /**
+   * Also echo UDP datagrams on the same address and port (with port 0, the
+   * one the listener got), within the guard's allow/deny rules and a reply
+   * rate per source address; `true` takes the default rate. See `server/udp.ts`.
+   * @default {false}
+   */
+  udp?: boolean | UdpOptions;
 }
 
 /** A running echo server; `A` is its listener's kind of address. */
@@ -120,12 +151,28 @@ export function serve<A extends Deno.Addr>(
   options: ServeOptions<A> & { listener: Listener<A> },
 ): EchoServer<A>;
 export function serve(options: ServeOptions<Deno.Addr> = {}): EchoServer<Deno.Addr> {
-  const listener = options.listener ?? listenTcp({
-    hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
-    port: options.port ?? SERVE_DEFAULTS.port,
-    reusePort: options.reusePort,
-  });
-  return new Server(listener, options);
+  if (options.tls !== undefined && options.proxyProtocol !== undefined) {
+    throw new TypeError(
+      "tls and proxyProtocol do not combine: the PROXY header comes before the TLS handshake",
+    );
+  }
+  for (let attempt = 1;; attempt++) {
+    const where = {
+      hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
+      port: options.port ?? SERVE_DEFAULTS.port,
+      reusePort: options.reusePort,
+    };
+    const listener = options.listener ??
+      (options.tls === undefined ? listenTcp(where) : listenTls({ ...where, ...options.tls }));
+    try {
+      return new Server(listener, options);
+    } catch (error) {
+      // Port 0 and UDP: the free TCP port may be taken for UDP; another free one will do.
+      const retry = options.listener === undefined && (options.port ?? 1) === 0 && attempt < 5 &&
+        error instanceof ListenError && error.cause instanceof Deno.errors.AddrInUse;
+      if (!retry) throw error;
+    }
+  }
 }
 
 /** The glue: starts the parts, reports their counts, and stops them in order. */
@@ -138,6 +185,7 @@ class Server implements EchoServer<Deno.Addr> {
   readonly #table: ConnectionTable;
   readonly #acceptor: Acceptor;
   readonly #accepting: Promise<void>;
+  readonly #udp: UdpEcho | undefined;
   #state: "serving" | "draining" | "stopped" = "serving";
 
   constructor(listener: Listener, options: ServeOptions<Deno.Addr>) {
@@ -147,6 +195,15 @@ class Server implements EchoServer<Deno.Addr> {
     this.finished.catch(() => {});
     this.#drainTimeoutMs = options.drainTimeoutMs ?? SERVE_DEFAULTS.drainTimeoutMs;
     const guard = options.guard ?? new Guard();
+    const source = this.#withProxyProtocol(listener, options.proxyProtocol, guard);
+    try {
+      const udp = options.udp;
+      this.#udp = udp ? startUdp(this.addr, udp === true ? {} : udp, guard) : undefined;
+    } catch (error) {
+      closeQuietly(source);
+      closeQuietly(listener);
+      throw error;
+    }
     log.info("listening on {address}", { address: describeAddr(this.addr) });
     this.#table = new ConnectionTable({
       idleTimeoutMs: options.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
@@ -156,7 +213,7 @@ class Server implements EchoServer<Deno.Addr> {
         this.#limits.record(reason, peer, id);
       },
     });
-    this.#acceptor = new Acceptor(listener, {
+    this.#acceptor = new Acceptor(source, {
       guard,
       whenFull: options.whenFull ?? SERVE_DEFAULTS.whenFull,
       rejectLine: options.rejectMessage === undefined
@@ -174,13 +231,19 @@ class Server implements EchoServer<Deno.Addr> {
   }
 
   stats(): ServerStats {
-    return { ...this.#table.counts(), refusals: this.#limits.counts };
+    const datagrams = this.#udp?.stats();
+    return {
+      ...this.#table.counts(),
+      refusals: this.#limits.counts,
+      ...(datagrams === undefined ? {} : { datagrams }),
+    };
   }
 
   async shutdown(): Promise<ServerStats> {
     if (this.#state !== "serving") return await this.finished;
     this.#state = "draining";
     this.#acceptor.stop();
+    await this.#udp?.close();
     await this.#accepting;
     await this.#table.drain(this.#drainTimeoutMs);
     this.#state = "stopped";
@@ -195,10 +258,32 @@ class Server implements EchoServer<Deno.Addr> {
     await this.shutdown();
   }
 
+  /** `listener`, or with the PROXY protocol, the connections from it that passed it. */
+  #withProxyProtocol(
+    listener: Listener,
+    proxy: ProxyProtocolOptions | undefined,
+    guard: Guard,
+  ): Listener {
+    if (proxy === undefined) return listener;
+    try {
+      return proxyListener(listener, proxy, {
+        maxConns: guard.maxConns,
+        onRefused: (reason, peer, detail) => {
+          guard.count(reason);
+          this.#limits.record(reason, peer, undefined, detail);
+        },
+      });
+    } catch (error) {
+      closeQuietly(listener);
+      throw error;
+    }
+  }
+
   /** The listener died while serving: nothing will be accepted again, so stop everything. */
   #lose(why: string, cause?: unknown): void {
     if (this.#state !== "serving") return;
     this.#state = "stopped";
+    void this.#udp?.close();
     this.#table.stop();
     this.#table.closeAll("listener lost");
     this.#finished.reject(

@@ -6,6 +6,7 @@
  */
 import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "../admission/refusals.ts";
 import { plural } from "../text/words.ts";
+import { addDatagrams, type DatagramStats, datagramSummary } from "./udp.ts";
 
 /** Counters of a server, for summaries and tests. */
 export interface ServerStats {
@@ -19,6 +20,8 @@ export interface ServerStats {
   bytesOut: number;
   /** Connections this server refused or closed by the limits, by reason. */
   refusals: Readonly<Record<RefusalReason, number>>;
+  /** UDP datagrams echoed and dropped, when the server echoes UDP too (`udp` option). */
+  datagrams?: DatagramStats;
 }
 
 /**
@@ -28,8 +31,9 @@ export interface ServerStats {
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
+ * import { noRefusals } from "../admission/refusals.ts";
  * import { summary } from "./stats.ts";
- * const refusals = { cap: 0, "per-ip": 2, rate: 0, denied: 0, idle: 1, lifetime: 0 };
+ * const refusals = { ...noRefusals(), "per-ip": 2, idle: 1 };
  * equal(
  *   summary({ open: 0, served: 3, bytesIn: 10, bytesOut: 10, refusals }),
  *   "served 3 connections, echoed 10 bytes; refused or closed by limits: per-ip 2, idle 1",
@@ -41,7 +45,7 @@ export function summary(stats: ServerStats): string {
     .map(([reason, n]) => `${reason} ${n}`);
   return `served ${plural(stats.served, "connection")}, echoed ${plural(stats.bytesOut, "byte")}${
     limited.length > 0 ? `; refused or closed by limits: ${limited.join(", ")}` : ""
-  }`;
+  }${stats.datagrams === undefined ? "" : `; ${datagramSummary(stats.datagrams)}`}`;
 }
 
 /**
@@ -50,8 +54,9 @@ export function summary(stats: ServerStats): string {
  * @example
  * ```ts
  * import { deepEqual } from "node:assert/strict";
+ * import { noRefusals } from "../admission/refusals.ts";
  * import { total } from "./stats.ts";
- * const none = { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0 };
+ * const none = noRefusals();
  * const one = { open: 1, served: 2, bytesIn: 3, bytesOut: 3, refusals: { ...none, rate: 1 } };
  * deepEqual(total([one, one]), {
  *   open: 2,
@@ -76,6 +81,11 @@ export function total(all: readonly ServerStats[]): ServerStats {
     sum.bytesIn += stats.bytesIn;
     sum.bytesOut += stats.bytesOut;
     for (const reason of REFUSAL_REASONS) sum.refusals[reason] += stats.refusals[reason];
+    if (stats.datagrams !== undefined) {
+      sum.datagrams = sum.datagrams === undefined
+        ? stats.datagrams
+        : addDatagrams(sum.datagrams, stats.datagrams);
+    }
   }
   return sum;
 }

@@ -100,7 +100,16 @@ export async function startWorkers(options: WorkersOptions): Promise<EchoServer>
     const start: ToWorker = {
       type: "start",
       id,
-      config: { ...options.config, serve: { ...options.config.serve, hostname, port } },
+      config: {
+        ...options.config,
+        // Worker 1 alone echoes UDP: a reply limit per source stays one exact limit.
+        serve: {
+          ...options.config.serve,
+          hostname,
+          port,
+          udp: id === 1 && options.config.serve.udp,
+        },
+      },
       shared: shared.buffer,
     };
     worker.postMessage(start);

@@ -10,6 +10,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { parseCidr } from "../admission/cidr.ts";
 import { Guard } from "../admission/guard.ts";
+import { noRefusals } from "../admission/refusals.ts";
 import { serve, type ServeOptions } from "../server.ts";
 import { Cli, connectFrom, exchange, tryEcho } from "./helpers.ts";
 
@@ -19,7 +20,7 @@ const local = { hostname: "127.0.0.1", port: 0 } as const;
 
 /** Refusals other than the listed ones must stay at zero. */
 function refusals(options: Partial<Record<string, number>>) {
-  return { cap: 0, "per-ip": 0, rate: 0, denied: 0, idle: 0, lifetime: 0, ...options };
+  return { ...noRefusals(), ...options };
 }
 
 async function flood(options: ServeOptions, count: number) {

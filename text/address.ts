@@ -28,7 +28,6 @@ const PHRASES: ReadonlyArray<readonly [new (...args: never[]) => Error, string]>
   [Deno.errors.BrokenPipe, "broken pipe"],
   [Deno.errors.TimedOut, "timed out"],
   [Deno.errors.PermissionDenied, "permission denied"],
-  [Deno.errors.NotCapable, "permission denied (run with --allow-net)"],
   [Deno.errors.NotFound, "host not found"],
 ];
 
@@ -45,6 +44,11 @@ const PHRASES: ReadonlyArray<readonly [new (...args: never[]) => Error, string]>
  * ```
  */
 export function describeError(error: unknown): string {
+  if (error instanceof Deno.errors.NotCapable) {
+    // Deno names the permission it wants: --allow-read for a socket file, --allow-net for a port.
+    const flag = /--allow-[a-z-]+/.exec(error.message)?.[0] ?? "--allow-net";
+    return `permission denied (run with ${flag})`;
+  }
   for (const [kind, phrase] of PHRASES) if (error instanceof kind) return phrase;
   if (error instanceof DOMException && error.name === "TimeoutError") return "timed out";
   const message = error instanceof Error ? error.message : String(error);

@@ -6,8 +6,11 @@
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
-/** Timers take at most a signed 32-bit count of milliseconds (about 596 hours). */
-const LONGEST_MS = 2 ** 31 - 1;
+/**
+ * The longest duration, in milliseconds: timers take at most a signed 32-bit
+ * count of milliseconds (about 596 hours), and fire at once beyond it.
+ */
+export const LONGEST_MS = 2 ** 31 - 1;
 
 /** Why a text is not a duration: it does not parse, or it is longer than timers can wait. */
 export type DurationErrorKind = "syntax" | "too-long";

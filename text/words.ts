@@ -18,22 +18,56 @@ export function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
-const decoder = new TextDecoder();
+/** Bytes shown at the most by {@linkcode quoteBytes}. */
+const QUOTED_MAX = 60;
 
 /**
- * Shows bytes as a quoted, escaped string, shortened to 60 bytes, for error
- * messages: control characters and broken UTF-8 cannot garble a terminal.
+ * Characters that JSON.stringify leaves alone but that can garble a terminal
+ * or hide text: DEL and the C1 controls, invisible and bidirectional format
+ * characters, line and paragraph separators.
+ */
+const UNPRINTABLE =
+  /[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g;
+
+/**
+ * Shows bytes as a double-quoted string safe to print on a terminal, for
+ * error messages, cut after 60 bytes (`…` after the closing quote says so):
+ * valid UTF-8 keeps its printable characters, control and format characters
+ * become `\uXXXX`, and bytes that are not UTF-8 become `\xNN`.
  *
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
  * import { quoteBytes } from "./words.ts";
  * equal(quoteBytes(new TextEncoder().encode("busy\n")), '"busy\\n"');
+ * equal(quoteBytes(new Uint8Array([0xff, 0x41])), '"\\xffA"');
+ * equal(quoteBytes(new Uint8Array(61).fill(0x78)), `"${"x".repeat(60)}"…`);
  * ```
  */
 export function quoteBytes(bytes: Uint8Array): string {
-  const text = JSON.stringify(decoder.decode(bytes.subarray(0, 60)));
-  return bytes.length > 60 ? `${text.slice(0, -1)}…"` : text;
+  const head = bytes.subarray(0, QUOTED_MAX);
+  const more = bytes.length > QUOTED_MAX ? "…" : "";
+  let text: string;
+  try {
+    // A multi-byte character cut at the last byte shown is not invalid text.
+    text = new TextDecoder("utf-8", { fatal: true }).decode(head, { stream: true });
+  } catch {
+    let escaped = "";
+    for (const b of head) {
+      const c = String.fromCharCode(b);
+      escaped += b === 0x22 || b === 0x5c
+        ? `\\${c}`
+        : b >= 0x20 && b < 0x7f
+        ? c
+        : `\\x${b.toString(16).padStart(2, "0")}`;
+    }
+    return `"${escaped}"${more}`;
+  }
+  const quoted = JSON.stringify(text).replace(
+    UNPRINTABLE,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+  return quoted + more;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { answered, excerpt, failedBy, type Outcome } from "../../bench/failures.ts";
+import { answered, failedBy, type Outcome } from "../../bench/failures.ts";
 import { Pattern, PERIOD } from "../../bench/pattern.ts";
 import { Wakeups } from "../../bench/schedule.ts";
 
@@ -36,16 +36,4 @@ Deno.test("outcomes: which leave the connection usable, which are the server's f
   const all: Outcome[] = ["echoed", "corrupted", "cut", "reset", "refused"];
   deepEqual(all.filter(answered), ["echoed", "corrupted"]);
   deepEqual(all.filter(failedBy), ["reset", "refused"]);
-});
-
-Deno.test("what a server sent instead of an echo is quoted safely", () => {
-  const bytes = (s: string) => new TextEncoder().encode(s);
-  equal(excerpt(bytes("busy\n"), 5), '"busy\\n"');
-  equal(excerpt(bytes("\x7f\x1b[2Jno\u0085"), 9), '"\\u007f\\u001b[2Jno\\u0085"');
-  equal(excerpt(new Uint8Array([0xff, 0x00, 0x41, 0x22]), 4), '"\\xff\\x00A\\""');
-  const long = bytes("x".repeat(100));
-  equal(excerpt(long, 100), `"${"x".repeat(60)}"…`);
-  // A multi-byte character cut at the 60th byte is still text.
-  const cut = bytes(`${"x".repeat(59)}é`);
-  equal(excerpt(cut, cut.length), `"${"x".repeat(59)}"…`);
 });

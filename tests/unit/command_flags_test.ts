@@ -5,11 +5,17 @@ import { BENCH_LIMITS } from "../../bench/mod.ts";
 import { BENCH_FLAGS } from "../../cli/bench_command.ts";
 import { CLIENT_FLAGS } from "../../cli/client_command.ts";
 import { PORT_MAX } from "../../cli/flags.ts";
-import { formatFlags, parseFlags } from "../../cli/parse.ts";
+import type { FlagTable, FlagValues } from "../../cli/flags.ts";
+import { formatFlags, readFlags, scanFlags } from "../../cli/parse.ts";
 import { SERVE_FLAGS } from "../../cli/serve_command.ts";
 import { CONNECT_DEFAULTS } from "../../client.ts";
 import { SERVE_DEFAULTS } from "../../server.ts";
 import { MAX_WORKERS } from "../../server/workers.ts";
+
+/** The command's own path: scan, then read every value. */
+function parseFlags<S extends FlagTable>(args: readonly string[], table: S): FlagValues<S> {
+  return readFlags(scanFlags(args, table), table);
+}
 
 Deno.test("serve's defaults are serve()'s and the guard's", () => {
   const values = parseFlags([], SERVE_FLAGS);
@@ -49,14 +55,16 @@ Deno.test("client and bench connect where connect() does by default", () => {
   deepStrictEqual([client.interval, client.timeout], [1000, 10_000]);
   const bench = parseFlags([], BENCH_FLAGS);
   deepStrictEqual([bench.host, bench.port], [CONNECT_DEFAULTS.host, CONNECT_DEFAULTS.port]);
-  strictEqual(CLIENT_FLAGS.port.max, PORT_MAX);
-  strictEqual(CLIENT_FLAGS.port.min, 1);
-  strictEqual(SERVE_FLAGS.port.min, 0);
+  strictEqual(parseFlags(["-p", String(PORT_MAX)], CLIENT_FLAGS).port, PORT_MAX);
+  throws(() => parseFlags(["-p", "0"], CLIENT_FLAGS), { message: /from 1 to 65535/ });
+  strictEqual(parseFlags(["-p", "0"], SERVE_FLAGS).port, 0);
 });
 
 Deno.test("bench's bounds are runBench's", () => {
-  strictEqual(BENCH_FLAGS.connections.max, BENCH_LIMITS.maxConnections);
-  strictEqual(BENCH_FLAGS.size.max, BENCH_LIMITS.maxSize);
+  throws(
+    () => parseFlags(["-c", String(BENCH_LIMITS.maxConnections + 1)], BENCH_FLAGS),
+    { message: new RegExp(`from 1 to ${BENCH_LIMITS.maxConnections}$`) },
+  );
   strictEqual(
     parseFlags(["-c", String(BENCH_LIMITS.maxConnections)], BENCH_FLAGS).connections,
     BENCH_LIMITS.maxConnections,

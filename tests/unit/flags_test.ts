@@ -11,7 +11,13 @@ import {
   switchFlag,
   UsageError,
 } from "../../cli/flags.ts";
-import { formatFlags, parseFlags } from "../../cli/parse.ts";
+import type { FlagTable, FlagValues } from "../../cli/flags.ts";
+import { formatFlags, readFlags, scanFlags } from "../../cli/parse.ts";
+
+/** The command's own path: scan, then read every value. */
+function parseFlags<S extends FlagTable>(args: readonly string[], table: S): FlagValues<S> {
+  return readFlags(scanFlags(args, table), table);
+}
 
 const TABLE = {
   port: portFlag({ min: 0, default: 8000, help: "port" }),

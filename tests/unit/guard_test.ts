@@ -2,7 +2,7 @@ import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { parseCidr } from "../../admission/cidr.ts";
 import { type Admission, Guard, type GuardOptions } from "../../admission/guard.ts";
 import { LimitError } from "../../admission/limits.ts";
-import { REFUSAL_REASONS } from "../../admission/refusals.ts";
+import { noRefusals, REFUSAL_REASONS } from "../../admission/refusals.ts";
 import { SharedCounts } from "../../admission/shared_counts.ts";
 
 function release(admission: Admission): void {
@@ -34,7 +34,16 @@ Deno.test("Guard: refusal counters start at 0 with every reason present", () => 
   const refusals = new Guard().refusals;
   deepStrictEqual(Object.keys(refusals).sort(), [...REFUSAL_REASONS].sort());
   for (const reason of REFUSAL_REASONS) strictEqual(refusals[reason], 0);
-  deepStrictEqual([...REFUSAL_REASONS], ["cap", "per-ip", "rate", "denied", "idle", "lifetime"]);
+  deepStrictEqual([...REFUSAL_REASONS], [
+    "cap",
+    "per-ip",
+    "rate",
+    "denied",
+    "idle",
+    "lifetime",
+    "proxy-untrusted",
+    "proxy-header",
+  ]);
 });
 
 Deno.test("Guard: per-ip limit counts by address key", () => {
@@ -170,12 +179,11 @@ Deno.test("Guard: order of checks is denied, rate, per-ip, cap", () => {
   strictEqual(reasonOf(guard.admit("10.0.0.2")), "cap");
 
   deepStrictEqual(guard.refusals, {
+    ...noRefusals(),
     cap: 1,
     "per-ip": 2,
     rate: 1,
     denied: 1,
-    idle: 0,
-    lifetime: 0,
   });
 });
 
@@ -358,7 +366,7 @@ Deno.test("Guard (shared): two Guards enforce one maxConns and per-ip cap", () =
   strictEqual(reasonOf(a.admit("10.0.0.3")), "cap");
   strictEqual(a.open, 3);
   strictEqual(b.open, 3);
-  deepStrictEqual(a.refusals, { cap: 1, "per-ip": 2, rate: 0, denied: 0, idle: 0, lifetime: 0 });
+  deepStrictEqual(a.refusals, { ...noRefusals(), cap: 1, "per-ip": 2 });
   deepStrictEqual(b.refusals, a.refusals);
 
   release(first);
@@ -445,4 +453,13 @@ Deno.test("Guard: a cap answer for a caller that will wait is not counted as a r
   strictEqual(guard.refusals.cap, 0);
   deepStrictEqual(guard.admit("10.0.0.2"), { ok: false, reason: "cap" });
   strictEqual(guard.refusals.cap, 1);
+});
+
+Deno.test("rate: a new address has a full bucket whatever the clock reads, even below zero", () => {
+  let t = -10_000;
+  const guard = new Guard({ rate: 1, burst: 1, now: () => t });
+  strictEqual(guard.admit("192.0.2.1").ok, true);
+  strictEqual(guard.admit("192.0.2.1").ok, false);
+  t += 1000;
+  strictEqual(guard.admit("192.0.2.1").ok, true);
 });

@@ -1,0 +1,225 @@
+/**
+ * `bench --udp`: datagrams from many sockets, each its own source port, in a
+ * closed loop (a window of datagrams in flight per socket) or an open loop
+ * (`rate`). Every datagram carries its socket and sequence number and a
+ * stretch of the pattern that depends on both, so that each echo is checked
+ * byte for byte and lost, duplicated and reordered datagrams are counted.
+ *
+ * A datagram without an echo for `lossWaitMs` frees its window slot, so a
+ * lost datagram cannot stall its socket; if its echo comes after all, it
+ * counts as echoed (and late). What has no echo when the run has waited that
+ * long after sending stopped is lost.
+ *
+ * @module
+ */
+import { openUdpSocket, resolveUdp } from "../client/udp.ts";
+import { describeError } from "../text/address.ts";
+import type { BenchOptions, BenchProgress } from "./options.ts";
+import type { BenchReport } from "./report.ts";
+import { type Timer, TIMER_SLACK_MS } from "./schedule.ts";
+import type { UdpFigures } from "./udp_report.ts";
+import { Flow, UdpRun } from "./udp_run.ts";
+
+/**
+ * Runs a UDP bench of `o` (already validated, `o.udp` set) and resolves with
+ * its report. Rejects when the host does not resolve or not one socket opens.
+ */
+export async function runUdpBench(o: BenchOptions): Promise<BenchReport> {
+  const target = await resolveUdp(o.host, o.port);
+  const run = new UdpRun(o, target);
+  for (let i = 0; i < o.connections; i++) {
+    try {
+      run.flows.push(new Flow(run, i, openUdpSocket(target)));
+    } catch (error) {
+      run.socketsFailed++;
+      run.noteError(`cannot open a UDP socket: ${describeError(error)}`);
+    }
+  }
+  if (run.flows.length === 0) throw new Error(run.firstError ?? "cannot open a UDP socket");
+  const external = o.signal;
+  const onAbort = () => run.stop();
+  external?.addEventListener("abort", onAbort, { once: true });
+  const receiving = run.flows.map((flow) => flow.receive());
+  const timers: Timer[] = [];
+  try {
+    run.startedAt = performance.now();
+    if (external?.aborted) run.stop();
+    timers.push(setTimeout(() => run.stop(), o.durationMs));
+    timers.push(setInterval(() => sweep(run), Math.max(10, run.lossWaitMs / 4)));
+    if (o.onProgress !== undefined) timers.push(startProgress(run, o.onProgress));
+    const interval = o.rate === undefined ? 0 : 1000 * run.flows.length / o.rate;
+    await Promise.race([
+      Promise.all(
+        run.flows.map((flow, i) =>
+          interval > 0
+            ? openLoop(run, flow, i * interval / run.flows.length, interval)
+            : closedLoop(run, flow)
+        ),
+      ),
+      run.stopped.promise,
+    ]);
+    run.stop();
+    await drain(run);
+  } finally {
+    external?.removeEventListener("abort", onAbort);
+    for (const timer of timers) clearTimeout(timer);
+    run.closing = true;
+    run.stop();
+    for (const flow of run.flows) flow.socket.close();
+    await Promise.all(receiving);
+  }
+  return summarize(run, o);
+}
+
+/** Closed loop: keep `window` datagrams in flight, sending as echoes come back or are given up. */
+async function closedLoop(run: UdpRun, flow: Flow): Promise<void> {
+  while (!run.stopping) {
+    if (flow.waiting.size >= run.window) {
+      await flow.changed();
+      continue;
+    }
+    if (!await flow.send(performance.now())) return;
+  }
+}
+
+/** Open loop: one datagram every `interval` ms from `phase` on, each timed from its schedule. */
+async function openLoop(run: UdpRun, flow: Flow, phase: number, interval: number): Promise<void> {
+  let due = run.startedAt + phase;
+  while (!run.stopping) {
+    if (due - performance.now() > TIMER_SLACK_MS) await run.wakeups.at(due);
+    if (run.stopping) return;
+    const from = Math.min(due, performance.now());
+    due += interval;
+    if (!await flow.send(from)) return;
+  }
+}
+
+/** Gives up on datagrams past their loss wait, freeing window slots. */
+function sweep(run: UdpRun): void {
+  const now = performance.now();
+  for (const flow of run.flows) if (flow.expire(now)) flow.wake();
+  if (run.stopping && run.inFlight === 0) run.onQuiet?.();
+}
+
+/** After sending stopped: waits until every datagram is echoed or given up on. */
+async function drain(run: UdpRun): Promise<void> {
+  if (run.inFlight === 0) return;
+  const quiet = Promise.withResolvers<void>();
+  run.onQuiet = () => {
+    if (run.inFlight === 0) quiet.resolve();
+  };
+  // The sweep gives up on the last of them within a loss wait; this bounds it all the same.
+  const limit = setTimeout(quiet.resolve, run.lossWaitMs * 1.5);
+  try {
+    await quiet.promise;
+  } finally {
+    clearTimeout(limit);
+    run.onQuiet = undefined;
+  }
+}
+
+/** Calls `onProgress` once a second with the last interval's figures. */
+function startProgress(run: UdpRun, onProgress: (p: BenchProgress) => void): Timer {
+  let lastAt = run.startedAt;
+  let lastEchoed = 0;
+  let lastBytes = 0;
+  return setInterval(() => {
+    const now = performance.now();
+    const dt = Math.max(now - lastAt, 1) / 1000;
+    const p: BenchProgress = {
+      elapsedS: (now - run.startedAt) / 1000,
+      messages: run.echoed,
+      msgsPerS: (run.echoed - lastEchoed) / dt,
+      mbPerS: (run.bytesReceived - lastBytes) / dt / 1e6,
+      p99Us: run.latency.percentile(99),
+      openConnections: run.flows.length,
+      mode: "pingpong",
+      errors: run.socketsFailed + run.flowsFailed,
+      mismatches: run.corrupted + run.short,
+    };
+    run.total.merge(run.latency);
+    run.latency.reset();
+    lastAt = now;
+    lastEchoed = run.echoed;
+    lastBytes = run.bytesReceived;
+    try {
+      onProgress(p);
+    } catch {
+      // A failing progress printer must not break the measurement.
+    }
+  }, 1000);
+}
+
+function summarize(run: UdpRun, o: BenchOptions): BenchReport {
+  run.total.merge(run.latency);
+  const end = Math.max(run.stoppedAt, run.lastEchoAt);
+  const elapsedS = Math.max(end - run.startedAt, 0) / 1000;
+  const per = (x: number) => elapsedS > 0 ? x / elapsedS : 0;
+  let lost = 0;
+  for (const flow of run.flows) lost += flow.waiting.size + flow.overdue.size;
+  if (run.echoed === 0) {
+    run.noteError(
+      "no datagram came back: over UDP nothing says why (is the server started with --udp?)",
+    );
+  }
+  const errors = run.socketsFailed + run.flowsFailed;
+  const mismatches = run.corrupted + run.short;
+  const msgsPerS = per(run.echoed);
+  const h = run.total;
+  const udp: UdpFigures = {
+    sockets: run.flows.length,
+    window: run.window,
+    sent: run.sent,
+    echoed: run.echoed,
+    lost,
+    late: run.late,
+    duplicated: run.duplicated,
+    reordered: run.reordered,
+    lossWaitMs: run.lossWaitMs,
+  };
+  return {
+    options: {
+      host: o.host,
+      port: o.port,
+      connections: o.connections,
+      durationMs: o.durationMs,
+      size: o.size,
+      mode: o.mode,
+      rate: o.rate ?? null,
+      udp: true,
+      window: run.window,
+    },
+    elapsedS,
+    messages: run.echoed,
+    bytesSent: run.bytesSent,
+    bytesReceived: run.bytesReceived,
+    msgsPerS,
+    rateAchievedFraction: o.rate === undefined ? null : msgsPerS / o.rate,
+    mbPerS: per(run.bytesReceived) / 1e6,
+    connectionsOpened: run.flows.length,
+    connectionsFailed: run.socketsFailed,
+    refused: 0,
+    connectionsPerS: 0,
+    errors,
+    resets: run.flowsFailed,
+    mismatches,
+    corrupted: run.corrupted,
+    short: run.short,
+    timedOut: 0,
+    starved: 0,
+    firstError: run.firstError,
+    // Loss is UDP's nature and is reported, not failed on; a wrong byte is a failure.
+    ok: errors === 0 && mismatches === 0 && run.echoed > 0,
+    latencyUs: {
+      count: h.count,
+      min: h.min,
+      p50: h.percentile(50),
+      p90: h.percentile(90),
+      p99: h.percentile(99),
+      p99_9: h.percentile(99.9),
+      max: h.max,
+      mean: h.mean,
+    },
+    udp,
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * The PEM files the command line names (`--cert`, `--key`, `--ca`): read, and
+ * checked enough that a wrong file is one line that names the flag and the
+ * file, not an error from deep inside a TLS handshake.
+ *
+ * @module
+ */
+import { checkTlsMaterial, type ServeTlsOptions } from "../server/tls.ts";
+import { describeError } from "../text/address.ts";
+
+/**
+ * Reads the file that `--flag` names.
+ *
+ * @throws {Error} `cannot read --cert /etc/x.pem: no such file`, and the like.
+ */
+export function readFlagFile(flag: string, path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new Error(`cannot read --${flag} ${path}: ${fileProblem(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Reads `--cert` and `--key` and checks that they serve TLS together.
+ *
+ * @throws {Error} naming the flag and the file that is wrong, or
+ *   `--cert and --key do not match`.
+ */
+export function readServerTls(certPath: string, keyPath: string): ServeTlsOptions {
+  const material = { cert: readFlagFile("cert", certPath), key: readFlagFile("key", keyPath) };
+  const problem = checkTlsMaterial(material);
+  if (problem === undefined) return material;
+  switch (problem.kind) {
+    case "cert":
+      throw new Error(`--cert ${certPath}: no PEM certificate in it`);
+    case "key":
+      throw new Error(`--key ${keyPath}: no PEM private key in it (PKCS#8, RSA or EC)`);
+    case "mismatch":
+      throw new Error(`--cert and --key do not match (${certPath}, ${keyPath})`);
+    case "other":
+      throw new Error(
+        `cannot serve TLS with --cert ${certPath} and --key ${keyPath}: ${problem.text}`,
+      );
+  }
+}
+
+/**
+ * Reads `--ca`: one or more PEM certificates to trust.
+ *
+ * @throws {Error} when the file cannot be read or holds no PEM certificate.
+ */
+export function readCaFile(path: string): string {
+  const text = readFlagFile("ca", path);
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new Error(`--ca ${path}: no PEM certificate in it`);
+  }
+  return text;
+}
+
+function fileProblem(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "no such file";
+  if (error instanceof Deno.errors.IsADirectory) return "is a directory";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof TypeError || error instanceof Deno.errors.InvalidData) {
+    return "not a text file";
+  }
+  return describeError(error);
+}

@@ -1,0 +1,165 @@
+/**
+ * The stream transports on the command line: `--cert`/`--key` and `--unix`
+ * for `serve`; `--tls`, `--ca`, `--servername` and `--unix` for `client` and
+ * `bench`. Their specifications, the combinations they refuse, and what they
+ * read into.
+ *
+ * @module
+ */
+import type { ClientTlsOptions } from "../client.ts";
+import type { ServeTlsOptions } from "../server.ts";
+import { type Flag, switchFlag, textFlag, UsageError } from "./flags.ts";
+import { readCaFile, readServerTls } from "./pem_files.ts";
+
+/** `serve`'s transport flags, for its table. */
+export const SERVE_TRANSPORT_FLAGS: {
+  readonly cert: Flag<string | undefined>;
+  readonly key: Flag<string | undefined>;
+  readonly unix: Flag<string | undefined>;
+} = {
+  cert: textFlag({
+    value: "FILE",
+    help: "serve TLS with this certificate chain (PEM); needs --key",
+  }),
+  key: textFlag({ value: "FILE", help: "the private key of --cert (PEM)" }),
+  unix: textFlag({
+    value: "PATH",
+    help: "listen on a Unix domain socket instead of TCP (--host, --port unused)",
+  }),
+};
+
+/** The flag values {@linkcode checkServeTransport} looks at. */
+export interface ServeTransportValues {
+  /** `--cert`. */
+  cert?: string;
+  /** `--key`. */
+  key?: string;
+  /** `--unix`. */
+  unix?: string;
+  /** `--workers`. */
+  workers: number;
+  /** `--udp`. */
+  udp?: boolean;
+  /** `--proxy-protocol`. */
+  "proxy-protocol"?: boolean;
+  /** `--allow`. */
+  allow: readonly unknown[];
+  /** `--deny`. */
+  deny: readonly unknown[];
+}
+
+/**
+ * Refuses the combinations of `serve`'s flags that cannot work, with a
+ * {@linkcode UsageError} that says why.
+ */
+export function checkServeTransport(flags: ServeTransportValues): void {
+  if ((flags.cert === undefined) !== (flags.key === undefined)) {
+    throw new UsageError(flags.cert === undefined ? "--key needs --cert" : "--cert needs --key");
+  }
+  if (flags.cert !== undefined && flags["proxy-protocol"]) {
+    throw new UsageError(
+      "--proxy-protocol cannot be combined with --cert: the PROXY header comes before the TLS handshake, which the TLS listener reads itself",
+    );
+  }
+  if (flags.unix === undefined) return;
+  if (flags.cert !== undefined) {
+    throw new UsageError("--cert serves TLS over TCP only, not with --unix");
+  }
+  if (flags.workers > 1) {
+    throw new UsageError("--workers applies to TCP ports: a Unix socket has one listener");
+  }
+  if (flags.udp) throw new UsageError("--udp echoes on a UDP port, not with --unix");
+  if ((flags.allow.length > 0 || flags.deny.length > 0) && !flags["proxy-protocol"]) {
+    throw new UsageError(
+      "--allow and --deny match IP addresses, which clients of a Unix socket have none of (unless --proxy-protocol carries them)",
+    );
+  }
+}
+
+/**
+ * Reads `--cert` and `--key`, when given.
+ *
+ * @throws {Error} naming the flag and the file that cannot serve.
+ */
+export function serveTls(flags: { cert?: string; key?: string }): ServeTlsOptions | undefined {
+  if (flags.cert === undefined || flags.key === undefined) return undefined;
+  return readServerTls(flags.cert, flags.key);
+}
+
+/** The transport flags of `client` and `bench`, for their tables. */
+export interface ClientTransportFlags {
+  /** `--tls`. */
+  readonly tls: Flag<boolean>;
+  /** `--ca FILE`. */
+  readonly ca: Flag<string | undefined>;
+  /** `--servername NAME`. */
+  readonly servername: Flag<string | undefined>;
+  /** `--unix PATH`. */
+  readonly unix: Flag<string | undefined>;
+}
+
+/** `client`'s and `bench`'s transport flags, for their tables. */
+export const CLIENT_TRANSPORT_FLAGS: ClientTransportFlags = {
+  tls: switchFlag({ help: "speak TLS, verifying the server's certificate" }),
+  ca: textFlag({
+    value: "FILE",
+    help: "with --tls: also trust the CA certificates in FILE (PEM)",
+  }),
+  servername: textFlag({
+    value: "NAME",
+    help: "with --tls: the name to verify and send as SNI (default: --host)",
+  }),
+  unix: textFlag({
+    value: "PATH",
+    help: "connect to a Unix domain socket instead (--host, --port unused)",
+  }),
+};
+
+/** Where `client` or `bench` connects, beyond host and port. */
+export interface ClientTransport {
+  /** TLS, when `--tls` was given. */
+  tls?: ClientTlsOptions;
+  /** The socket path of `--unix`. */
+  path?: string;
+}
+
+/**
+ * Reads `client`'s or `bench`'s transport flags: a {@linkcode UsageError} for
+ * a combination that cannot work, a plain error for a `--ca` file that
+ * cannot be read.
+ */
+export function clientTransport(
+  flags: {
+    tls: boolean;
+    ca?: string;
+    servername?: string;
+    unix?: string;
+    udp?: boolean;
+    proxy?: string;
+  },
+): ClientTransport {
+  if (!flags.tls && (flags.ca !== undefined || flags.servername !== undefined)) {
+    throw new UsageError(`--${flags.ca !== undefined ? "ca" : "servername"} needs --tls`);
+  }
+  if (flags.servername !== undefined && (flags.servername === "" || /\s/.test(flags.servername))) {
+    throw new UsageError(`invalid --servername "${flags.servername}": expected a host name`);
+  }
+  if (flags.tls && flags.unix !== undefined) {
+    throw new UsageError("--tls runs over TCP only, not with --unix");
+  }
+  if (flags.tls && flags.proxy !== undefined) {
+    throw new UsageError("--proxy sends its header before any TLS handshake: not with --tls");
+  }
+  if (flags.udp && (flags.tls || flags.unix !== undefined)) {
+    throw new UsageError(`--udp cannot be combined with --${flags.tls ? "tls" : "unix"}`);
+  }
+  return {
+    tls: flags.tls
+      ? {
+        caCerts: flags.ca === undefined ? undefined : [readCaFile(flags.ca)],
+        serverName: flags.servername,
+      }
+      : undefined,
+    path: flags.unix,
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * A trusted proxy's connection before and after its PROXY header: reading the
+ * header within a time limit, and the connection that presents the client
+ * the header names as its peer.
+ *
+ * @module
+ */
+import { closeQuietly, type Connection } from "../server/listener.ts";
+import { describeError } from "../text/address.ts";
+import { formatExactDuration } from "../text/duration.ts";
+import { parseProxyHeader, PROXY_HEADER_MAX_BYTES, type ProxyEndpoint } from "./header.ts";
+
+/** What came of reading a header: the client it names and the bytes after it, or why not. */
+export type HeaderOutcome =
+  | { ok: true; source: ProxyEndpoint | undefined; version: 1 | 2; rest: Uint8Array }
+  | { ok: false; reason: string };
+
+/** The first read's buffer: a v1 header and a usual v2 one fit. */
+const READ_START = 512;
+
+/**
+ * Reads the PROXY header at the start of `conn` within `timeoutMs`, closing
+ * the connection when the time is up. Never rejects: a failure is an outcome
+ * with its reason in words.
+ */
+export async function readProxyHeader(conn: Connection, timeoutMs: number): Promise<HeaderOutcome> {
+  let buffer = new Uint8Array(READ_START);
+  let filled = 0;
+  let timedOut = false;
+  // Closing the socket ends the pending read: the simplest way to time it out.
+  const timer = setTimeout(() => {
+    timedOut = true;
+    closeQuietly(conn);
+  }, timeoutMs);
+  try {
+    while (true) {
+      if (filled === buffer.length) {
+        // The parser refuses anything longer, so this bound is never the reason to stop.
+        const grown = new Uint8Array(Math.min(buffer.length * 4, PROXY_HEADER_MAX_BYTES));
+        grown.set(buffer);
+        buffer = grown;
+      }
+      let n: number | null;
+      try {
+        n = await conn.read(buffer.subarray(filled));
+      } catch (error) {
+        if (timedOut) break;
+        return { ok: false, reason: `reading the PROXY header failed: ${describeError(error)}` };
+      }
+      if (timedOut) break;
+      if (n === null) {
+        return {
+          ok: false,
+          reason: filled === 0
+            ? "closed before sending a PROXY header"
+            : `closed after ${filled} bytes of an incomplete PROXY header`,
+        };
+      }
+      filled += n;
+      const parsed = parseProxyHeader(buffer.subarray(0, filled));
+      if (parsed.kind === "invalid") return { ok: false, reason: parsed.reason };
+      if (parsed.kind === "done") {
+        return {
+          ok: true,
+          source: parsed.source,
+          version: parsed.version,
+          rest: buffer.slice(parsed.consumed, filled),
+        };
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    ok: false,
+    reason: `no complete PROXY header within ${formatExactDuration(timeoutMs)}${
+      filled > 0 ? ` (${filled} bytes came)` : ""
+    }`,
+  };
+}
+
+/**
+ * A connection after its PROXY header: its peer is the client the header
+ * named, and its first reads return the bytes that came with the header.
+ */
+export class ProxiedConnection implements Connection {
+  /** The client the header named, or the proxy itself where it named none. */
+  readonly remoteAddr: Deno.Addr;
+  readonly #conn: Connection;
+  /** Bytes read with the header and not yet returned; undefined once drained. */
+  #rest: Uint8Array | undefined;
+
+  /** Presents `conn` as a connection from `remoteAddr` whose first bytes are `rest`. */
+  constructor(conn: Connection, remoteAddr: Deno.Addr, rest: Uint8Array) {
+    this.#conn = conn;
+    this.remoteAddr = remoteAddr;
+    this.#rest = rest.length > 0 ? rest : undefined;
+  }
+
+  /** Reads the bytes that came with the header first, then straight from the socket. */
+  read(p: Uint8Array): Promise<number | null> {
+    const rest = this.#rest;
+    if (rest === undefined) return this.#conn.read(p);
+    const n = Math.min(p.length, rest.length);
+    p.set(rest.subarray(0, n));
+    this.#rest = n === rest.length ? undefined : rest.subarray(n);
+    return Promise.resolve(n);
+  }
+
+  /** Writes to the socket. */
+  write(p: Uint8Array): Promise<number> {
+    return this.#conn.write(p);
+  }
+
+  /** Closes the socket. */
+  close(): void {
+    this.#conn.close();
+  }
+
+  /** Turns Nagle's algorithm off, where the socket has it. */
+  setNoDelay(noDelay?: boolean): void {
+    this.#conn.setNoDelay?.(noDelay);
+  }
+}

@@ -1,0 +1,331 @@
+/**
+ * TLS end to end: `serve --cert --key`, `client --tls`, `bench --tls` and
+ * the library's `serve({ tls })` and `connect({ tls })`, over real sockets,
+ * with certificates made for the run by `openssl` (see certs.ts). Named
+ * `system: …`; ignored, saying why, where `openssl` is missing.
+ */
+import { ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { connect } from "../client.ts";
+import { Guard, serve } from "../server.ts";
+import { Cli, pattern, runCli, sameBytes } from "./helpers.ts";
+import { opensslMissing, testCerts } from "./certs.ts";
+
+const missing = await opensslMissing();
+const ignored = missing === undefined ? "" : ` (ignored: ${missing})`;
+const ignore = missing !== undefined;
+const permissions = ["--allow-net", "--allow-read"];
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const noStackTrace = (stderr: string) => ok(!/^\s+at /m.test(stderr), `stack trace:\n${stderr}`);
+
+/** `serve` on a free loopback port with TLS, and the port it got. */
+async function tlsServer(extra: string[] = []): Promise<{ cli: Cli; port: number }> {
+  const certs = await testCerts();
+  const cli = new Cli(
+    ["-H", "127.0.0.1", "-p", "0", "--cert", certs.certPath, "--key", certs.keyPath, ...extra],
+    { permissions },
+  );
+  return { cli, port: await cli.port() };
+}
+
+/** Runs `client` with read permission (for `--ca`) to completion. */
+async function client(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  await using cli = new Cli(["client", ...args], { permissions });
+  return await cli.finished();
+}
+
+Deno.test({
+  name:
+    `system: TLS: every byte value and 1 MiB come back exactly, the certificate verified${ignored}`,
+  ignore,
+  fn: async () => {
+    const { cert, key, ca } = await testCerts();
+    await using server = serve({ hostname: "127.0.0.1", port: 0, tls: { cert, key } });
+    await using echo = await connect({ port: server.addr.port, tls: { caCerts: [ca] } });
+    const everyByte = Uint8Array.from({ length: 256 }, (_, i) => i);
+    ok(sameBytes(await echo.send(everyByte, { verify: true }), everyByte));
+    const big = pattern(1 << 20, 3);
+    ok(sameBytes(await echo.send(big, { verify: true }), big), "1 MiB echo differs");
+    strictEqual((await echo.end()).length, 0, "bytes beyond the echo");
+    // A client that trusts only the roots Deno ships does not trust a test CA.
+    await rejects(connect({ port: server.addr.port, tls: true }), {
+      name: "ClientError",
+      kind: "connect",
+      message:
+        `cannot connect to 127.0.0.1:${server.addr.port}: certificate not trusted (issued by an unknown authority)`,
+    });
+  },
+});
+
+Deno.test({
+  name:
+    `system: TLS: client --tls --ca echoes; --servername must be a name in the certificate${ignored}`,
+  ignore,
+  fn: async () => {
+    const { caPath } = await testCerts();
+    const { cli, port } = await tlsServer();
+    await using _server = cli;
+    const ok1 = await client(["-p", `${port}`, "--tls", "--ca", caPath, "-m", "over TLS"]);
+    strictEqual(ok1.code, 0, ok1.stderr);
+    strictEqual(ok1.stdout, "over TLS\n");
+    const named = await client([
+      "-p",
+      `${port}`,
+      "--tls",
+      "--ca",
+      caPath,
+      "--servername",
+      "localhost",
+      "-n",
+      "2",
+      "-i",
+      "0",
+    ]);
+    strictEqual(named.code, 0, named.stderr);
+    strictEqual(named.stdout, "Hello, server 2\nHello, server 1\n");
+    const piped = await runClientWithStdin(
+      ["-p", `${port}`, "--tls", "--ca", caPath],
+      "one\ntwo\n",
+    );
+    strictEqual(piped.code, 0, piped.stderr);
+    strictEqual(piped.stdout, "one\ntwo\n");
+    const wrong = await client([
+      "-p",
+      `${port}`,
+      "--tls",
+      "--ca",
+      caPath,
+      "--servername",
+      "example.com",
+      "-m",
+      "x",
+    ]);
+    strictEqual(wrong.code, 1);
+    strictEqual(
+      wrong.stderr.trim(),
+      `echo-server client: cannot connect to 127.0.0.1:${port}: certificate not valid for example.com (it is for localhost, 127.0.0.1, 0::1)`,
+    );
+  },
+});
+
+/** `client` with `stdin` piped in (netcat mode). */
+async function runClientWithStdin(
+  args: string[],
+  stdin: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  await using cli = new Cli(["client", ...args], { permissions, stdin: "piped" });
+  const writer = cli.stdin.getWriter();
+  await writer.write(encoder.encode(stdin));
+  await writer.close();
+  return await cli.finished();
+}
+
+Deno.test({
+  name:
+    `system: TLS: a plain-text client and one that does not trust the certificate are closed with a logged reason; the next is served${ignored}`,
+  ignore,
+  fn: async () => {
+    const { caPath } = await testCerts();
+    const { cli, port } = await tlsServer();
+    await using _server = cli;
+    // Plain text on the TLS port: the server answers with an alert and closes.
+    using plain = await Deno.connect({ hostname: "127.0.0.1", port });
+    await plain.write(encoder.encode("hello?\n"));
+    const alert = await readAll(plain);
+    strictEqual(alert[0], 0x15, "not a TLS alert record");
+    await cli.waitFor(
+      /#1 closed: TLS handshake with 127\.0\.0\.1:\d+ failed: the client does not speak TLS \(plain text\?\); 0 B in/,
+    );
+    const plainClient = await client(["-p", `${port}`, "-m", "hi"]);
+    strictEqual(plainClient.code, 1);
+    strictEqual(
+      plainClient.stderr.trim(),
+      `echo-server client: 127.0.0.1:${port} answered with a TLS alert: it speaks TLS`,
+    );
+    const untrusting = await client(["-p", `${port}`, "--tls", "-m", "hi"]);
+    strictEqual(untrusting.code, 1);
+    strictEqual(
+      untrusting.stderr.trim(),
+      `echo-server client: cannot connect to 127.0.0.1:${port}: certificate not trusted (issued by an unknown authority)`,
+    );
+    await cli.waitFor(
+      /closed: TLS handshake with 127\.0\.0\.1:\d+ failed: the client does not trust the certificate \(UnknownCA\)/,
+    );
+    const next = await client(["-p", `${port}`, "--tls", "--ca", caPath, "-m", "next"]);
+    strictEqual(next.code, 0, next.stderr);
+    strictEqual(next.stdout, "next\n");
+    noStackTrace(cli.stderr);
+    ok(!cli.stderr.includes("ERROR"), cli.stderr);
+  },
+});
+
+/** Reads until the peer closes. */
+async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: number[] = [];
+  const buffer = new Uint8Array(1024);
+  for (let n; (n = await conn.read(buffer)) !== null;) chunks.push(...buffer.subarray(0, n));
+  return new Uint8Array(chunks);
+}
+
+Deno.test({
+  name:
+    `system: TLS: a peer that never sends its handshake is closed by the idle timeout and frees its slot${ignored}`,
+  ignore,
+  fn: async () => {
+    const { cert, key, ca } = await testCerts();
+    // One slot: while the silent peer holds it, the next client waits in the backlog.
+    await using server = serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert, key },
+      idleTimeoutMs: 300,
+      guard: new Guard({ maxConns: 1 }),
+    });
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    try {
+      const started = performance.now();
+      await using next = await connect({ port: server.addr.port, tls: { caCerts: [ca] } });
+      strictEqual(
+        decoder.decode(await next.send("after the silent one", { verify: true })),
+        "after the silent one",
+      );
+      const waited = performance.now() - started;
+      ok(waited >= 250 && waited < 2000, `served after ${Math.round(waited)} ms`);
+      strictEqual(server.stats().refusals.idle, 1);
+    } finally {
+      // Deno keeps the socket of a closed, never-handshaken TLS connection
+      // until its peer sends or closes: the peer closing ends it.
+      silent.close();
+    }
+  },
+});
+
+Deno.test({
+  name: `system: TLS: bench --tls verifies every echo; without --ca it cannot connect${ignored}`,
+  ignore,
+  fn: async () => {
+    const { caPath } = await testCerts();
+    const { cli, port } = await tlsServer();
+    await using _server = cli;
+    await using bench = new Cli(
+      ["bench", "-p", `${port}`, "--tls", "--ca", caPath, "-c", "4", "-d", "300ms", "--json"],
+      { permissions },
+    );
+    const run = await bench.finished();
+    strictEqual(run.code, 0, run.stderr);
+    const report = JSON.parse(run.stdout);
+    ok(report.ok && report.messages > 0 && report.mismatches === 0, run.stdout);
+    strictEqual(report.options.tls, true);
+    await using untrusting = new Cli(
+      ["bench", "-p", `${port}`, "--tls", "-c", "2", "-d", "300ms"],
+      {
+        permissions,
+      },
+    );
+    const refused = await untrusting.finished();
+    strictEqual(refused.code, 1);
+    ok(
+      refused.stderr.includes(
+        `cannot connect to 127.0.0.1:${port}: certificate not trusted (issued by an unknown authority)`,
+      ),
+      refused.stderr,
+    );
+  },
+});
+
+Deno.test({
+  name: `system: TLS with --workers 2: each worker serves TLS on the shared port${ignored}`,
+  ignore,
+  fn: async () => {
+    const { ca } = await testCerts();
+    const { cli, port } = await tlsServer(["--workers", "2"]);
+    await using _server = cli;
+    await cli.waitFor(/2 workers share 127\.0\.0\.1 port \d+/);
+    // 20 connections: a worker that did not serve TLS would almost surely get one.
+    for (let i = 0; i < 20; i++) {
+      await using echo = await connect({ port, tls: { caCerts: [ca] } });
+      strictEqual(decoder.decode(await echo.send(`w ${i}`, { verify: true })), `w ${i}`);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `system: TLS flags: a missing half, an unreadable file, a key of another certificate${ignored}`,
+  ignore,
+  fn: async () => {
+    const { certPath, keyPath, otherKeyPath } = await testCerts();
+    const halves = await runCli(["--cert", certPath]);
+    strictEqual(halves.code, 2);
+    ok(halves.stderr.startsWith("echo-server: --cert needs --key\n"), halves.stderr);
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ["--cert", "/nonexistent/cert.pem", "--key", keyPath],
+        /cannot read --cert \/nonexistent\/cert\.pem: no such file$/m,
+      ],
+      [["--cert", certPath, "--key", otherKeyPath], /--cert and --key do not match \(/],
+      [["--cert", keyPath, "--key", keyPath], /--cert .*server\.key: no PEM certificate in it$/m],
+    ];
+    for (const [args, expected] of cases) {
+      await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", ...args], { permissions });
+      const { code, stderr } = await cli.finished();
+      strictEqual(code, 1, stderr);
+      ok(expected.test(stderr), stderr);
+      strictEqual(stderr.trim().split("\n").length, 1, stderr);
+    }
+    const withoutRead = await runCli(["--cert", certPath, "--key", keyPath]);
+    strictEqual(withoutRead.code, 1);
+    ok(
+      withoutRead.stderr.includes("permission denied (run with --allow-read)"),
+      withoutRead.stderr,
+    );
+    const caAlone = await runCli(["client", "--ca", certPath, "-m", "x"]);
+    strictEqual(caAlone.code, 2);
+    ok(caAlone.stderr.startsWith("echo-server: --ca needs --tls\n"), caAlone.stderr);
+    const proxied = await runCli([
+      "--cert",
+      certPath,
+      "--key",
+      keyPath,
+      "--proxy-protocol",
+      "--trusted-proxy",
+      "127.0.0.1",
+    ]);
+    strictEqual(proxied.code, 2);
+    ok(proxied.stderr.includes("--proxy-protocol cannot be combined with --cert"), proxied.stderr);
+  },
+});
+
+Deno.test("TLS: a server that accepts but never answers the handshake is a connect timeout", async () => {
+  using mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = mute.accept();
+  await rejects(
+    connect({ port: mute.addr.port, tls: true, signal: AbortSignal.timeout(200) }),
+    {
+      name: "ClientError",
+      kind: "timeout",
+      message: `cannot connect to 127.0.0.1:${mute.addr.port}: timed out`,
+    },
+  );
+  (await accepted).close();
+});
+
+Deno.test("TLS: serve with a certificate that is not PEM throws a ListenError saying so", () => {
+  throws(
+    () => serve({ hostname: "127.0.0.1", port: 0, tls: { cert: "not PEM", key: "not PEM" } }),
+    {
+      name: "ListenError",
+      message: "cannot listen with TLS on 127.0.0.1:0: the certificate holds no PEM certificate",
+    },
+  );
+  throws(
+    () =>
+      serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: "x", key: "y" },
+        proxyProtocol: { trustedProxies: [] },
+      }),
+    TypeError,
+  );
+});

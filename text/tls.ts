@@ -1,0 +1,86 @@
+/**
+ * TLS failures in words: what Deno's TLS engine (rustls) reports, put as what
+ * went wrong between the two ends, for the client's errors and the server's
+ * log alike.
+ *
+ * @module
+ */
+import { describeError } from "./address.ts";
+
+/** Which end is speaking: the other end is "the server" for a client, and the reverse. */
+export type TlsSide = "client" | "server";
+
+/** Alerts an end sends when it does not accept the other's certificate. */
+const CERTIFICATE_ALERTS = new Set([
+  "BadCertificate",
+  "UnsupportedCertificate",
+  "CertificateRevoked",
+  "CertificateExpired",
+  "CertificateUnknown",
+  "UnknownCA",
+  "AccessDenied",
+]);
+
+/** rustls's certificate errors, as people say them. */
+const CERTIFICATE_PROBLEMS: Readonly<Record<string, string>> = {
+  UnknownIssuer: "issued by an unknown authority",
+  Expired: "expired",
+  NotValidYet: "not valid yet",
+  Revoked: "revoked",
+  BadSignature: "bad signature",
+  UnhandledCriticalExtension: "unknown critical extension",
+};
+
+/**
+ * Puts a TLS failure seen by `side` into a few words, e.g.
+ * `certificate not trusted (issued by an unknown authority)` or
+ * `the client does not speak TLS`; errors that are not TLS's go through
+ * {@linkcode describeError}.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { describeTlsError } from "./tls.ts";
+ * const unknown = new Deno.errors.InvalidData("invalid peer certificate: UnknownIssuer");
+ * equal(describeTlsError(unknown, "client"), "certificate not trusted (issued by an unknown authority)");
+ * const plain = new Deno.errors.InvalidData("received corrupt message of type InvalidContentType");
+ * equal(describeTlsError(plain, "server"), "the client does not speak TLS (plain text?)");
+ * const alert = new Deno.errors.InvalidData("received fatal alert: UnknownCA");
+ * equal(describeTlsError(alert, "server"), "the client does not trust the certificate (UnknownCA)");
+ * ```
+ */
+export function describeTlsError(error: unknown, side: TlsSide): string {
+  const peer = side === "client" ? "the server" : "the client";
+  if (error instanceof Deno.errors.UnexpectedEof) {
+    return `${peer} closed the connection during the TLS handshake`;
+  }
+  if (!(error instanceof Error)) return describeError(error);
+  const message = error.message;
+  const name = /certificate not valid for name "([^"]*)"; certificate is only valid for (.*)$/
+    .exec(message);
+  if (name !== null) {
+    const valid = [...name[2].matchAll(/(?:DnsName\("([^"]*)"\)|IpAddress\(([^)]*)\))/g)]
+      .map((m) => m[1] ?? m[2]);
+    return `certificate not valid for ${name[1]} (it is for ${valid.join(", ") || "other names"})`;
+  }
+  const peerCertificate = /^invalid peer certificate: (\w+)/.exec(message);
+  if (peerCertificate !== null) {
+    const problem = peerCertificate[1];
+    return `certificate not trusted (${CERTIFICATE_PROBLEMS[problem] ?? problem})`;
+  }
+  const alert = /^received fatal alert: (\w+)/.exec(message);
+  if (alert !== null) {
+    return CERTIFICATE_ALERTS.has(alert[1])
+      ? `${peer} does not trust the certificate (${alert[1]})`
+      : `${peer} ended the TLS handshake (${alert[1]})`;
+  }
+  if (/corrupt message of type InvalidContentType/.test(message)) {
+    return side === "server"
+      ? `${peer} does not speak TLS (plain text?)`
+      : `${peer} does not speak TLS`;
+  }
+  if (/got ClientHello when expecting ServerHello/.test(message)) {
+    return `${peer} does not speak TLS (it sent the handshake back: an echo server without TLS?)`;
+  }
+  return describeError(error);
+}
