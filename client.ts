@@ -18,7 +18,7 @@
 import { quoteBytes } from "./text/words.ts";
 import { describeError, formatAddress } from "./text/address.ts";
 import { formatDuration } from "./text/duration.ts";
-import { broken, ClientError, refused } from "./client/errors.ts";
+import { aborted, broken, ClientError, closedEarly, refused } from "./client/errors.ts";
 import { EchoCheck } from "./client/echo_check.ts";
 import { type ClientTlsOptions, describeEndpoint, dial, endpointOf } from "./client/dial.ts";
 
@@ -37,9 +37,9 @@ export const CONNECT_DEFAULTS = {
 
 /** Options for {@linkcode connect}. */
 export interface ConnectOptions {
-  /** Host name or address of the server. @default {"127.0.0.1"} */
+  /** Host name or address of the server. @default {CONNECT_DEFAULTS.host} */
   host?: string;
-  /** Port of the server. @default {8000} */
+  /** Port of the server. @default {CONNECT_DEFAULTS.port} */
   port?: number;
   /** Speak TLS, verifying the certificate (`true`: against the roots Deno trusts). */
   tls?: boolean | ClientTlsOptions;
@@ -181,7 +181,7 @@ export class EchoClient implements AsyncDisposable {
       ]);
       return reply;
     } catch (error) {
-      if (signal?.aborted) throw signal.reason;
+      if (signal?.aborted) throw aborted(this.address, signal.reason);
       if (error instanceof ClientError) throw error;
       this.close();
       throw broken(this.address, error);
@@ -197,8 +197,9 @@ export class EchoClient implements AsyncDisposable {
       if (n === null) {
         this.close();
         const received = reply.subarray(0, got);
-        if (verify && !sameBytes(received, sent.subarray(0, got))) {
-          throw refused(this.address, received);
+        if (verify) {
+          if (!sameBytes(received, sent.subarray(0, got))) throw refused(this.address, received);
+          throw closedEarly(this.address, got, sent.length);
         }
         throw new ClientError(
           "closed",
@@ -278,14 +279,10 @@ export class EchoClient implements AsyncDisposable {
         roomForMore?.();
         await writeAll(output, chunk);
       }
-      if (!inputDone || check.pending > 0) {
-        throw new ClientError(
-          "closed",
-          `${this.address} closed the connection${
-            check.pending > 0 ? ` with ${check.pending} bytes not echoed` : ""
-          }`,
-        );
+      if (check.pending > 0) {
+        throw closedEarly(this.address, check.echoed, check.echoed + check.pending);
       }
+      if (!inputDone) throw new ClientError("closed", `${this.address} closed the connection`);
     })();
     const watchdog = setInterval(() => {
       if (
@@ -348,7 +345,7 @@ export class EchoClient implements AsyncDisposable {
       }
       return new Uint8Array(rest);
     } catch (error) {
-      if (signal?.aborted) throw signal.reason;
+      if (signal?.aborted) throw aborted(this.address, signal.reason);
       throw broken(this.address, error);
     } finally {
       signal?.removeEventListener("abort", abort);

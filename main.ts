@@ -62,6 +62,7 @@ if (import.meta.main && inWorker()) {
   } catch (error) {
     code = exitCodeFor(error);
   }
-  flushLogs();
+  // Bounded: a stalled stderr reader must not keep the process from exiting.
+  await flushLogs();
   Deno.exit(code);
 }

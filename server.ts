@@ -30,7 +30,13 @@
  *
  * @module
  */
-export { type EchoServer, serve, SERVE_DEFAULTS, type ServeOptions } from "./server/serve.ts";
+export {
+  type EchoServer,
+  type LiveOptions,
+  serve,
+  SERVE_DEFAULTS,
+  type ServeOptions,
+} from "./server/serve.ts";
 export type { WhenFull } from "./server/acceptor.ts";
 export {
   type Connection,
@@ -49,6 +55,7 @@ export {
 } from "./server/tls.ts";
 export { listenUnix } from "./server/unix.ts";
 export type { ServerStats } from "./server/stats.ts";
+export type { CloseReason, DurationHistogram } from "./server/closes.ts";
 export type { Duplex } from "./server/echo.ts";
 export type { DatagramStats, UdpOptions } from "./server/udp.ts";
 export { PROXY_DEFAULTS, type ProxyProtocolOptions } from "./proxy/listener.ts";

@@ -39,6 +39,8 @@ export interface Counts {
   readonly cap: number;
   /** Lowers the cap to `limit` (never raises it, never below 1); returns the cap in force. */
   lowerCap(limit: number): number;
+  /** Sets the cap to `limit` (at least 1), up or down, waking waiters when it rises; returns it. */
+  setCap(limit: number): number;
   /**
    * Counts a connection for `key` if its own count stays within `maxPerKey`
    * and the total within the cap; otherwise changes nothing and names the

@@ -77,15 +77,15 @@ export interface AdmitOptions {
  * // Main thread: create the counts once and post `counts.buffer` to each Worker.
  * const counts = SharedCounts.create();
  * // In each Worker, with the buffer it was posted:
- * const guard = new Guard({ maxConns: 1_000, shared: SharedCounts.from(counts.buffer) });
+ * const guard = new Guard({ maxConns: 1_000, shared: new SharedCounts(counts.buffer) });
  * equal(counts.cap, 1_000);
  * ```
  */
 export class Guard {
-  readonly #maxConnsPerIp: number;
-  readonly #rate: RateLimit | undefined;
-  readonly #allow: readonly Cidr[];
-  readonly #deny: readonly Cidr[];
+  #maxConnsPerIp: number;
+  #rate: RateLimit | undefined;
+  #allow: readonly Cidr[];
+  #deny: readonly Cidr[];
   readonly #now: () => number;
   readonly #counts: Counts;
 
@@ -115,6 +115,36 @@ export class Guard {
       checked.shared.lowerCap(checked.maxConns);
       this.#counts = checked.shared;
     }
+  }
+
+  /**
+   * Replaces the limits with `options` (a reload), keeping the open counts,
+   * the token buckets and the refusal counters. Checked like the
+   * constructor's, and all or nothing: on a bad value it throws and changes
+   * nothing. Open connections are never closed: a cap lowered below the open
+   * count only stops admitting. `now` and `shared` stay as they were; with
+   * `shared`, `maxConns` sets the cap for every Guard sharing the counts (a
+   * reload reaches each of them).
+   *
+   * @throws {LimitError} (a RangeError) or {TypeError}, as the constructor does.
+   *
+   * @example
+   * ```ts
+   * import { deepEqual, ok } from "node:assert/strict";
+   * const guard = new Guard({ maxConnsPerIp: 2 });
+   * const first = guard.admit("10.0.0.1");
+   * guard.reconfigure({ maxConnsPerIp: 1 });
+   * deepEqual(guard.admit("10.0.0.1"), { ok: false, reason: "per-ip" });
+   * ok(first.ok);
+   * ```
+   */
+  reconfigure(options: Omit<GuardOptions, "now" | "shared" | "maxRateKeys">): void {
+    const checked = checkGuardOptions(options);
+    this.#maxConnsPerIp = checked.maxConnsPerIp ?? Infinity;
+    this.#rate = checked.rate;
+    this.#allow = checked.allow;
+    this.#deny = checked.deny;
+    this.#counts.setCap(checked.maxConns);
   }
 
   /**

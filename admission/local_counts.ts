@@ -97,6 +97,28 @@ export class LocalCounts implements Counts {
   }
 
   /**
+   * Sets the cap to `limit` (at least 1), up or down, for a reload; open
+   * connections above a lowered cap stay open. Returns the cap in force.
+   *
+   * @example
+   * ```ts
+   * import { equal } from "node:assert/strict";
+   * const counts = new LocalCounts(10, 100);
+   * equal(counts.setCap(4), 4);
+   * equal(counts.setCap(20), 20);
+   * ```
+   */
+  setCap(limit: number): number {
+    this.#cap = Math.max(1, Math.floor(limit));
+    if (this.#notFull !== null && this.#open < this.#cap) {
+      const waiters = this.#notFull;
+      this.#notFull = null;
+      waiters.resolve();
+    }
+    return this.#cap;
+  }
+
+  /**
    * Counts a connection for `key` within `maxPerKey` and the cap, or names the
    * limit that refused (`per-ip` first) and changes nothing.
    *

@@ -17,9 +17,9 @@ import { noRefusals, REFUSAL_REASONS, refusalIndex, type RefusalReason } from ".
 import {
   allocate,
   attach,
+  capFor,
   HEADER_CAP,
   HEADER_OPEN,
-  INT32_MAX,
   type SharedCountsOptions,
   type SharedViews,
   slotOf,
@@ -31,7 +31,7 @@ export type { SharedCountsOptions } from "./shared_layout.ts";
 /**
  * Limits and counters shared by every thread holding the same buffer. Create
  * it once with {@link SharedCounts.create}, post {@link SharedCounts.buffer}
- * to each Worker, and attach there with {@link SharedCounts.from}.
+ * to each Worker, and attach there with `new SharedCounts(buffer)`.
  *
  * Keys (normally `addressKey` results from cidr.ts) are hashed into a fixed
  * number of slots, so memory never grows with the number of clients. Two keys
@@ -50,8 +50,8 @@ export type { SharedCountsOptions } from "./shared_layout.ts";
  * ```ts
  * import { equal } from "node:assert/strict";
  * const counts = SharedCounts.create({ cap: 100 });
- * // Post counts.buffer to each Worker; there: const counts = SharedCounts.from(event.data);
- * const sameCounts = SharedCounts.from(counts.buffer);
+ * // Post counts.buffer to each Worker; there: new SharedCounts(event.data)
+ * const sameCounts = new SharedCounts(counts.buffer);
  * equal(sameCounts.tryOpen("10.0.0.1", 8), "ok");
  * equal(counts.open, 1);
  * counts.close("10.0.0.1");
@@ -84,23 +84,6 @@ export class SharedCounts {
    */
   static create(options: SharedCountsOptions = {}): SharedCounts {
     return new SharedCounts(allocate(options).buffer);
-  }
-
-  /**
-   * Same as `new SharedCounts(buffer)`, for symmetry with
-   * {@link SharedCounts.create}.
-   *
-   * @throws {TypeError} when `buffer` is not a SharedArrayBuffer laid out by `create`.
-   *
-   * @example
-   * ```ts
-   * import { equal } from "node:assert/strict";
-   * const buffer = SharedCounts.create({ cap: 7 }).buffer; // in a Worker: the buffer posted to it
-   * equal(SharedCounts.from(buffer).cap, 7);
-   * ```
-   */
-  static from(buffer: SharedArrayBuffer): SharedCounts {
-    return new SharedCounts(buffer);
   }
 
   /**
@@ -180,9 +163,7 @@ export class SharedCounts {
 
   /**
    * Lowers the cap to `limit` for every thread (never raises it, never below
-   * 1) and returns the cap now in force.
-   *
-   * @throws {RangeError} when `limit` is NaN.
+   * 1) and returns the cap now in force; a RangeError when `limit` is NaN.
    *
    * @example
    * ```ts
@@ -193,13 +174,37 @@ export class SharedCounts {
    * ```
    */
   lowerCap(limit: number): number {
-    if (Number.isNaN(limit)) throw new RangeError("invalid cap limit NaN");
-    const target = Math.max(1, Math.min(INT32_MAX, Math.floor(limit)));
+    const target = capFor(limit);
     for (;;) {
       const cap = Atomics.load(this.#header, HEADER_CAP);
       if (cap <= target) return cap;
       if (Atomics.compareExchange(this.#header, HEADER_CAP, cap, target) === cap) return target;
     }
+  }
+
+  /**
+   * Sets the cap to `limit` (at least 1), up or down, for every thread, for a
+   * reload; open connections above a lowered cap stay open. A rise wakes the
+   * {@link SharedCounts.whenNotFull} waiters of every thread. Returns the cap
+   * (a RangeError when `limit` is NaN).
+   *
+   * @example
+   * ```ts
+   * import { equal } from "node:assert/strict";
+   * const counts = SharedCounts.create({ cap: 100 });
+   * equal(counts.setCap(40), 40);
+   * equal(counts.setCap(60), 60);
+   * ```
+   */
+  setCap(limit: number): number {
+    const target = capFor(limit);
+    const before = Atomics.exchange(this.#header, HEADER_CAP, target);
+    // Waiters sleep on the open count, which did not change: wake them to see
+    // the new cap (a reload calls setCap in every thread, whose local wake
+    // reaches any waiter that read the old cap just before the exchange).
+    if (target > before) Atomics.notify(this.#header, HEADER_OPEN);
+    if (!this.full) this.#wake();
+    return target;
   }
 
   /**
@@ -294,9 +299,7 @@ export class SharedCounts {
   }
 
   /**
-   * Adds one to the counter for `reason`.
-   *
-   * @throws {RangeError} for a reason not in `REFUSAL_REASONS`.
+   * Adds one to the counter for `reason`; a RangeError for an unknown one.
    *
    * @example
    * ```ts
@@ -311,8 +314,7 @@ export class SharedCounts {
   }
 
   /**
-   * Snapshot of the refusal counters of every thread, one per
-   * {@link RefusalReason}.
+   * Snapshot of the refusal counters of every thread, one per reason.
    *
    * @example
    * ```ts
@@ -334,11 +336,9 @@ export class SharedCounts {
    * `cap` after a {@link SharedCounts.close} in any thread. All waiters wake
    * together and must still go through {@link SharedCounts.tryOpen}.
    *
-   * Cross-thread wake-ups use `Atomics.waitAsync`, whose result Deno delivers
-   * through the event loop but which does not keep the loop alive by itself:
-   * something else must (in a server, the listener or a connection; in a
-   * Worker, the Worker itself). A wait that is abandoned costs nothing: it
-   * holds no timer or resource and ends with the next close at the cap.
+   * Cross-thread wake-ups use `Atomics.waitAsync`, which does not keep the
+   * event loop alive by itself (the listener or the Worker does); an
+   * abandoned wait holds no timer or resource.
    *
    * @example
    * ```ts

@@ -198,3 +198,21 @@ export function slotOf(key: string, mask: number): number {
   hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2_ae35);
   return ((hash ^ (hash >>> 16)) >>> 0) & mask;
 }
+
+/**
+ * A cap as the header holds it: a whole number from 1 to 2^31 - 1.
+ *
+ * @throws {RangeError} when `limit` is NaN.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { capFor } from "./shared_layout.ts";
+ * equal(capFor(0), 1);
+ * equal(capFor(2.5), 2);
+ * ```
+ */
+export function capFor(limit: number): number {
+  if (Number.isNaN(limit)) throw new RangeError("invalid cap limit NaN");
+  return Math.max(1, Math.min(INT32_MAX, Math.floor(limit)));
+}

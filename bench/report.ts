@@ -258,8 +258,7 @@ export function formatProgress(p: BenchProgress): string {
  * count grouped like every other figure of the report.
  */
 function counted(n: number, noun: string): string {
-  const count = Math.round(n);
-  return plural(count, noun).replace(/^-?\d+/, int(count));
+  return plural(Math.round(n), noun, int);
 }
 
 /**

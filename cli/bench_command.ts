@@ -6,7 +6,7 @@
  */
 import {
   BENCH_LIMITS,
-  type BenchMode,
+  BENCH_MODES,
   type BenchOptions,
   formatProgress,
   formatReport,
@@ -36,8 +36,6 @@ import {
   type ClientTransport,
   clientTransport,
 } from "./transport_flags.ts";
-
-const BENCH_MODES = ["pingpong", "stream", "churn"] as const satisfies readonly BenchMode[];
 
 /** The flags of `bench`, with the bounds of {@linkcode runBench}. */
 export const BENCH_FLAGS = {

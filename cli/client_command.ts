@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { plural } from "../text/words.ts";
 import {
   ClientError,
   type ClientTlsOptions,
@@ -162,8 +163,15 @@ async function runClient(options: ClientCommandOptions): Promise<number> {
     await expectNothingMore(client, options.timeoutMs);
     return 0;
   } catch (error) {
-    if (error instanceof DOMException && error.name === "TimeoutError") {
-      return fail(new ClientError("timeout", `no reply from ${client.address} within ${within}`));
+    if (error instanceof ClientError && error.kind === "timeout") {
+      // It did connect (a connect timeout is reported above): say so, since
+      // something on the way may have accepted the connection for the server.
+      return fail(
+        new ClientError(
+          "timeout",
+          `connected to ${client.address}, but no reply came within ${within}`,
+        ),
+      );
     }
     return fail(error);
   } finally {
@@ -199,7 +207,7 @@ async function expectNothingMore(client: EchoClient, timeoutMs: number): Promise
   if (extra.length > 0) {
     throw new ClientError(
       "mismatch",
-      `echo differs: ${extra.length} more bytes came back than were sent`,
+      `echo differs: ${plural(extra.length, "more byte")} came back than were sent`,
     );
   }
 }

@@ -102,6 +102,9 @@ export function intFlag<D extends number | undefined = undefined>(
   const range = max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `from ${min} to ${max}`;
   return single(help, (text, name) => {
     const value = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (value > Number.MAX_SAFE_INTEGER) {
+      throw new UsageError(`invalid --${name} "${text}": too large (at most ${max})`);
+    }
     if (!Number.isSafeInteger(value) || value < min || value > max) {
       throw new UsageError(`invalid --${name} "${text}": expected a whole number ${range}`);
     }

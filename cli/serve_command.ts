@@ -16,7 +16,9 @@ import {
   setupLogging,
 } from "../log/log.ts";
 import { listenUnix, PROXY_DEFAULTS, serve, SERVE_DEFAULTS, type WhenFull } from "../server.ts";
-import { MAX_WORKERS, startWorkers } from "../server/workers.ts";
+import { migrateReqOn } from "../server/reuse_port.ts";
+import { MAX_WORKERS, startWorkers, type WorkerPool } from "../server/workers.ts";
+import { hasUnstableNet, needsUnstableNet } from "../text/unstable.ts";
 import { runCommand } from "./command.ts";
 import {
   choiceFlag,
@@ -33,7 +35,11 @@ import {
   textFlag,
   UsageError,
 } from "./flags.ts";
-import { formatFlags } from "./parse.ts";
+import { formatFlags, scanFlags } from "./parse.ts";
+import { METRICS_FLAG } from "./metrics_flag.ts";
+import { collectServer } from "../metrics/collect.ts";
+import { type MetricsEndpoint, serveMetrics } from "../metrics/endpoint.ts";
+import { loadConfig, watchReloads } from "./reload.ts";
 import { checkServeTransport, SERVE_TRANSPORT_FLAGS, serveTls } from "./transport_flags.ts";
 
 /** Signals this close to the first are the same keypress delivered twice, not a second request. */
@@ -51,8 +57,15 @@ const workerCount = intFlag({
 /** `--workers`: a count, or `auto` for one per CPU. */
 const workersFlag: Flag<number> = {
   ...workerCount,
-  read: (given, name) =>
-    given.at(-1) === "auto" ? navigator.hardwareConcurrency : workerCount.read(given, name),
+  read: (given, name) => {
+    if (given.at(-1) === "auto") return navigator.hardwareConcurrency;
+    try {
+      return workerCount.read(given, name);
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error;
+      throw new UsageError(`${error.message}, or auto`);
+    }
+  },
 };
 
 /** The flags of `serve`, with the defaults of {@linkcode serve} and {@linkcode Guard}. */
@@ -65,6 +78,9 @@ export const SERVE_FLAGS = {
     min: 0,
     default: SERVE_DEFAULTS.port,
     help: "port to listen on; 0 picks a free one",
+  }),
+  "reuse-port": switchFlag({
+    help: "share the port with another instance started so, for an upgrade (SO_REUSEPORT)",
   }),
   ...SERVE_TRANSPORT_FLAGS,
   "drain-timeout": durationFlag({
@@ -140,6 +156,7 @@ export const SERVE_FLAGS = {
     help: "UDP replies a source address may get at once (default: the rate)",
   }),
   workers: workersFlag,
+  metrics: METRICS_FLAG,
   "log-level": choiceFlag({
     value: "LEVEL",
     choices: LOG_LEVELS,
@@ -152,14 +169,33 @@ export const SERVE_FLAGS = {
     default: LOGGING_DEFAULTS.format,
     help: "text, or json for one JSON object per line",
   }),
+  config: textFlag({
+    value: "FILE",
+    help: "JSON file of flag values (keys: the long flags); SIGHUP re-reads its limits",
+  }),
   help: HELP_FLAG,
 };
+
+/** What SIGHUP may change: the limits, for new connections and the caps at once. */
+const RELOADABLE = [
+  "max-conns",
+  "max-conns-per-ip",
+  "rate",
+  "burst",
+  "allow",
+  "deny",
+  "reject-message",
+  "log-level",
+] as const satisfies readonly (keyof typeof SERVE_FLAGS)[];
 
 const SERVE_USAGE = `Usage: echo-server [serve] [FLAGS]
 
 Echoes every byte each client sends, until the client closes. SIGINT or
 SIGTERM stops accepting and lets open connections finish for --drain-timeout;
-a second signal (after the first ${SAME_SIGNAL_MS} ms) exits at once. Durations: 500ms, 10s, 2m, 1h or plain seconds.
+a second signal (after the first ${SAME_SIGNAL_MS} ms) exits at once. With --config,
+SIGHUP re-reads the file: its limits (max-conns, max-conns-per-ip, rate,
+burst, allow, deny, reject-message, log-level) apply at once, open connections
+stay open, and a bad file changes nothing. Durations: 500ms, 10s, 2m, 1h or plain seconds.
 
 Flags:
 ${formatFlags(SERVE_FLAGS)}
@@ -174,11 +210,19 @@ export function serveCommand(args: readonly string[], entry: URL): Promise<numbe
     name: "serve",
     usage: SERVE_USAGE,
     flags: SERVE_FLAGS,
-    run: (values) => runServe(values, entry),
+    run: (values) => runServe(values, entry, args),
   }, args);
 }
 
-async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Promise<number> {
+async function runServe(
+  given: FlagValues<typeof SERVE_FLAGS>,
+  entry: URL,
+  args: readonly string[],
+): Promise<number> {
+  // The file's values go through the same flag table; the command line's win.
+  const flags = given.config === undefined
+    ? given
+    : await loadConfig(given.config, SERVE_FLAGS, scanFlags(args, SERVE_FLAGS));
   if (flags.burst !== undefined && flags.rate === undefined) {
     throw new UsageError("--burst needs --rate");
   }
@@ -193,6 +237,9 @@ async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Prom
     throw new UsageError("--udp-rate and --udp-burst need --udp");
   }
   checkServeTransport(flags);
+  if (flags["reuse-port"] && flags.unix !== undefined) {
+    throw new UsageError("--reuse-port is for TCP ports, not with --unix");
+  }
   const limits = {
     maxConns: flags["max-conns"],
     maxConnsPerIp: flags["max-conns-per-ip"],
@@ -222,6 +269,13 @@ async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Prom
   const logging = { level: flags["log-level"], format: flags["log-format"] };
   await setupLogging(logging);
   const log = logger("server");
+  const unstable = [
+    flags.workers > 1 && "--workers",
+    flags.udp && "--udp",
+    flags["reuse-port"] && "--reuse-port",
+  ].filter((flag) => flag !== false);
+  // Before any listener: without the API, Deno would end the process with its own message.
+  if (unstable.length > 0 && !hasUnstableNet()) throw new Error(needsUnstableNet(unstable));
   const tls = serveTls(flags);
   const unix = flags.unix === undefined ? undefined : await listenUnix(flags.unix);
   const server = flags.workers > 1
@@ -229,10 +283,55 @@ async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Prom
       entry,
       count: flags.workers,
       config: { serve: { ...options, tls }, guard: limits, logging },
+      reusePort: flags["reuse-port"],
     })
     : unix !== undefined
     ? serve({ ...options, guard: new Guard(limits), listener: unix })
-    : serve({ ...options, tls, guard: new Guard(limits) });
+    : serve({ ...options, tls, guard: new Guard(limits), reusePort: flags["reuse-port"] });
+  if (flags["reuse-port"] && migrateReqOn() === false) {
+    log.warning(
+      "--reuse-port: net.ipv4.tcp_migrate_req is 0, so connections queued on this listener when it closes (an upgrade) are reset; sysctl -w net.ipv4.tcp_migrate_req=1 hands them to the new instance",
+    );
+  }
+  using _reloads = flags.config === undefined ? undefined : watchReloads({
+    path: flags.config,
+    table: SERVE_FLAGS,
+    args: scanFlags(args, SERVE_FLAGS),
+    initial: flags,
+    reloadable: RELOADABLE,
+    apply: async (next, before) => {
+      server.reconfigure({
+        guard: {
+          maxConns: next["max-conns"],
+          maxConnsPerIp: next["max-conns-per-ip"],
+          rate: next.rate,
+          burst: next.burst,
+          allow: next.allow,
+          deny: next.deny,
+        },
+        rejectMessage: next["reject-message"],
+      });
+      if (next["log-level"] === before["log-level"]) return;
+      const relogging = { level: next["log-level"], format: flags["log-format"] };
+      await setupLogging(relogging);
+      // With --workers, each worker isolate has its own logging to set up again.
+      (server as Partial<WorkerPool>).setLogging?.(relogging);
+    },
+  });
+  // Not ready from the first signal on, before the listener closes, so that balancers stop first.
+  let draining = false;
+  let metrics: MetricsEndpoint | undefined;
+  try {
+    metrics = flags.metrics && serveMetrics({
+      ...flags.metrics,
+      reusePort: flags["reuse-port"],
+      collect: () => collectServer(server),
+      ready: () => !draining,
+    });
+  } catch (error) {
+    await server.shutdown();
+    throw error;
+  }
   let firstSignalAt: number | undefined;
   const onSignal = (signal: Deno.Signal) => () => {
     if (firstSignalAt !== undefined) {
@@ -240,10 +339,12 @@ async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Prom
       // parent such as `deno task` or npx in the same process group.
       if (performance.now() - firstSignalAt < SAME_SIGNAL_MS) return;
       log.warning("second {signal}: exiting now", { signal });
-      flushLogs();
-      Deno.exit(signal === "SIGINT" ? 130 : 143);
+      // Now, but with the logs out first unless stderr's reader is stuck (then within 0.5 s).
+      void flushLogs(500).then(() => Deno.exit(signal === "SIGINT" ? 130 : 143));
+      return;
     }
     firstSignalAt = performance.now();
+    draining = true;
     log.info("{signal}: shutting down", { signal });
     server.shutdown().catch(() => {}); // a failure surfaces through server.finished
   };
@@ -257,6 +358,7 @@ async function runServe(flags: FlagValues<typeof SERVE_FLAGS>, entry: URL): Prom
     return 0;
   } finally {
     for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
+    await metrics?.close();
   }
 }
 

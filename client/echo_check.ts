@@ -38,6 +38,11 @@ export class EchoCheck {
     return this.#pending;
   }
 
+  /** Bytes echoed back correctly so far. */
+  get echoed(): number {
+    return this.#checked;
+  }
+
   /** Records `chunk` as sent; it is kept, so the caller must not reuse it. */
   sent(chunk: Uint8Array): void {
     this.#inFlight.push(chunk);

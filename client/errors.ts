@@ -56,7 +56,10 @@ export class ClientError extends Error {
  * import { equal } from "node:assert/strict";
  * import { refused } from "./errors.ts";
  * const error = refused("127.0.0.1:8000", new TextEncoder().encode("go away\n"));
- * equal(error.message, '127.0.0.1:8000 refused the connection: "go away\\n"');
+ * equal(
+ *   error.message,
+ *   '127.0.0.1:8000 sent "go away\\n" instead of an echo and closed the connection (refused?)',
+ * );
  * equal(error.kind, "refused");
  * ```
  */
@@ -65,7 +68,35 @@ export function refused(address: string, bytes: Uint8Array): ClientError {
   if (bytes.length >= 7 && bytes[0] === 0x15 && bytes[1] === 0x03) {
     return new ClientError("refused", `${address} answered with a TLS alert: it speaks TLS`);
   }
-  return new ClientError("refused", `${address} refused the connection: ${quoteBytes(bytes)}`);
+  return new ClientError(
+    "refused",
+    `${address} sent ${quoteBytes(bytes)} instead of an echo and closed the connection (refused?)`,
+  );
+}
+
+/**
+ * The server closed the connection before the whole echo came back: one
+ * sentence in every mode, with the hint that nothing echoed at all is how a
+ * refusal without a message looks.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { closedEarly } from "./errors.ts";
+ * equal(
+ *   closedEarly("h:1", 0, 5).message,
+ *   "h:1 closed the connection before echoing anything (refused?)",
+ * );
+ * equal(closedEarly("h:1", 2, 5).message, "h:1 closed the connection after echoing 2 of 5 bytes");
+ * ```
+ */
+export function closedEarly(address: string, echoed: number, expected: number): ClientError {
+  return new ClientError(
+    "closed",
+    echoed === 0
+      ? `${address} closed the connection before echoing anything (refused?)`
+      : `${address} closed the connection after echoing ${echoed} of ${expected} bytes`,
+  );
 }
 
 /**
@@ -83,5 +114,25 @@ export function refused(address: string, bytes: Uint8Array): ClientError {
 export function broken(address: string, error: unknown): ClientError {
   return new ClientError("failed", `connection to ${address} failed: ${describeError(error)}`, {
     cause: error,
+  });
+}
+
+/**
+ * What a send or read cut short by its `signal` rejects with: a timeout
+ * becomes a {@linkcode ClientError} of kind `timeout`; any other abort keeps
+ * its reason.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { aborted, ClientError } from "./errors.ts";
+ * const error = aborted("127.0.0.1:8000", new DOMException("late", "TimeoutError"));
+ * equal(error instanceof ClientError && error.kind, "timeout");
+ * ```
+ */
+export function aborted(address: string, reason: unknown): unknown {
+  if (!(reason instanceof DOMException && reason.name === "TimeoutError")) return reason;
+  return new ClientError("timeout", `connected to ${address}, but no reply came in time`, {
+    cause: reason,
   });
 }

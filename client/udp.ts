@@ -8,6 +8,7 @@
  */
 import { lookup } from "node:dns/promises";
 import { describeError, formatAddress } from "../text/address.ts";
+import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
 import { quoteBytes } from "../text/words.ts";
 import { ClientError } from "./errors.ts";
 
@@ -66,6 +67,8 @@ export async function resolveUdp(host: string, port: number): Promise<UdpTarget>
  * ```
  */
 export function openUdpSocket(target: UdpTarget): Deno.DatagramConn {
+  // Without it Deno.listenDatagram is missing, and the error would only say "not a function".
+  if (!hasUnstableNet()) throw new Error(UNSTABLE_NET_OFF);
   const hostname = target.hostname.includes(":") ? "::" : "0.0.0.0";
   return Deno.listenDatagram({ transport: "udp", hostname, port: 0 });
 }

@@ -12,6 +12,7 @@ import {
   type LogRecord,
   reset,
 } from "@logtape/logtape";
+import { LogBuffer } from "./buffer.ts";
 
 /** The levels `--log-level` accepts, most verbose first. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -32,9 +33,9 @@ export const LOGGING_DEFAULTS = {
 
 /** Options for {@linkcode setupLogging}. */
 export interface LoggingOptions {
-  /** The least severe level written. @default {"info"} */
+  /** The least severe level written. @default {LOGGING_DEFAULTS.level} */
   level?: Level;
-  /** `text` for people, `json` for log shippers (one object a line). @default {"text"} */
+  /** `text` for people, `json` for log shippers (one object a line). @default {LOGGING_DEFAULTS.format} */
   format?: LogFormat;
   /** The worker this isolate is, with `--workers`; every line then carries it. */
   worker?: number;
@@ -49,34 +50,74 @@ const LEVEL_TEXT: Readonly<Record<LogLevel, string>> = {
   fatal: "FATAL",
 };
 
-const encoder = new TextEncoder();
-let pending = "";
-let flushQueued = false;
+/** How long {@linkcode flushLogs} waits for a slow reader before giving up. */
+export const FLUSH_TIMEOUT_MS = 2_000;
+
+/** The formatter in use, also for the line that reports dropped lines. */
+let format: (record: LogRecord) => string = textFormatter(undefined);
+/** Where formatted lines go: this process's stderr buffer, or a worker's forwarder. */
+let forward: ((text: string, lines: number) => void) | undefined;
 let exitHooked = false;
 
+const stderrBuffer = new LogBuffer({
+  write: (bytes) => Deno.stderr.write(bytes),
+  writeSync: (bytes) => Deno.stderr.writeSync(bytes),
+  droppedLine: (count) =>
+    format({
+      category: ["echo-server", "log"],
+      level: "warning",
+      message: ["", count, " log lines dropped: stderr was not being read"],
+      rawMessage: "{dropped} log lines dropped: stderr was not being read",
+      timestamp: Date.now(),
+      properties: { dropped: count },
+    }),
+});
+
 /**
- * Writes the lines buffered in this turn of the event loop to stderr. Lines are
- * batched so that a burst of connections costs one write, not one per line; call
- * this before `Deno.exit` so that nothing is lost.
+ * Writes out the lines logged so far and resolves once they are written, with
+ * `true`; or after `timeoutMs` with `false` when stderr's reader is stuck, so
+ * that an exit never hangs on it. Call it (and await it) before `Deno.exit`.
+ * In a worker, whose lines are forwarded as they come, there is nothing to wait for.
  */
-export function flushLogs(): void {
-  flushQueued = false;
-  if (pending === "") return;
-  const bytes = encoder.encode(pending);
-  pending = "";
-  try {
-    for (let off = 0; off < bytes.length;) off += Deno.stderr.writeSync(bytes.subarray(off));
-  } catch {
-    // stderr is gone (closed pipe): there is nowhere left to report to.
-  }
+export async function flushLogs(timeoutMs: number = FLUSH_TIMEOUT_MS): Promise<boolean> {
+  return await stderrBuffer.flush(timeoutMs);
+}
+
+/**
+ * How many log lines this process has dropped since it started, because
+ * stderr's reader did not keep up (the buffer was full) or was gone. With
+ * `--workers`, the workers' lines are written, and counted, by the main thread.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { droppedLogLines } from "./log.ts";
+ * equal(droppedLogLines(), 0);
+ * ```
+ */
+export function droppedLogLines(): number {
+  return stderrBuffer.dropped;
+}
+
+/**
+ * Queues `text` (`lines` whole lines, already formatted) for stderr, as a
+ * worker's forwarded lines arrive at the main thread; never blocks.
+ */
+export function writeLogLines(text: string, lines: number): void {
+  stderrBuffer.push(text, lines);
 }
 
 function write(line: string): void {
-  pending += line;
-  if (!flushQueued) {
-    flushQueued = true;
-    queueMicrotask(flushLogs);
-  }
+  // A worker's lines cross to the main thread one by one, so that they keep their
+  // order with the worker's other messages (its "listening" comes after its line).
+  if (forward !== undefined) forward(line, 1);
+  else stderrBuffer.push(line);
+}
+
+/** The process is about to die: no later turn will write, so write now, blocking. */
+function flushAtExit(event: Event): void {
+  // A listener that prevented the default keeps the process alive: then a blocking write must not come.
+  if (!event.defaultPrevented) stderrBuffer.flushSync();
 }
 
 function renderMessage(record: LogRecord): string {
@@ -110,7 +151,11 @@ function jsonFormatter(worker: number | undefined): (record: LogRecord) => strin
 
 /**
  * Routes every `echo-server` logger to stderr at the given level and format.
- * Calling it again replaces the previous set-up.
+ * Calling it again replaces the previous set-up. Lines are queued and written
+ * without blocking the event loop; when stderr's reader stalls and the queue
+ * is full, new lines are dropped and counted (see {@linkcode droppedLogLines}).
+ * A worker passes `forwardTo`, which gets each line to post it to the main
+ * thread, so that one writer keeps them whole and in order.
  *
  * @example
  * ```ts
@@ -122,17 +167,20 @@ function jsonFormatter(worker: number | undefined): (record: LogRecord) => strin
  * equal(log.isEnabledFor("warning"), true); // log.warning(…) writes one JSON line to stderr
  * ```
  */
-export async function setupLogging(options: LoggingOptions = {}): Promise<void> {
-  const format = options.format === "json"
+export async function setupLogging(
+  options: LoggingOptions = {},
+  forwardTo?: (text: string, lines: number) => void,
+): Promise<void> {
+  format = options.format === "json"
     ? jsonFormatter(options.worker)
     : textFormatter(options.worker);
+  forward = forwardTo;
   if (!exitHooked) {
-    // Lines still buffered when the process ends (an uncaught error, or the
-    // end of the program) are written out rather than lost.
+    // Lines still queued when an uncaught error ends the process are written
+    // out rather than lost.
     exitHooked = true;
-    globalThis.addEventListener("error", flushLogs);
-    globalThis.addEventListener("unhandledrejection", flushLogs);
-    globalThis.addEventListener("unload", flushLogs);
+    globalThis.addEventListener("error", flushAtExit);
+    globalThis.addEventListener("unhandledrejection", flushAtExit);
   }
   await reset();
   await configure({

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { plural } from "../text/words.ts";
 import { describeError } from "../text/address.ts";
 import type { Guard } from "../admission/guard.ts";
 import type { RefusalReason } from "../admission/refusals.ts";
@@ -43,11 +44,12 @@ export class Acceptor {
   readonly #listener: Listener;
   readonly #guard: Guard;
   readonly #waitAtCap: boolean;
-  readonly #rejectLine: Uint8Array | undefined;
+  #rejectLine: Uint8Array | undefined;
   readonly #onAdmitted: AcceptorOptions["onAdmitted"];
   readonly #onRefused: AcceptorOptions["onRefused"];
   readonly #stopping = Promise.withResolvers<void>();
   #stopped = false;
+  #acceptErrors = 0;
 
   /** Prepares to accept from `listener`; nothing happens before {@linkcode Acceptor.run}. */
   constructor(listener: Listener, options: AcceptorOptions) {
@@ -71,6 +73,7 @@ export class Acceptor {
           next = await connections.next();
         } catch (error) {
           if (this.#stopped) break;
+          this.#acceptErrors++;
           if (failures++ === 0) this.#reportFailure(error);
           // Pause, growing, and retry, so that the loop neither spins nor gives up.
           backoffMs = Math.min(
@@ -85,7 +88,10 @@ export class Acceptor {
         }
         if (next.done) return this.#stopped ? "stopped" : "listener closed";
         if (failures > 0) {
-          log.info("accepting again after {failures} failed accepts", { failures });
+          log.info("accepting again after {accepts}", {
+            failures,
+            accepts: plural(failures, "failed accept"),
+          });
           backoffMs = failures = 0;
         }
         this.#take(next.value);
@@ -99,11 +105,21 @@ export class Acceptor {
     }
   }
 
+  /** Accepts that failed since the start (each retried), for metrics. */
+  get acceptErrors(): number {
+    return this.#acceptErrors;
+  }
+
   /** Stops accepting and closes the listener; {@linkcode Acceptor.run} then ends. */
   stop(): void {
     this.#stopped = true;
     this.#stopping.resolve();
     closeQuietly(this.#listener);
+  }
+
+  /** Writes `line` to the connections refused from now on (none when undefined), for a reload. */
+  setRejectLine(line: Uint8Array | undefined): void {
+    this.#rejectLine = line;
   }
 
   #take(conn: Connection): void {

@@ -12,6 +12,7 @@ import { logger } from "../log/log.ts";
 import { echoConnection, type EchoCounters, type EchoEnd } from "./echo.ts";
 import { closeQuietly, type Connection, type Peer, TransportError } from "./listener.ts";
 import type { ServerStats } from "./stats.ts";
+import { type CloseReason, noCloses, noDurations, observeDuration } from "./closes.ts";
 import { sleepUnless } from "./wait.ts";
 
 /** Why the server closed a connection itself, in the words its log line uses. */
@@ -45,6 +46,15 @@ const END_TEXT: Readonly<Record<EchoEnd, string>> = {
   reset: "reset by peer",
 };
 
+/** The metrics' reason for each way an echo ends by itself or the server closes it. */
+const END_REASON: Readonly<Record<EchoEnd, CloseReason>> = { eof: "client-closed", reset: "reset" };
+const CLOSE_REASON: Readonly<Record<ServerClose, CloseReason>> = {
+  "idle timeout": "idle",
+  "lifetime reached": "lifetime",
+  shutdown: "shutdown",
+  "listener lost": "listener-lost",
+};
+
 const log = logger("server");
 const connLog = logger("conn");
 
@@ -59,6 +69,8 @@ export class ConnectionTable {
   #served = 0;
   #closedBytesIn = 0;
   #closedBytesOut = 0;
+  readonly #closed = noCloses();
+  readonly #durations = noDurations();
   /** Set while draining: resolved when the last connection has closed. */
   #emptied: PromiseWithResolvers<void> | undefined;
 
@@ -115,7 +127,14 @@ export class ConnectionTable {
       bytesIn += entry.bytesIn;
       bytesOut += entry.bytesOut;
     }
-    return { open: this.#open.size, served: this.#served, bytesIn, bytesOut };
+    return {
+      open: this.#open.size,
+      served: this.#served,
+      bytesIn,
+      bytesOut,
+      closed: { ...this.#closed },
+      durations: { counts: [...this.#durations.counts], sum: this.#durations.sum },
+    };
   }
 
   /** Closes every open connection, reporting `reason` as why. */
@@ -151,25 +170,32 @@ export class ConnectionTable {
       ? (bytes: number) => connLog.debug("#{id} got {bytes} bytes", { id: entry.id, bytes })
       : undefined;
     let reason: string;
+    let closeReason: CloseReason;
     try {
-      reason = END_TEXT[await echoConnection(entry.conn, { counters: entry, onChunk })];
+      const end = await echoConnection(entry.conn, { counters: entry, onChunk });
+      reason = END_TEXT[end];
+      closeReason = END_REASON[end];
     } catch (error) {
       // Closing a connection from here makes its pending read fail: report why it was closed.
       reason = entry.closedBy ??
         (error instanceof TransportError ? error.message : `error: ${describeError(error)}`);
+      closeReason = entry.closedBy === undefined ? "error" : CLOSE_REASON[entry.closedBy];
     }
     closeQuietly(entry.conn);
     entry.release();
     this.#open.delete(entry);
     this.#closedBytesIn += entry.bytesIn;
     this.#closedBytesOut += entry.bytesOut;
+    const seconds = (performance.now() - entry.openedAt) / 1000;
+    this.#closed[closeReason]++;
+    observeDuration(this.#durations, seconds);
     connLog.info("#{id} closed: {reason}; {bytesIn} B in, {bytesOut} B out, {duration}", {
       id: entry.id,
       peer: entry.peer.text,
       reason,
       bytesIn: entry.bytesIn,
       bytesOut: entry.bytesOut,
-      duration: formatDuration(performance.now() - entry.openedAt),
+      duration: formatDuration(seconds * 1000),
     });
     if (this.#open.size === 0) this.#emptied?.resolve();
   }

@@ -7,6 +7,7 @@
  * @module
  */
 import { describeError, formatAddress } from "../text/address.ts";
+import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
 import type { Duplex } from "./echo.ts";
 
 /**
@@ -107,6 +108,12 @@ export interface TcpListenOptions {
  */
 export function listenTcp(options: TcpListenOptions): Listener<TcpAddr> {
   const { hostname, port } = options;
+  // Without the unstable API, Deno would end the whole process (exit 70) instead of throwing.
+  if (options.reusePort && !hasUnstableNet()) {
+    throw new ListenError(
+      `cannot share ${formatAddress(hostname, port)} (reusePort): ${UNSTABLE_NET_OFF}`,
+    );
+  }
   let tcp: Deno.TcpListener;
   try {
     tcp = Deno.listen({ hostname, port, reusePort: options.reusePort });
@@ -149,7 +156,7 @@ export function peerOf(addr: Deno.Addr): Peer {
   switch (addr.transport) {
     case "tcp":
     case "udp":
-      return { host: addr.hostname, text: formatAddress(addr.hostname, addr.port) };
+      return { host: addr.hostname, text: describeAddr(addr) };
     case "unix":
     case "unixpacket":
       // The client end of a Unix socket is usually unnamed (Deno gives its path

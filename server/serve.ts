@@ -6,7 +6,7 @@
  * @module
  */
 import { describeError } from "../text/address.ts";
-import { Guard } from "../admission/guard.ts";
+import { Guard, type GuardOptions } from "../admission/guard.ts";
 import { logger } from "../log/log.ts";
 import { proxyListener, type ProxyProtocolOptions } from "../proxy/listener.ts";
 import { Acceptor, type WhenFull } from "./acceptor.ts";
@@ -61,25 +61,25 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
    * pass `listener: await listenUnix(path)`. @default {plain TCP}
    */
   tls?: ServeTlsOptions;
-  /** Address to listen on; `::` listens on IPv6 too. @default {"0.0.0.0"} */
+  /** Address to listen on; `::` listens on IPv6 too. @default {SERVE_DEFAULTS.hostname} */
   hostname?: string;
-  /** Port to listen on; 0 picks a free one (see {@linkcode EchoServer.addr}). @default {8000} */
+  /** Port to listen on; 0 picks a free one (see {@linkcode EchoServer.addr}). @default {SERVE_DEFAULTS.port} */
   port?: number;
   /** Let several listeners share the port (for workers; unstable `net`). @default {false} */
   reusePort?: boolean;
-  /** How long open connections may finish after {@linkcode EchoServer.shutdown}. @default {10000} */
+  /** How long open connections may finish after {@linkcode EchoServer.shutdown}. @default {SERVE_DEFAULTS.drainTimeoutMs} */
   drainTimeoutMs?: number;
   /** The admission limits. @default {new Guard()} */
   guard?: Guard;
   /**
    * At the guard's cap: `wait` stops accepting until a connection closes, so
    * newcomers queue in the kernel's backlog; `refuse` accepts and closes them.
-   * @default {"wait"}
+   * @default {SERVE_DEFAULTS.whenFull}
    */
   whenFull?: WhenFull;
-  /** Close a connection that has sent nothing for this long; 0 turns it off. @default {300000} */
+  /** Close a connection that has sent nothing for this long; 0 turns it off. @default {SERVE_DEFAULTS.idleTimeoutMs} */
   idleTimeoutMs?: number;
-  /** Close any connection open for this long; 0 turns it off. @default {0} */
+  /** Close any connection open for this long; 0 turns it off. @default {SERVE_DEFAULTS.maxLifetimeMs} */
   maxLifetimeMs?: number;
   /** A line written to refused connections before they are closed. */
   rejectMessage?: string;
@@ -98,6 +98,14 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
   udp?: boolean | UdpOptions;
 }
 
+/** What a running server takes again on a reload; see {@linkcode EchoServer.reconfigure}. */
+export interface LiveOptions {
+  /** The admission limits, all of them: a limit left out goes back to its default (off). */
+  guard: Omit<GuardOptions, "now" | "shared" | "maxRateKeys">;
+  /** A line written to refused connections before they are closed; none when undefined. */
+  rejectMessage?: string;
+}
+
 /** A running echo server; `A` is its listener's kind of address. */
 export interface EchoServer<A extends Deno.Addr = TcpAddr> extends AsyncDisposable {
   /** The address it listens on, with the real port when 0 was asked for. */
@@ -111,6 +119,12 @@ export interface EchoServer<A extends Deno.Addr = TcpAddr> extends AsyncDisposab
   shutdown(): Promise<ServerStats>;
   /** The counters as they are now. */
   stats(): ServerStats;
+  /**
+   * Applies new limits to the connections admitted from now on and to the
+   * caps at once; open connections stay open, even above a lowered cap.
+   * All or nothing: throws on a bad limit and changes nothing.
+   */
+  reconfigure(options: LiveOptions): void;
 }
 
 const log = logger("server");
@@ -186,6 +200,7 @@ class Server implements EchoServer<Deno.Addr> {
   readonly #acceptor: Acceptor;
   readonly #accepting: Promise<void>;
   readonly #udp: UdpEcho | undefined;
+  readonly #guard: Guard;
   #state: "serving" | "draining" | "stopped" = "serving";
 
   constructor(listener: Listener, options: ServeOptions<Deno.Addr>) {
@@ -195,6 +210,7 @@ class Server implements EchoServer<Deno.Addr> {
     this.finished.catch(() => {});
     this.#drainTimeoutMs = options.drainTimeoutMs ?? SERVE_DEFAULTS.drainTimeoutMs;
     const guard = options.guard ?? new Guard();
+    this.#guard = guard;
     const source = this.#withProxyProtocol(listener, options.proxyProtocol, guard);
     try {
       const udp = options.udp;
@@ -216,9 +232,7 @@ class Server implements EchoServer<Deno.Addr> {
     this.#acceptor = new Acceptor(source, {
       guard,
       whenFull: options.whenFull ?? SERVE_DEFAULTS.whenFull,
-      rejectLine: options.rejectMessage === undefined
-        ? undefined
-        : new TextEncoder().encode(options.rejectMessage + "\n"),
+      rejectLine: rejectLine(options.rejectMessage),
       onAdmitted: (conn, peer, release) => this.#table.add(conn, peer, release),
       onRefused: (reason, peer) => this.#limits.record(reason, peer),
     });
@@ -236,7 +250,13 @@ class Server implements EchoServer<Deno.Addr> {
       ...this.#table.counts(),
       refusals: this.#limits.counts,
       ...(datagrams === undefined ? {} : { datagrams }),
+      acceptErrors: this.#acceptor.acceptErrors,
     };
+  }
+
+  reconfigure(options: LiveOptions): void {
+    this.#guard.reconfigure(options.guard);
+    this.#acceptor.setRejectLine(rejectLine(options.rejectMessage));
   }
 
   async shutdown(): Promise<ServerStats> {
@@ -283,6 +303,7 @@ class Server implements EchoServer<Deno.Addr> {
   #lose(why: string, cause?: unknown): void {
     if (this.#state !== "serving") return;
     this.#state = "stopped";
+    this.#acceptor.stop(); // an acceptor that failed must not leave its listener open
     void this.#udp?.close();
     this.#table.stop();
     this.#table.closeAll("listener lost");
@@ -290,4 +311,9 @@ class Server implements EchoServer<Deno.Addr> {
       new Error(`stopped listening on ${describeAddr(this.addr)}: ${why}`, { cause }),
     );
   }
+}
+
+/** The bytes written to a refused connection: the message and a newline, or none. */
+function rejectLine(message: string | undefined): Uint8Array | undefined {
+  return message === undefined ? undefined : new TextEncoder().encode(message + "\n");
 }

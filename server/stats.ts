@@ -7,6 +7,13 @@
 import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "../admission/refusals.ts";
 import { plural } from "../text/words.ts";
 import { addDatagrams, type DatagramStats, datagramSummary } from "./udp.ts";
+import {
+  addDurations,
+  CLOSE_REASONS,
+  type CloseReason,
+  type DurationHistogram,
+  noCloses,
+} from "./closes.ts";
 
 /** Counters of a server, for summaries and tests. */
 export interface ServerStats {
@@ -22,6 +29,12 @@ export interface ServerStats {
   refusals: Readonly<Record<RefusalReason, number>>;
   /** UDP datagrams echoed and dropped, when the server echoes UDP too (`udp` option). */
   datagrams?: DatagramStats;
+  /** Connections closed since start, by why they ended (for metrics). */
+  closed?: Readonly<Record<CloseReason, number>>;
+  /** How long the closed connections lasted (for metrics). */
+  durations?: DurationHistogram;
+  /** Accepts that failed (e.g. out of file descriptors), each retried (for metrics). */
+  acceptErrors?: number;
 }
 
 /**
@@ -86,6 +99,24 @@ export function total(all: readonly ServerStats[]): ServerStats {
         ? stats.datagrams
         : addDatagrams(sum.datagrams, stats.datagrams);
     }
+    addMetricCounts(sum, stats);
   }
   return sum;
+}
+
+/** Adds the counts only metrics need (closes, durations, accept errors) of `more` to `sum`. */
+function addMetricCounts(sum: ServerStats, more: ServerStats): void {
+  if (more.closed !== undefined) {
+    const closed = { ...(sum.closed ?? noCloses()) };
+    for (const reason of CLOSE_REASONS) closed[reason] += more.closed[reason];
+    sum.closed = closed;
+  }
+  if (more.durations !== undefined) {
+    sum.durations = sum.durations === undefined
+      ? more.durations
+      : addDurations(sum.durations, more.durations);
+  }
+  if (more.acceptErrors !== undefined) {
+    sum.acceptErrors = (sum.acceptErrors ?? 0) + more.acceptErrors;
+  }
 }

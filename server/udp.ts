@@ -20,6 +20,7 @@ import { addressKey } from "../admission/cidr.ts";
 import { logger } from "../log/log.ts";
 import { LogThrottle } from "../log/throttle.ts";
 import { describeError, formatAddress } from "../text/address.ts";
+import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
 import type { Guard } from "../admission/guard.ts";
 import { describeAddr, ListenError } from "./listener.ts";
 import { sleepUnless } from "./wait.ts";
@@ -134,6 +135,11 @@ export function addDatagrams(sum: DatagramStats, more: DatagramStats): DatagramS
  * ```
  */
 export function listenUdp(hostname: string, port: number): Deno.DatagramConn {
+  if (!hasUnstableNet()) {
+    throw new ListenError(
+      `cannot listen for UDP on ${formatAddress(hostname, port)}: ${UNSTABLE_NET_OFF}`,
+    );
+  }
   try {
     return Deno.listenDatagram({ transport: "udp", hostname, port });
   } catch (error) {

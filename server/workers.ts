@@ -6,10 +6,17 @@
  * @module
  */
 import { Guard, type GuardOptions } from "../admission/guard.ts";
+import { checkGuardOptions } from "../admission/guard_options.ts";
 import { SharedCounts } from "../admission/shared_counts.ts";
-import { logger, type LoggingOptions, setupLogging } from "../log/log.ts";
+import { logger, type LoggingOptions, setupLogging, writeLogLines } from "../log/log.ts";
 import { ListenError, listenTcp } from "./listener.ts";
-import { type EchoServer, serve, SERVE_DEFAULTS, type ServeOptions } from "./serve.ts";
+import {
+  type EchoServer,
+  type LiveOptions,
+  serve,
+  SERVE_DEFAULTS,
+  type ServeOptions,
+} from "./serve.ts";
 import { type ServerStats, summary as describeSummary, total } from "./stats.ts";
 
 /** Each worker is a whole isolate (tens of MiB); more than this helps no machine. */
@@ -33,15 +40,41 @@ export interface WorkersOptions {
   count: number;
   /** What each worker serves. */
   config: WorkerConfig;
+  /**
+   * Share the port with other processes too (`--reuse-port`, for an
+   * upgrade): the first listen, which otherwise refuses a port that anyone
+   * holds, then allows one held with SO_REUSEPORT by the same user.
+   * @default {false}
+   */
+  reusePort?: boolean;
 }
+
+/** The workers, run as one {@linkcode EchoServer}, whose log set-up can also be changed. */
+export interface WorkerPool extends EchoServer {
+  /** Sets up every worker's logging again, e.g. a new level on reload. */
+  setLogging(logging: LoggingOptions): void;
+  /**
+   * Asks every worker for its counts and adds them up (for metrics); rejects
+   * when a worker does not answer within `timeoutMs`.
+   */
+  collectStats(timeoutMs?: number): Promise<ServerStats>;
+}
+
+/** How long a metrics scrape waits for the workers' counts. */
+const SCRAPE_TIMEOUT_MS = 2000;
 
 type ToWorker =
   | { type: "start"; id: number; config: WorkerConfig; shared: SharedArrayBuffer }
-  | { type: "shutdown" };
+  | { type: "shutdown" }
+  | { type: "reconfigure"; options: LiveOptions }
+  | { type: "logging"; logging: LoggingOptions }
+  | { type: "stats"; seq: number };
 type FromWorker =
+  | { type: "log"; text: string; lines: number }
   | { type: "listening"; port: number }
   | { type: "failed"; message: string; listen: boolean }
-  | { type: "stopped"; stats: ServerStats };
+  | { type: "stopped"; stats: ServerStats }
+  | { type: "stats"; seq: number; stats: ServerStats | undefined };
 
 const log = logger("server");
 
@@ -54,12 +87,16 @@ const log = logger("server");
  * a worker dies. Rejects with a {@linkcode ListenError} when the port cannot
  * be had.
  */
-export async function startWorkers(options: WorkersOptions): Promise<EchoServer> {
+export async function startWorkers(options: WorkersOptions): Promise<WorkerPool> {
   const hostname = options.config.serve.hostname ?? SERVE_DEFAULTS.hostname;
   // Listening once without reusePort first makes a port that anyone else
   // holds (even another echo-server with workers) a clear error instead of
   // a silently shared port, and turns port 0 into the one the workers share.
-  const port = probePort(hostname, options.config.serve.port ?? SERVE_DEFAULTS.port);
+  const port = probePort(
+    hostname,
+    options.config.serve.port ?? SERVE_DEFAULTS.port,
+    options.reusePort ?? false,
+  );
   const shared = SharedCounts.create();
   const workers: Worker[] = [];
   const listening: PromiseWithResolvers<void>[] = [];
@@ -67,6 +104,9 @@ export async function startWorkers(options: WorkersOptions): Promise<EchoServer>
   const finished = Promise.withResolvers<ServerStats>();
   finished.promise.catch(() => {}); // a caller that never awaits it must not see an unhandled rejection
   let settled = false;
+  /** Scrapes waiting for the workers' counts, by number: takes each worker's answer. */
+  const scrapes = new Map<number, (stats: ServerStats | undefined) => void>();
+  let lastScrape = 0;
 
   /** A worker died or its server failed: stop them all, and let nobody wait for them. */
   const fail = (error: Error) => {
@@ -88,8 +128,11 @@ export async function startWorkers(options: WorkersOptions): Promise<EchoServer>
     stopped.push(done);
     worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
-      if (message.type === "listening") ready.resolve();
+      // The workers' log lines are written by this thread: one writer keeps them whole and in order.
+      if (message.type === "log") writeLogLines(message.text, message.lines);
+      else if (message.type === "listening") ready.resolve();
       else if (message.type === "stopped") done.resolve(message.stats);
+      else if (message.type === "stats") scrapes.get(message.seq)?.(message.stats);
       else if (message.listen) fail(new ListenError(message.message));
       else fail(new Error(`worker ${id}: ${message.message}`));
     };
@@ -139,6 +182,32 @@ export async function startWorkers(options: WorkersOptions): Promise<EchoServer>
     return await finished.promise;
   }
 
+  async function collectStats(timeoutMs: number): Promise<ServerStats> {
+    const seq = ++lastScrape;
+    const answers: ServerStats[] = [];
+    let replies = 0;
+    const all = Promise.withResolvers<void>();
+    scrapes.set(seq, (stats) => {
+      if (stats !== undefined) answers.push(stats);
+      if (++replies === workers.length) all.resolve();
+    });
+    const timer = setTimeout(() =>
+      all.reject(
+        new Error(
+          `${workers.length - replies} of ${workers.length} workers did not report in time`,
+        ),
+      ), timeoutMs);
+    try {
+      const ask: ToWorker = { type: "stats", seq };
+      for (const worker of workers) worker.postMessage(ask);
+      await all.promise;
+      return total(answers);
+    } finally {
+      clearTimeout(timer);
+      scrapes.delete(seq);
+    }
+  }
+
   return {
     addr: { transport: "tcp", hostname, port },
     finished: finished.promise,
@@ -150,14 +219,27 @@ export async function startWorkers(options: WorkersOptions): Promise<EchoServer>
       bytesOut: 0,
       refusals: shared.refusals,
     }),
+    reconfigure: (live) => {
+      // Checked here, so that a bad limit changes no worker rather than fail in each.
+      checkGuardOptions(live.guard);
+      if (settled) return;
+      const message: ToWorker = { type: "reconfigure", options: live };
+      for (const worker of workers) worker.postMessage(message);
+    },
+    collectStats: (timeoutMs = SCRAPE_TIMEOUT_MS) => collectStats(timeoutMs),
+    setLogging: (logging) => {
+      if (settled) return;
+      const message: ToWorker = { type: "logging", logging };
+      for (const worker of workers) worker.postMessage(message);
+    },
     [Symbol.asyncDispose]: async () => {
       await shutdown();
     },
   };
 }
 
-function probePort(hostname: string, port: number): number {
-  const probe = listenTcp({ hostname, port });
+function probePort(hostname: string, port: number, reusePort: boolean): number {
+  const probe = listenTcp({ hostname, port, reusePort });
   probe.close();
   return probe.addr.port;
 }
@@ -181,6 +263,9 @@ export function workerMain(): void {
     close(): void;
   };
   let server: EchoServer | undefined;
+  let id: number | undefined;
+  const forwardLogs = (text: string, lines: number) =>
+    scope.postMessage({ type: "log", text, lines });
   // Report a crash to the main thread as one line, instead of a stack trace on stderr.
   const report = (error: unknown) =>
     scope.postMessage({
@@ -203,8 +288,22 @@ export function workerMain(): void {
       if (stats !== undefined) scope.postMessage({ type: "stopped", stats });
       return;
     }
-    await setupLogging({ ...message.config.logging, worker: message.id });
-    const guard = new Guard({ ...message.config.guard, shared: SharedCounts.from(message.shared) });
+    if (message.type === "stats") {
+      scope.postMessage({ type: "stats", seq: message.seq, stats: server?.stats() });
+      return;
+    }
+    if (message.type === "reconfigure") {
+      server?.reconfigure(message.options);
+      log.info("reloaded limits applied");
+      return;
+    }
+    if (message.type === "logging") {
+      await setupLogging({ ...message.logging, worker: id }, forwardLogs);
+      return;
+    }
+    id = message.id;
+    await setupLogging({ ...message.config.logging, worker: message.id }, forwardLogs);
+    const guard = new Guard({ ...message.config.guard, shared: new SharedCounts(message.shared) });
     try {
       server = serve({ ...message.config.serve, guard, reusePort: true });
     } catch (error) {

@@ -227,7 +227,7 @@ Deno.test("client tells a refusal line from a corrupted echo, in one wording wha
   ]);
   const port = String(await server.port());
   const refused =
-    /^echo-server client: 127\.0\.0\.1:\d+ refused the connection: "busy, try later\\n"\n$/;
+    /^echo-server client: 127\.0\.0\.1:\d+ sent "busy, try later\\n" instead of an echo and closed the connection \(refused\?\)\n$/;
   // Messages no longer than the refusal line: the reply differs, then the server closes.
   // A longer message: the server closes before a whole reply came back.
   for (const args of [["-m", "hi"], ["-n", "1"], ["-m", "a message longer than the refusal"]]) {
@@ -240,6 +240,20 @@ Deno.test("client tells a refusal line from a corrupted echo, in one wording wha
   const { code, stderr } = await piped.finished();
   strictEqual(code, 1);
   ok(refused.test(stderr), stderr);
+});
+
+Deno.test("a refusal without a message reads the same with -m and -n", async () => {
+  await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--deny", "127.0.0.1"]);
+  const port = String(await server.port());
+  const closed =
+    /^echo-server client: 127\.0\.0\.1:\d+ closed the connection before echoing anything \(refused\?\)\n$/;
+  for (const args of [["-m", "hi"], ["-n", "1"]]) {
+    const { code, stderr } = await runCli(["client", "-p", port, ...args]);
+    strictEqual(code, 1);
+    ok(closed.test(stderr), stderr);
+  }
+  // (In netcat mode a close before anything was sent reads "closed the connection": with
+  // nothing sent, a refusal and an idle close look the same.)
 });
 
 Deno.test("system: client says it cannot connect when the server never completes the handshake", async () => {
@@ -261,7 +275,7 @@ Deno.test("system: client says it cannot connect when the server never completes
   );
 });
 
-Deno.test("client names the server and the limit when no reply comes", async () => {
+Deno.test("client says it connected, and names the server and the limit, when no reply comes", async () => {
   using mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = mute.accept();
   const run = runCli(["client", "-p", String(mute.addr.port), "-m", "hello?", "-t", "200ms"]);
@@ -270,7 +284,7 @@ Deno.test("client names the server and the limit when no reply comes", async () 
   strictEqual(code, 1);
   strictEqual(
     stderr,
-    `echo-server client: no reply from 127.0.0.1:${mute.addr.port} within 200ms\n`,
+    `echo-server client: connected to 127.0.0.1:${mute.addr.port}, but no reply came within 200ms\n`,
   );
   strictEqual(await conn.read(new Uint8Array(16)), 6);
 });

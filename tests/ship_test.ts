@@ -42,6 +42,75 @@ Deno.test("system: deno task bundle writes one file that serves and echoes", asy
   );
 });
 
+/** Runs `deno run FLAGS echo-server.js ARGS` in `dir`, where no deno.json is to be found. */
+function runAlone(dir: string, flags: string[], args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...flags, "echo-server.js", ...args],
+    cwd: dir,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+}
+
+// System-dependent: deno bundle needs esbuild, fetched into the Deno cache on first use.
+Deno.test("system: the bundle alone in an empty folder serves --workers 2 with the README's command, and says what is missing without it", async () => {
+  const workDir = await Deno.makeTempDir({ prefix: "echo-server-bundle-" });
+  try {
+    const built = await deno(["bundle", "--quiet", "--output", `${workDir}/build.js`, "main.ts"]);
+    strictEqual(built.code, 0, built.stderr);
+    const alone = `${workDir}/alone`;
+    await Deno.mkdir(alone);
+    await Deno.copyFile(`${workDir}/build.js`, `${alone}/echo-server.js`);
+
+    // Without --unstable-net: one line naming the flag, exit 1; not Deno's own message (exit 70).
+    const args = ["--host", "127.0.0.1", "--port", "0", "--workers", "2"];
+    const bare = await runAlone(alone, ["--allow-net", "--allow-read"], args).output();
+    const said = new TextDecoder().decode(bare.stderr).trimEnd();
+    strictEqual(bare.code, 1, said);
+    strictEqual(said.split("\n").length, 1, said);
+    ok(/ERROR server: --workers needs Deno's unstable net API.*--unstable-net/.test(said), said);
+
+    // The README's command: both workers start, and the echo goes through.
+    const child = runAlone(alone, ["--unstable-net", "--allow-net", "--allow-read"], args);
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let stderr = "";
+    try {
+      while (!/2 workers share \S+ port \d+/.test(stderr)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the bundle ended before listening:\n${stderr}`);
+        stderr += value;
+      }
+      const port = Number(/2 workers share \S+ port (\d+)/.exec(stderr)?.[1]);
+      for (let i = 0; i < 4; i++) {
+        using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        const message = encoder.encode(`alone ${i} \u0000\u00ff`);
+        strictEqual(
+          new TextDecoder().decode(await exchange(conn, message)),
+          `alone ${i} \u0000\u00ff`,
+        );
+      }
+      child.kill("SIGTERM");
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        stderr += chunk.value;
+      }
+      strictEqual((await child.status).code, 0, stderr);
+      ok(/INFO {2}server: stopped: served 4 connections/.test(stderr), stderr);
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // exited already
+      }
+      await reader.cancel().catch(() => {});
+      await child.status;
+    }
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
 /**
  * Why `deno compile` cannot work here, or "" if it can: it needs Deno's
  * runtime binary, from DENORT_BIN or downloaded from Deno's host. Only the

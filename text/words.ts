@@ -4,7 +4,8 @@
  * @module
  */
 /**
- * A count with its noun, singular or plural: `1 connection`, `3 connections`.
+ * A count with its noun, singular or plural: `1 connection`, `3 connections`;
+ * `format` writes the count (`1,000 connections`).
  *
  * @example
  * ```ts
@@ -12,10 +13,15 @@
  * import { plural } from "./words.ts";
  * equal(plural(1, "byte"), "1 byte");
  * equal(plural(0, "byte"), "0 bytes");
+ * equal(plural(1000, "byte", (n) => n.toLocaleString("en-US")), "1,000 bytes");
  * ```
  */
-export function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+export function plural(
+  count: number,
+  noun: string,
+  format: (count: number) => string = String,
+): string {
+  return `${format(count)} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 /** Bytes shown at the most by {@linkcode quoteBytes}. */

@@ -41,7 +41,7 @@ Deno.test("serve's --workers is bounded by MAX_WORKERS and takes auto", () => {
   throws(() => parseFlags(["--workers", String(MAX_WORKERS + 1)], SERVE_FLAGS), {
     message: `invalid --workers "${
       MAX_WORKERS + 1
-    }": expected a whole number from 1 to ${MAX_WORKERS}`,
+    }": expected a whole number from 1 to ${MAX_WORKERS}, or auto`,
   });
   strictEqual(
     parseFlags(["--workers", "auto"], SERVE_FLAGS).workers,
@@ -79,5 +79,15 @@ Deno.test("bench's bounds are runBench's", () => {
   );
   throws(() => parseFlags(["-d", "0"], BENCH_FLAGS), {
     message: 'invalid --duration "0": must be above 0',
+  });
+});
+
+Deno.test("a number too large for any flag says so; --workers names auto", () => {
+  throws(() => parseFlags(["--max-conns", "999999999999999999999999"], SERVE_FLAGS), {
+    message:
+      `invalid --max-conns "999999999999999999999999": too large (at most ${Number.MAX_SAFE_INTEGER})`,
+  });
+  throws(() => parseFlags(["--workers", "x"], SERVE_FLAGS), {
+    message: `invalid --workers "x": expected a whole number from 1 to 64, or auto`,
   });
 });

@@ -44,7 +44,7 @@ Deno.test("SharedCounts: invalid options name the option and value", () => {
 
 Deno.test("SharedCounts: attaching sees the same counts; foreign buffers are refused", () => {
   const counts = SharedCounts.create({ slots: 16, cap: 5 });
-  const twin = SharedCounts.from(counts.buffer);
+  const twin = new SharedCounts(counts.buffer);
   strictEqual(twin.buffer.byteLength, 16 + REFUSAL_REASONS.length * 8 + 16 * 12);
   strictEqual(twin.cap, 5);
   strictEqual(counts.tryOpen("a", 2), "ok");
@@ -61,7 +61,7 @@ Deno.test("SharedCounts: attaching sees the same counts; foreign buffers are ref
   ];
   for (const buffer of foreign) {
     throws(() => new SharedCounts(buffer as SharedArrayBuffer), { name: "TypeError", message });
-    throws(() => SharedCounts.from(buffer as SharedArrayBuffer), { name: "TypeError", message });
+    throws(() => new SharedCounts(buffer as SharedArrayBuffer), { name: "TypeError", message });
   }
   const grown = new SharedArrayBuffer(counts.buffer.byteLength + 8);
   new Uint8Array(grown).set(new Uint8Array(counts.buffer));

@@ -71,6 +71,6 @@ Deno.test("refused: a TLS alert in place of the echo says the server speaks TLS"
   );
   equal(
     refused("h:1", new TextEncoder().encode("busy\n")).message,
-    'h:1 refused the connection: "busy\\n"',
+    'h:1 sent "busy\\n" instead of an echo and closed the connection (refused?)',
   );
 });
