@@ -5,8 +5,9 @@
  * @module
  */
 import { churn } from "./churn.ts";
-import { type BenchOptions, type BenchProgress, validateOptions } from "./options.ts";
+import { type BenchOptions, validateOptions } from "./options.ts";
 import { pingpong } from "./pingpong.ts";
+import { startProgress } from "./progress.ts";
 import { type BenchReport, benchTarget } from "./report.ts";
 import { Run } from "./run.ts";
 import type { Timer } from "./schedule.ts";
@@ -95,7 +96,21 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
   // Stopped while connecting (Ctrl-C): the run lasted from the first connect.
   run.startedAt = run.stopping ? run.dialStartedAt : performance.now();
   const deadline = setTimeout(() => run.stop(), o.durationMs);
-  const ticker = o.onProgress === undefined ? undefined : startProgress(run, o.onProgress);
+  const ticker = o.onProgress === undefined ? undefined : startProgress(
+    run.startedAt,
+    () => ({
+      messages: run.messages,
+      bytesReceived: run.bytesReceived,
+      opened: run.opened,
+      open: run.open.size,
+      errors: run.failed + run.refused + run.resets,
+      mismatches: run.corrupted + run.short,
+      mode: run.mode,
+    }),
+    run.window,
+    run.total,
+    o.onProgress,
+  );
   // Latency is measured per connection from its scheduled send time; with no
   // rate the interval is 0 and each message goes as soon as the last came back.
   const senders = o.mode === "churn" ? o.connections : conns.length;
@@ -128,41 +143,6 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
     await all;
   }
   return summarize(run, o);
-}
-
-/** Calls `onProgress` once a second with the last interval's figures. */
-function startProgress(run: Run, onProgress: (p: BenchProgress) => void): Timer {
-  let lastAt = run.startedAt;
-  let lastMessages = 0;
-  let lastBytes = 0;
-  let lastOpened = run.opened;
-  return setInterval(() => {
-    const now = performance.now();
-    const dt = Math.max(now - lastAt, 1) / 1000;
-    const p: BenchProgress = {
-      elapsedS: (now - run.startedAt) / 1000,
-      messages: run.messages,
-      msgsPerS: (run.messages - lastMessages) / dt,
-      mbPerS: (run.bytesReceived - lastBytes) / dt / 1e6,
-      p99Us: run.window.percentile(99),
-      openConnections: run.open.size,
-      connectionsPerS: (run.opened - lastOpened) / dt,
-      mode: run.mode,
-      errors: run.failed + run.refused + run.resets,
-      mismatches: run.corrupted + run.short,
-    };
-    run.total.merge(run.window);
-    run.window.reset();
-    lastAt = now;
-    lastMessages = run.messages;
-    lastBytes = run.bytesReceived;
-    lastOpened = run.opened;
-    try {
-      onProgress(p);
-    } catch {
-      // A failing progress printer must not break the measurement.
-    }
-  }, 1000);
 }
 
 /** The report of a finished run. */

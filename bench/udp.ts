@@ -14,7 +14,8 @@
  */
 import { openUdpSocket, resolveUdp } from "../client/udp.ts";
 import { describeError } from "../text/address.ts";
-import type { BenchOptions, BenchProgress } from "./options.ts";
+import type { BenchOptions } from "./options.ts";
+import { startProgress } from "./progress.ts";
 import type { BenchReport } from "./report.ts";
 import { type Timer, TIMER_SLACK_MS } from "./schedule.ts";
 import type { UdpFigures } from "./udp_report.ts";
@@ -46,7 +47,22 @@ export async function runUdpBench(o: BenchOptions): Promise<BenchReport> {
     if (external?.aborted) run.stop();
     timers.push(setTimeout(() => run.stop(), o.durationMs));
     timers.push(setInterval(() => sweep(run), Math.max(10, run.lossWaitMs / 4)));
-    if (o.onProgress !== undefined) timers.push(startProgress(run, o.onProgress));
+    if (o.onProgress !== undefined) {
+      timers.push(startProgress(
+        run.startedAt,
+        () => ({
+          messages: run.echoed,
+          bytesReceived: run.bytesReceived,
+          open: run.flows.length,
+          errors: run.socketsFailed + run.flowsFailed,
+          mismatches: run.corrupted + run.short,
+          mode: "pingpong",
+        }),
+        run.latency,
+        run.total,
+        o.onProgress,
+      ));
+    }
     const interval = o.rate === undefined ? 0 : 1000 * run.flows.length / o.rate;
     await Promise.race([
       Promise.all(
@@ -116,38 +132,6 @@ async function drain(run: UdpRun): Promise<void> {
     clearTimeout(limit);
     run.onQuiet = undefined;
   }
-}
-
-/** Calls `onProgress` once a second with the last interval's figures. */
-function startProgress(run: UdpRun, onProgress: (p: BenchProgress) => void): Timer {
-  let lastAt = run.startedAt;
-  let lastEchoed = 0;
-  let lastBytes = 0;
-  return setInterval(() => {
-    const now = performance.now();
-    const dt = Math.max(now - lastAt, 1) / 1000;
-    const p: BenchProgress = {
-      elapsedS: (now - run.startedAt) / 1000,
-      messages: run.echoed,
-      msgsPerS: (run.echoed - lastEchoed) / dt,
-      mbPerS: (run.bytesReceived - lastBytes) / dt / 1e6,
-      p99Us: run.latency.percentile(99),
-      openConnections: run.flows.length,
-      mode: "pingpong",
-      errors: run.socketsFailed + run.flowsFailed,
-      mismatches: run.corrupted + run.short,
-    };
-    run.total.merge(run.latency);
-    run.latency.reset();
-    lastAt = now;
-    lastEchoed = run.echoed;
-    lastBytes = run.bytesReceived;
-    try {
-      onProgress(p);
-    } catch {
-      // A failing progress printer must not break the measurement.
-    }
-  }, 1000);
 }
 
 function summarize(run: UdpRun, o: BenchOptions): BenchReport {
