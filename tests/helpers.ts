@@ -112,6 +112,7 @@ export class Cli implements AsyncDisposable {
   readonly #pump: Promise<void>;
   readonly #stdout: Promise<Uint8Array>;
   #stderr = "";
+  #ended = false;
   #waiters: Array<() => void> = [];
 
   /**
@@ -149,6 +150,8 @@ export class Cli implements AsyncDisposable {
         this.#stderr += text;
         for (const wake of this.#waiters.splice(0)) wake();
       }
+      // Set before the last wake, so that a woken waitFor sees the end at once.
+      this.#ended = true;
       for (const wake of this.#waiters.splice(0)) wake();
     })();
   }
@@ -174,12 +177,10 @@ export class Cli implements AsyncDisposable {
    */
   async waitFor(pattern: RegExp, ms = 15_000): Promise<RegExpMatchArray> {
     const deadline = Date.now() + ms;
-    let ended = false;
-    this.#pump.then(() => ended = true);
     while (true) {
       const match = this.#stderr.match(pattern);
       if (match) return match;
-      if (ended || Date.now() > deadline) {
+      if (this.#ended || Date.now() > deadline) {
         throw new Error(`stderr never matched ${pattern}:\n${this.#stderr}`);
       }
       let timer: ReturnType<typeof setTimeout> | undefined;
