@@ -1,5 +1,5 @@
 /**
- * echo-server: a TCP echo server, its client and its load tester, in one
+ * echo-server: an echo server (TCP, TLS, Unix sockets, UDP), its client and its load tester, in one
  * program. This module picks the command, maps failures to exit codes, and
  * starts a worker when it is loaded as one; the commands are in `cli/`.
  *

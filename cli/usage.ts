@@ -9,7 +9,8 @@ import denoJson from "../deno.json" with { type: "json" };
 export const VERSION: string = denoJson.version;
 
 /** What `echo-server --help` prints: the commands, and where their flags are explained. */
-export const USAGE = `echo-server ${VERSION}: a TCP echo server, its client and its load tester
+export const USAGE =
+  `echo-server ${VERSION}: an echo server (TCP, TLS, Unix sockets, UDP), its client and its load tester
 
 Usage:
   echo-server [serve] [FLAGS]     run the server (the default command)
