@@ -143,7 +143,12 @@ export class Run {
     try {
       // The signal only aborts the connect: an open connection stays open.
       const conn = await dial(this.endpoint, signal);
-      await this.proxyHeaders?.send(conn);
+      try {
+        await this.proxyHeaders?.send(conn);
+      } catch (error) {
+        conn.close(); // refused by a server that does not trust this proxy
+        throw error;
+      }
       if (this.closing) {
         conn.close();
         return null;

@@ -138,10 +138,16 @@ async function handshake(
   endpoint: Extract<Endpoint, { transport: "tls" }>,
   signal: AbortSignal | undefined,
 ): Promise<Deno.TlsConn> {
-  const tls = await Deno.startTls(tcp, {
-    hostname: endpoint.serverName ?? endpoint.hostname,
-    caCerts: endpoint.caCerts === undefined ? undefined : [...endpoint.caCerts],
-  });
+  let tls: Deno.TlsConn;
+  try {
+    tls = await Deno.startTls(tcp, {
+      hostname: endpoint.serverName ?? endpoint.hostname,
+      caCerts: endpoint.caCerts === undefined ? undefined : [...endpoint.caCerts],
+    });
+  } catch (error) {
+    closeQuietly(tcp);
+    throw error;
+  }
   const abort = () => closeQuietly(tls);
   signal?.addEventListener("abort", abort, { once: true });
   try {

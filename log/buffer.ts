@@ -41,6 +41,9 @@ export interface LogBufferOptions {
 
 const encoder = new TextEncoder();
 
+/** A write pending this long means the reader has stalled. */
+const STALLED_MS = 100;
+
 /**
  * Lines waiting for a writer that may be slow or stuck, with at most one write
  * in flight; never blocks its caller.
@@ -76,6 +79,8 @@ export class LogBuffer {
   #chars = 0;
   /** A write is in flight, or one is about to start. */
   #writing = false;
+  /** When the write in flight began (`performance.now()`). */
+  #writeStartedAt = 0;
   /** The destination failed: nothing more can be written. */
   #broken = false;
   #dropped = 0;
@@ -157,10 +162,13 @@ export class LogBuffer {
    * Writes what is queued at once, blocking, for the moment the process is
    * about to die (an uncaught error) and no later turn of the event loop will
    * come. Best effort: without `writeSync`, or with the destination gone, it
-   * does nothing.
+   * does nothing; nor while an asynchronous write has been pending for a
+   * while, since the reader is then stalled and a blocking write would hang
+   * the dying process instead of letting it exit.
    */
   flushSync(): void {
     if (this.#writeSync === undefined || this.#broken || this.#chars === 0) return;
+    if (this.#writing && performance.now() - this.#writeStartedAt > STALLED_MS) return;
     const bytes = encoder.encode(this.#texts.join(""));
     this.#texts = [];
     this.#lines = [];
@@ -180,6 +188,7 @@ export class LogBuffer {
     this.#unreported = 0;
     if (!this.#writing) {
       this.#writing = true;
+      this.#writeStartedAt = performance.now();
       // Lines logged in the same turn of the event loop go out in one write.
       queueMicrotask(() => void this.#pump());
     }

@@ -68,7 +68,7 @@ export const V2_SIGNATURE: Uint8Array = Uint8Array.of(
 export const V2_FIXED_BYTES = 16;
 
 /** The most bytes a header can take, so that a reader knows how much to buffer. */
-export const PROXY_HEADER_MAX_BYTES = V2_FIXED_BYTES + V2_MAX_PAYLOAD;
+export const PROXY_HEADER_MAX_BYTES: number = V2_FIXED_BYTES + V2_MAX_PAYLOAD;
 
 const V1_PREFIX = new TextEncoder().encode("PROXY ");
 const CR = 0x0d;

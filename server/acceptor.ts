@@ -35,6 +35,8 @@ export interface AcceptorOptions {
 }
 
 const ACCEPT_BACKOFF_MIN_MS = 5;
+/** How long a refused connection may take to take its `--reject-message` before it is closed. */
+const REJECT_WRITE_MS = 1000;
 const ACCEPT_BACKOFF_MAX_MS = 1000;
 
 const log = logger("server");
@@ -143,7 +145,13 @@ export class Acceptor {
     if (admission.reason === "cap" && this.#waitAtCap) return void this.#admitWhenRoom(conn);
     this.#onRefused(admission.reason, peer);
     if (this.#rejectLine === undefined) return closeQuietly(conn);
-    conn.write(this.#rejectLine).catch(() => {}).finally(() => closeQuietly(conn));
+    // Bounded: over TLS the write waits for a handshake that a silent client never sends.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => timer = setTimeout(resolve, REJECT_WRITE_MS));
+    Promise.race([conn.write(this.#rejectLine), late]).catch(() => {}).finally(() => {
+      clearTimeout(timer);
+      closeQuietly(conn);
+    });
   }
 
   async #admitWhenRoom(conn: Connection): Promise<void> {
