@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { describeError } from "../text/address.ts";
+import { describeError, describeFileError } from "../text/address.ts";
 import type { FlagTable } from "./flags.ts";
 import type { GivenFlags } from "./parse.ts";
 
@@ -95,7 +95,7 @@ export async function readConfigFile(
     const permission = error instanceof Deno.errors.PermissionDenied ||
       error instanceof Deno.errors.NotCapable;
     throw new ConfigError(
-      `${path}: ${permission ? "reading it needs --allow-read" : describeError(error)}`,
+      `${path}: ${permission ? "reading it needs --allow-read" : describeFileError(error)}`,
       { cause: error },
     );
   }

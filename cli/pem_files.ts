@@ -6,7 +6,7 @@
  * @module
  */
 import { checkTlsMaterial, type ServeTlsOptions } from "../server/tls.ts";
-import { describeError } from "../text/address.ts";
+import { describeFileError } from "../text/address.ts";
 
 /**
  * Reads the file that `--flag` names.
@@ -17,7 +17,7 @@ export function readFlagFile(flag: string, path: string): string {
   try {
     return Deno.readTextFileSync(path);
   } catch (error) {
-    throw new Error(`cannot read --${flag} ${path}: ${fileProblem(error)}`, { cause: error });
+    throw new Error(`cannot read --${flag} ${path}: ${describeFileError(error)}`, { cause: error });
   }
 }
 
@@ -56,14 +56,4 @@ export function readCaFile(path: string): string {
     throw new Error(`--ca ${path}: no PEM certificate in it`);
   }
   return text;
-}
-
-function fileProblem(error: unknown): string {
-  if (error instanceof Deno.errors.NotFound) return "no such file";
-  if (error instanceof Deno.errors.IsADirectory) return "is a directory";
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (error instanceof TypeError || error instanceof Deno.errors.InvalidData) {
-    return "not a text file";
-  }
-  return describeError(error);
 }

@@ -93,9 +93,10 @@ export function watchReloads<S extends FlagTable>(options: ReloadOptions<S>): Di
       changes: changed.length === 0 ? "no change" : `changed ${changed.join(", ")}`,
     });
     if (startOnly.length > 0) {
-      log.warning("SIGHUP: {keys} in {path} take effect only at a restart; unchanged", {
+      log.warning("SIGHUP: {keys} in {path} {take} effect only at a restart; unchanged", {
         path,
         keys: startOnly.join(", "),
+        take: startOnly.length === 1 ? "takes" : "take",
       });
     }
   };

@@ -37,8 +37,8 @@ import {
 } from "./flags.ts";
 import { formatFlags, scanFlags } from "./parse.ts";
 import { METRICS_FLAG } from "./metrics_flag.ts";
-import { collectServer } from "../metrics/collect.ts";
-import { type MetricsEndpoint, serveMetrics } from "../metrics/endpoint.ts";
+import { collectServer, type StatsSource } from "../metrics/collect.ts";
+import { serveMetrics } from "../metrics/endpoint.ts";
 import { loadConfig, watchReloads } from "./reload.ts";
 import { checkServeTransport, SERVE_TRANSPORT_FLAGS, serveTls } from "./transport_flags.ts";
 
@@ -277,17 +277,40 @@ async function runServe(
   // Before any listener: without the API, Deno would end the process with its own message.
   if (unstable.length > 0 && !hasUnstableNet()) throw new Error(needsUnstableNet(unstable));
   const tls = serveTls(flags);
-  const unix = flags.unix === undefined ? undefined : await listenUnix(flags.unix);
-  const server = flags.workers > 1
-    ? await startWorkers({
-      entry,
-      count: flags.workers,
-      config: { serve: { ...options, tls }, guard: limits, logging },
-      reusePort: flags["reuse-port"],
-    })
-    : unix !== undefined
-    ? serve({ ...options, guard: new Guard(limits), listener: unix })
-    : serve({ ...options, tls, guard: new Guard(limits), reusePort: flags["reuse-port"] });
+  // The metrics port is taken before the echo listener, so that a taken port fails the start
+  // before "listening on" (which an upgrade waits for) is logged.
+  // A scrape that comes while the workers still start waits for them.
+  const starting = Promise.withResolvers<StatsSource>();
+  starting.promise.catch(() => {}); // a failed start is reported by the command itself
+  let started = false;
+  // Not ready from the first signal on, before the listener closes, so that balancers stop first.
+  let draining = false;
+  const metrics = flags.metrics && serveMetrics({
+    ...flags.metrics,
+    reusePort: flags["reuse-port"],
+    collect: async () => collectServer(await starting.promise),
+    ready: () => started && !draining,
+  });
+  const server = await startServer().catch(async (error: unknown) => {
+    starting.reject(error);
+    await metrics?.close();
+    throw error;
+  });
+  starting.resolve(server);
+  started = true;
+  async function startServer() {
+    const unix = flags.unix === undefined ? undefined : await listenUnix(flags.unix);
+    return flags.workers > 1
+      ? await startWorkers({
+        entry,
+        count: flags.workers,
+        config: { serve: { ...options, tls }, guard: limits, logging },
+        reusePort: flags["reuse-port"],
+      })
+      : unix !== undefined
+      ? serve({ ...options, guard: new Guard(limits), listener: unix })
+      : serve({ ...options, tls, guard: new Guard(limits), reusePort: flags["reuse-port"] });
+  }
   if (flags["reuse-port"] && migrateReqOn() === false) {
     log.warning(
       "--reuse-port: net.ipv4.tcp_migrate_req is 0, so connections queued on this listener when it closes (an upgrade) are reset; sysctl -w net.ipv4.tcp_migrate_req=1 hands them to the new instance",
@@ -318,20 +341,6 @@ async function runServe(
       (server as Partial<WorkerPool>).setLogging?.(relogging);
     },
   });
-  // Not ready from the first signal on, before the listener closes, so that balancers stop first.
-  let draining = false;
-  let metrics: MetricsEndpoint | undefined;
-  try {
-    metrics = flags.metrics && serveMetrics({
-      ...flags.metrics,
-      reusePort: flags["reuse-port"],
-      collect: () => collectServer(server),
-      ready: () => !draining,
-    });
-  } catch (error) {
-    await server.shutdown();
-    throw error;
-  }
   let firstSignalAt: number | undefined;
   const onSignal = (signal: Deno.Signal) => () => {
     if (firstSignalAt !== undefined) {

@@ -319,3 +319,20 @@ Deno.test("with --reuse-port, a second instance shares the metrics port too, for
   conn.close();
   equal((await second.finished()).code, 0);
 });
+
+Deno.test("a taken metrics port fails the start before the echo port listens", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using cli = new Cli([
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--metrics",
+    `127.0.0.1:${taken.addr.port}`,
+  ]);
+  const { code, stderr } = await cli.finished();
+  equal(code, 1);
+  ok(stderr.includes(`cannot serve metrics on 127.0.0.1:${taken.addr.port}`), stderr);
+  // An upgrade waits for this line before it stops the old instance: it must not appear.
+  ok(!stderr.includes("listening on"), stderr);
+});

@@ -136,7 +136,7 @@ Deno.test("--config: the command line wins, start-only keys apply at start, bad 
   config.write({ "max-conns-per-ip": 1, "log-level": "debug", port: 1, udp: true });
   cli.kill("SIGHUP");
   await cli.waitFor(/SIGHUP: reloaded \S+: no change/);
-  await cli.waitFor(/WARN {2}server: SIGHUP: udp in \S+ take effect only at a restart; unchanged/);
+  await cli.waitFor(/WARN {2}server: SIGHUP: udp in \S+ takes effect only at a restart; unchanged/);
   first.close();
   second.close();
   cli.kill("SIGTERM");

@@ -1,5 +1,5 @@
 /**
- * How addresses and network errors are put into words for people.
+ * How addresses, network errors and file errors are put into words for people.
  *
  * @module
  */
@@ -53,4 +53,26 @@ export function describeError(error: unknown): string {
   if (error instanceof DOMException && error.name === "TimeoutError") return "timed out";
   const message = error instanceof Error ? error.message : String(error);
   return message.replace(/\s*\(os error \d+\)$/, "").replace(/^\w/, (c) => c.toLowerCase());
+}
+
+/**
+ * Puts an error from reading a file into a few words: `no such file`,
+ * `is a directory`, `permission denied`, `not a text file`.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { describeFileError } from "./address.ts";
+ * equal(describeFileError(new Deno.errors.NotFound("x")), "no such file");
+ * equal(describeFileError(new Deno.errors.IsADirectory("x")), "is a directory");
+ * ```
+ */
+export function describeFileError(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "no such file";
+  if (error instanceof Deno.errors.IsADirectory) return "is a directory";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof TypeError || error instanceof Deno.errors.InvalidData) {
+    return "not a text file";
+  }
+  return describeError(error);
 }
