@@ -4,7 +4,7 @@
  * @module
  */
 import { EOF, type Link, lost, mismatch, type Outcome } from "./failures.ts";
-import { quoteBytes } from "../text/words.ts";
+import { describeBanner } from "../text/tls.ts";
 import type { Run } from "./run.ts";
 
 /**
@@ -98,7 +98,7 @@ export async function finishEcho(
         intact = false;
         why = mismatch(run, buf, n, at, got);
       }
-      if (!intact && fresh) link.banner ??= quoteBytes(buf.subarray(0, n));
+      if (!intact && fresh) link.banner ??= describeBanner(buf.subarray(0, n));
       if (extra) break;
       got += n;
       if (got === size) break;

@@ -6,7 +6,7 @@
  */
 import { describeError } from "../text/address.ts";
 import { BANNER_MAX, EOF, NO_REPLY, refusal } from "./failures.ts";
-import { quoteBytes } from "../text/words.ts";
+import { describeBanner } from "../text/tls.ts";
 import { hex, int } from "./numbers.ts";
 import { PERIOD } from "./pattern.ts";
 import { READ_MAX, type Run } from "./run.ts";
@@ -166,7 +166,7 @@ export async function stream(run: Run, conn: Deno.Conn, index: number): Promise<
         } else {
           run.corrupted++;
           st.badReads++;
-          if (st.received === 0) st.banner = quoteBytes(buf.subarray(0, n));
+          if (st.received === 0) st.banner = describeBanner(buf.subarray(0, n));
           st.bad ??= streamMismatch(run, st, buf, n, phase);
         }
         st.received += n;

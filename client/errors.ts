@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { isTlsAlert } from "../text/tls.ts";
 import { describeError } from "../text/address.ts";
 import { quoteBytes } from "../text/words.ts";
 
@@ -65,7 +66,7 @@ export class ClientError extends Error {
  */
 export function refused(address: string, bytes: Uint8Array): ClientError {
   // A TLS alert record (type 21, version 3.x): the server wanted a TLS handshake.
-  if (bytes.length >= 7 && bytes[0] === 0x15 && bytes[1] === 0x03) {
+  if (isTlsAlert(bytes)) {
     return new ClientError("refused", `${address} answered with a TLS alert: it speaks TLS`);
   }
   return new ClientError(

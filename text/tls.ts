@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { quoteBytes } from "./words.ts";
 import { describeError } from "./address.ts";
 
 /** Which end is speaking: the other end is "the server" for a client, and the reverse. */
@@ -83,4 +84,35 @@ export function describeTlsError(error: unknown, side: TlsSide): string {
     return `${peer} does not speak TLS (it sent the handshake back: an echo server without TLS?)`;
   }
   return describeError(error);
+}
+
+/**
+ * Whether `bytes` begin with a TLS alert record (content type 21, version
+ * 3.x): what a TLS server answers to a client that does not speak TLS.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { isTlsAlert } from "./tls.ts";
+ * equal(isTlsAlert(new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32])), true);
+ * equal(isTlsAlert(new TextEncoder().encode("busy\n")), false);
+ * ```
+ */
+export function isTlsAlert(bytes: Uint8Array): boolean {
+  return bytes.length >= 7 && bytes[0] === 0x15 && bytes[1] === 0x03;
+}
+
+/**
+ * What a server sent instead of an echo, as an error message shows it: a TLS
+ * alert is named as such, anything else quoted.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { describeBanner } from "./tls.ts";
+ * equal(describeBanner(new TextEncoder().encode("busy\n")), '"busy\\n"');
+ * ```
+ */
+export function describeBanner(bytes: Uint8Array): string {
+  return isTlsAlert(bytes) ? "a TLS alert (the server speaks TLS)" : quoteBytes(bytes);
 }

@@ -1,5 +1,5 @@
 import { equal, throws } from "node:assert/strict";
-import { describeTlsError } from "../../text/tls.ts";
+import { describeBanner, describeTlsError } from "../../text/tls.ts";
 import { describeEndpoint, endpointOf } from "../../client/dial.ts";
 import { refused } from "../../client/errors.ts";
 
@@ -73,4 +73,10 @@ Deno.test("refused: a TLS alert in place of the echo says the server speaks TLS"
     refused("h:1", new TextEncoder().encode("busy\n")).message,
     'h:1 sent "busy\\n" instead of an echo and closed the connection (refused?)',
   );
+});
+
+Deno.test("a TLS alert instead of an echo is named as such, anything else is quoted", () => {
+  const alert = new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]);
+  equal(describeBanner(alert), "a TLS alert (the server speaks TLS)");
+  equal(describeBanner(new TextEncoder().encode("busy\n")), '"busy\\n"');
 });
