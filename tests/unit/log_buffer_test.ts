@@ -7,7 +7,9 @@ const decoder = new TextDecoder();
 /** A writer whose reader can be stalled and resumed; `text` is what it has written. */
 function pipe() {
   const state = { text: "", writes: 0, stalled: false, resume: () => {} };
+  const called = Promise.withResolvers<void>();
   const write = async (bytes: Uint8Array): Promise<number> => {
+    called.resolve();
     while (state.stalled) await new Promise<void>((resolve) => (state.resume = resolve));
     state.writes++;
     state.text += decoder.decode(bytes);
@@ -17,7 +19,8 @@ function pipe() {
     state.stalled = false;
     state.resume();
   };
-  return { state, write, unstall };
+  // `writing` settles once the buffer has begun its first write.
+  return { state, write, unstall, writing: called.promise };
 }
 
 Deno.test("log buffer: lines of one turn go out in one write, in order", async () => {
@@ -30,11 +33,11 @@ Deno.test("log buffer: lines of one turn go out in one write, in order", async (
 });
 
 Deno.test("log buffer: a stalled reader never blocks push; beyond the bound lines are dropped, counted and reported at the gap", async () => {
-  const { state, write, unstall } = pipe();
+  const { state, write, unstall, writing } = pipe();
   const buffer = new LogBuffer({ write, maxChars: 20, droppedLine: (n) => `[${n} lost]\n` });
   state.stalled = true;
   buffer.push("a\n"); // taken by the first write, which stalls
-  await Promise.resolve();
+  await writing;
   equal(buffer.push("bbbbbbbbbb\n"), true); // 11 characters queued
   equal(buffer.push("ccccccccc\n"), false); // 21 would be over the bound
   // 15 would fit, but not with the report of the gap before it, which must come first.
@@ -48,11 +51,11 @@ Deno.test("log buffer: a stalled reader never blocks push; beyond the bound line
 });
 
 Deno.test("log buffer: the report of lost lines comes before the next line that fits", async () => {
-  const { state, write, unstall } = pipe();
+  const { state, write, unstall, writing } = pipe();
   const buffer = new LogBuffer({ write, maxChars: 8, droppedLine: (n) => `[${n} lost]\n` });
   state.stalled = true;
   buffer.push("1\n");
-  await Promise.resolve();
+  await writing;
   buffer.push("2222222\n"); // fills the buffer
   buffer.push("3\n");
   buffer.push("4\n");
