@@ -8,7 +8,7 @@ import { churn } from "./churn.ts";
 import { type BenchOptions, validateOptions } from "./options.ts";
 import { pingpong } from "./pingpong.ts";
 import { startProgress } from "./progress.ts";
-import { type BenchReport, benchTarget } from "./report.ts";
+import { type BenchReport, benchTarget, latencyOf, reportedOptions } from "./report.ts";
 import { Run } from "./run.ts";
 import type { Timer } from "./schedule.ts";
 import { stream } from "./stream.ts";
@@ -161,21 +161,7 @@ function summarize(run: Run, o: BenchOptions): BenchReport {
   if (!verified) run.noteError("no echo completed within the run");
   const msgsPerS = per(run.messages);
   return {
-    options: {
-      host: o.host,
-      port: o.port,
-      connections: o.connections,
-      durationMs: o.durationMs,
-      size: o.size,
-      mode: o.mode,
-      rate: o.rate ?? null,
-      // Only when set, so that the report is the same after a JSON round trip.
-      ...(o.proxy === undefined ? {} : { proxy: o.proxy }),
-      ...(o.proxySources === undefined ? {} : { proxySources: o.proxySources }),
-      // Whether TLS was spoken, not the CA certificates it trusted.
-      ...(o.tls === undefined || o.tls === false ? {} : { tls: true }),
-      ...(o.path === undefined ? {} : { path: o.path }),
-    },
+    options: reportedOptions(o),
     elapsedS,
     messages: run.messages,
     bytesSent: run.bytesSent,
@@ -196,15 +182,6 @@ function summarize(run: Run, o: BenchOptions): BenchReport {
     starved: run.starved,
     firstError: run.firstError,
     ok: errors === 0 && mismatches === 0 && run.timedOut === 0 && verified,
-    latencyUs: {
-      count: h.count,
-      min: h.min,
-      p50: h.percentile(50),
-      p90: h.percentile(90),
-      p99: h.percentile(99),
-      p99_9: h.percentile(99.9),
-      max: h.max,
-      mean: h.mean,
-    },
+    latencyUs: latencyOf(h),
   };
 }

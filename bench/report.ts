@@ -7,6 +7,7 @@
 import { formatAddress } from "../text/address.ts";
 import { plural } from "../text/words.ts";
 import { fixed, int, mb, rate, size } from "./numbers.ts";
+import type { Histogram } from "./histogram.ts";
 import type { BenchOptions, BenchProgress } from "./options.ts";
 import { type UdpFigures, udpLines, udpWhat } from "./udp_report.ts";
 
@@ -291,4 +292,59 @@ export function serverAddress(host: string, port: number): string {
  */
 export function benchTarget(o: Pick<BenchOptions, "host" | "port" | "path">): string {
   return o.path ?? serverAddress(o.host, o.port);
+}
+
+/**
+ * The options a report repeats: what was asked, without the callbacks, and
+ * the optional ones only when set, so that a report is the same after a JSON
+ * round trip. TLS is reported as spoken, not with the certificates it trusted.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual } from "node:assert/strict";
+ * import { reportedOptions } from "./report.ts";
+ * const o = { host: "h", port: 1, connections: 2, durationMs: 3, size: 4, mode: "churn" as const };
+ * deepEqual(reportedOptions({ ...o, tls: { caCerts: ["…"] } }), { ...o, rate: null, tls: true });
+ * ```
+ */
+export function reportedOptions(o: BenchOptions): BenchReport["options"] {
+  return {
+    host: o.host,
+    port: o.port,
+    connections: o.connections,
+    durationMs: o.durationMs,
+    size: o.size,
+    mode: o.mode,
+    rate: o.rate ?? null,
+    ...(o.proxy === undefined ? {} : { proxy: o.proxy }),
+    ...(o.proxySources === undefined ? {} : { proxySources: o.proxySources }),
+    ...(o.tls === undefined || o.tls === false ? {} : { tls: true }),
+    ...(o.path === undefined ? {} : { path: o.path }),
+  };
+}
+
+/**
+ * A latency histogram as a report gives it, in microseconds.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { Histogram } from "./histogram.ts";
+ * import { latencyOf } from "./report.ts";
+ * const h = new Histogram();
+ * h.record(100);
+ * equal(latencyOf(h).count, 1);
+ * ```
+ */
+export function latencyOf(h: Histogram): LatencyReport {
+  return {
+    count: h.count,
+    min: h.min,
+    p50: h.percentile(50),
+    p90: h.percentile(90),
+    p99: h.percentile(99),
+    p99_9: h.percentile(99.9),
+    max: h.max,
+    mean: h.mean,
+  };
 }

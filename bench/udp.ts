@@ -16,7 +16,7 @@ import { openUdpSocket, resolveUdp } from "../client/udp.ts";
 import { describeError } from "../text/address.ts";
 import type { BenchOptions } from "./options.ts";
 import { startProgress } from "./progress.ts";
-import type { BenchReport } from "./report.ts";
+import { type BenchReport, latencyOf, reportedOptions } from "./report.ts";
 import { type Timer, TIMER_SLACK_MS } from "./schedule.ts";
 import type { UdpFigures } from "./udp_report.ts";
 import { Flow, UdpRun } from "./udp_run.ts";
@@ -162,17 +162,7 @@ function summarize(run: UdpRun, o: BenchOptions): BenchReport {
     lossWaitMs: run.lossWaitMs,
   };
   return {
-    options: {
-      host: o.host,
-      port: o.port,
-      connections: o.connections,
-      durationMs: o.durationMs,
-      size: o.size,
-      mode: o.mode,
-      rate: o.rate ?? null,
-      udp: true,
-      window: run.window,
-    },
+    options: { ...reportedOptions(o), udp: true, window: run.window },
     elapsedS,
     messages: run.echoed,
     bytesSent: run.bytesSent,
@@ -194,16 +184,7 @@ function summarize(run: UdpRun, o: BenchOptions): BenchReport {
     firstError: run.firstError,
     // Loss is UDP's nature and is reported, not failed on; a wrong byte is a failure.
     ok: errors === 0 && mismatches === 0 && run.echoed > 0,
-    latencyUs: {
-      count: h.count,
-      min: h.min,
-      p50: h.percentile(50),
-      p90: h.percentile(90),
-      p99: h.percentile(99),
-      p99_9: h.percentile(99.9),
-      max: h.max,
-      mean: h.mean,
-    },
+    latencyUs: latencyOf(h),
     udp,
   };
 }
