@@ -32,6 +32,8 @@
  */
 export {
   type EchoServer,
+  IO_ENGINES,
+  type IoEngine,
   type LiveOptions,
   serve,
   SERVE_DEFAULTS,
@@ -56,7 +58,9 @@ export {
 export { listenUnix } from "./server/unix.ts";
 export type { ServerStats } from "./server/stats.ts";
 export type { CloseReason, DurationHistogram } from "./server/closes.ts";
-export type { Duplex } from "./server/echo.ts";
+export type { Duplex, EchoDone, EchoOptions } from "./server/echo.ts";
+export { epollUnavailable } from "./epoll/libc.ts";
+export { type EpollListener, listenEpoll } from "./epoll/listener.ts";
 export type { DatagramStats, UdpOptions } from "./server/udp.ts";
 export { PROXY_DEFAULTS, type ProxyProtocolOptions } from "./proxy/listener.ts";
 // The admission rules that ServeOptions.guard takes, so that one import serves.

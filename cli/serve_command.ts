@@ -15,7 +15,14 @@ import {
   LOGGING_DEFAULTS,
   setupLogging,
 } from "../log/log.ts";
-import { listenUnix, PROXY_DEFAULTS, serve, SERVE_DEFAULTS, type WhenFull } from "../server.ts";
+import {
+  epollUnavailable,
+  listenUnix,
+  PROXY_DEFAULTS,
+  serve,
+  SERVE_DEFAULTS,
+  type WhenFull,
+} from "../server.ts";
 import { migrateReqOn } from "../server/reuse_port.ts";
 import { MAX_WORKERS, startWorkers, type WorkerPool } from "../server/workers.ts";
 import { hasUnstableNet, needsUnstableNet } from "../text/unstable.ts";
@@ -255,6 +262,7 @@ async function runServe(
     whenFull: flags["when-full"],
     idleTimeoutMs: flags["idle-timeout"],
     maxLifetimeMs: flags["max-lifetime"],
+    io: flags.io,
     rejectMessage: flags["reject-message"],
     proxyProtocol: flags["proxy-protocol"]
       ? { trustedProxies: flags["trusted-proxy"], headerTimeoutMs: flags["proxy-header-timeout"] }
@@ -276,6 +284,8 @@ async function runServe(
   ].filter((flag) => flag !== false);
   // Before any listener: without the API, Deno would end the process with its own message.
   if (unstable.length > 0 && !hasUnstableNet()) throw new Error(needsUnstableNet(unstable));
+  const noEpoll = flags.io === "epoll" ? epollUnavailable() : undefined;
+  if (noEpoll !== undefined) throw new Error(noEpoll);
   const tls = serveTls(flags);
   // The metrics port is taken before the echo listener, so that a taken port fails the start
   // before "listening on" (which an upgrade waits for) is logged.

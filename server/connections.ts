@@ -116,7 +116,7 @@ export class ConnectionTable {
     } catch {
       // The peer may already be gone; the echo will find out and say so.
     }
-    void this.#run(entry);
+    this.#run(entry);
   }
 
   /** Connections open now, admitted since the start, and bytes both ways. */
@@ -164,18 +164,29 @@ export class ConnectionTable {
   }
 
   /** Echoes one connection to its end, whatever that is, then accounts for it. */
-  async #run(entry: Entry): Promise<void> {
+  #run(entry: Entry): void {
     // Checked once per connection, so that a disabled debug line costs nothing per chunk.
     const onChunk = connLog.isEnabledFor("debug")
       ? (bytes: number) => connLog.debug("#{id} got {bytes} bytes", { id: entry.id, bytes })
       : undefined;
+    const options = { counters: entry, onChunk };
+    const done = (end: EchoEnd | "error", error?: unknown) => this.#ended(entry, end, error);
+    try {
+      if (entry.conn.echo !== undefined) return entry.conn.echo(options, done);
+    } catch (error) {
+      return done("error", error);
+    }
+    echoConnection(entry.conn, options).then(done, (error: unknown) => done("error", error));
+  }
+
+  /** Accounts for a connection whose echo has ended, and closes it. */
+  #ended(entry: Entry, end: EchoEnd | "error", error: unknown): void {
     let reason: string;
     let closeReason: CloseReason;
-    try {
-      const end = await echoConnection(entry.conn, { counters: entry, onChunk });
+    if (end !== "error") {
       reason = END_TEXT[end];
       closeReason = END_REASON[end];
-    } catch (error) {
+    } else {
       // Closing a connection from here makes its pending read fail: report why it was closed.
       reason = entry.closedBy ??
         (error instanceof TransportError ? error.message : `error: ${describeError(error)}`);

@@ -47,6 +47,13 @@ export interface EchoOptions {
  */
 export type EchoEnd = "eof" | "reset";
 
+/**
+ * Hears how an echo that a connection runs itself ended (see
+ * `Connection.echo`): `eof` and `reset` as {@linkcode EchoEnd} says, or
+ * `error` with the error, as {@linkcode echoConnection} would have thrown it.
+ */
+export type EchoDone = (end: EchoEnd | "error", error?: unknown) => void;
+
 /** Reads under a quarter of the buffer, in a row, after which it shrinks back. */
 const SHORT_READS_BEFORE_SHRINK = 4;
 
@@ -58,8 +65,19 @@ const RESET_ERRORS = [
   Deno.errors.UnexpectedEof,
 ];
 
-/** Tells whether an I/O error means that the peer went away. */
-function isPeerGone(error: unknown): boolean {
+/**
+ * Tells whether an I/O error means that the peer went away (an echo's
+ * `reset`) rather than something the server should report.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { isPeerGone } from "./echo.ts";
+ * equal(isPeerGone(new Deno.errors.ConnectionReset("x")), true);
+ * equal(isPeerGone(new Deno.errors.BadResource("x")), false);
+ * ```
+ */
+export function isPeerGone(error: unknown): boolean {
   return RESET_ERRORS.some((kind) => error instanceof kind);
 }
 

@@ -8,7 +8,7 @@
  */
 import { describeError, formatAddress } from "../text/address.ts";
 import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
-import type { Duplex } from "./echo.ts";
+import type { Duplex, EchoDone, EchoOptions } from "./echo.ts";
 
 /**
  * An accepted connection: a byte stream with a peer. `Deno.TcpConn`,
@@ -19,6 +19,13 @@ export interface Connection extends Duplex {
   readonly remoteAddr: Deno.Addr;
   /** Turns Nagle's algorithm off, where the transport has it. */
   setNoDelay?(noDelay?: boolean): void;
+  /**
+   * Runs the echo itself, driven by readiness rather than by a read per
+   * chunk, under the rules of `echoConnection`; `done` hears how it ended.
+   * An engine that has its own loop (epoll) offers it, and the server then
+   * uses it instead of `echoConnection`.
+   */
+  echo?(options: EchoOptions, done: EchoDone): void;
 }
 
 /**
@@ -35,6 +42,12 @@ export interface Listener<A extends Deno.Addr = Deno.Addr> extends AsyncIterable
   readonly addr: A;
   /** Stops listening; a pending iteration then ends. */
   close(): void;
+  /**
+   * For a listener that runs a loop of its own (the epoll engine's): settles
+   * once that loop has stopped, after `close()` and the close of every
+   * connection it gave out.
+   */
+  readonly stopped?: Promise<void>;
 }
 
 /**

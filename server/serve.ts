@@ -23,6 +23,12 @@ import {
 import { type ServerStats, summary } from "./stats.ts";
 import { listenTls, type ServeTlsOptions } from "./tls.ts";
 import { startUdp, type UdpEcho, type UdpOptions } from "./udp.ts";
+import { listenEpoll } from "../epoll/listener.ts";
+
+/** The I/O engines: Deno's own sockets, or epoll driven through libc (Linux, `--allow-ffi`). */
+export const IO_ENGINES = ["deno", "epoll"] as const;
+/** Which I/O engine serves TCP; see {@linkcode IO_ENGINES}. */
+export type IoEngine = typeof IO_ENGINES[number];
 
 /** What {@linkcode serve} uses for the options left out; the command line shows and uses the same. */
 export const SERVE_DEFAULTS = {
@@ -38,10 +44,12 @@ export const SERVE_DEFAULTS = {
   idleTimeoutMs: 300_000,
   /** No limit on a connection's lifetime. */
   maxLifetimeMs: 0,
+  /** Deno's own sockets: nothing but `--allow-net` needed. */
+  io: "deno",
 } as const satisfies Required<
   Pick<
     ServeOptions,
-    "hostname" | "port" | "drainTimeoutMs" | "whenFull" | "idleTimeoutMs" | "maxLifetimeMs"
+    "hostname" | "port" | "drainTimeoutMs" | "whenFull" | "idleTimeoutMs" | "maxLifetimeMs" | "io"
   >
 >;
 
@@ -67,6 +75,13 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
   port?: number;
   /** Let several listeners share the port (for workers; unstable `net`). @default {false} */
   reusePort?: boolean;
+  /**
+   * The I/O engine of the TCP listener made from `hostname` and `port`:
+   * `epoll` drives epoll through libc (Linux only, needs `--allow-ffi`, and
+   * takes an IP address, not a name); it does not serve TLS.
+   * @default {SERVE_DEFAULTS.io}
+   */
+  io?: IoEngine;
   /** How long open connections may finish after {@linkcode EchoServer.shutdown}. @default {SERVE_DEFAULTS.drainTimeoutMs} */
   drainTimeoutMs?: number;
   /** The admission limits. @default {new Guard()} */
@@ -170,6 +185,10 @@ export function serve(options: ServeOptions<Deno.Addr> = {}): EchoServer<Deno.Ad
       "tls and proxyProtocol do not combine: the PROXY header comes before the TLS handshake",
     );
   }
+  const io = options.io ?? SERVE_DEFAULTS.io;
+  if (io === "epoll" && options.tls !== undefined) {
+    throw new TypeError('the epoll engine serves plain TCP: TLS needs io "deno"');
+  }
   for (let attempt = 1;; attempt++) {
     const where = {
       hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
@@ -177,7 +196,11 @@ export function serve(options: ServeOptions<Deno.Addr> = {}): EchoServer<Deno.Ad
       reusePort: options.reusePort,
     };
     const listener = options.listener ??
-      (options.tls === undefined ? listenTcp(where) : listenTls({ ...where, ...options.tls }));
+      (options.tls !== undefined
+        ? listenTls({ ...where, ...options.tls })
+        : io === "epoll"
+        ? listenEpoll(where)
+        : listenTcp(where));
     try {
       return new Server(listener, options);
     } catch (error) {
@@ -201,10 +224,12 @@ class Server implements EchoServer<Deno.Addr> {
   readonly #accepting: Promise<void>;
   readonly #udp: UdpEcho | undefined;
   readonly #guard: Guard;
+  readonly #listener: Listener;
   #state: "serving" | "draining" | "stopped" = "serving";
 
   constructor(listener: Listener, options: ServeOptions<Deno.Addr>) {
     this.addr = listener.addr;
+    this.#listener = listener;
     this.finished = this.#finished.promise;
     // Callers that never await it must not see an unhandled rejection.
     this.finished.catch(() => {});
@@ -266,6 +291,7 @@ class Server implements EchoServer<Deno.Addr> {
     await this.#udp?.close();
     await this.#accepting;
     await this.#table.drain(this.#drainTimeoutMs);
+    await this.#listener.stopped;
     this.#state = "stopped";
     this.#table.stop();
     const stats = this.stats();

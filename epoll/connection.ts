@@ -1,0 +1,306 @@
+/**
+ * One accepted socket of the epoll engine. It is a {@linkcode Connection}
+ * like any other (promise-based `read` and `write`, for the PROXY header
+ * and the refusal line), and it can also run the echo itself
+ * ({@linkcode EpollConnection.echo}), driven by readiness: read into the
+ * loop's shared buffer, write straight back, and only when the peer does not
+ * take everything keep the rest and wait for `EPOLLOUT`, reading nothing
+ * from that peer meanwhile. That keeps {@linkcode echoConnection}'s rules
+ * (every byte back, in order; a peer that does not read stalls only itself)
+ * without a `Promise` per read or per connection.
+ *
+ * @module
+ */
+import { type EchoDone, type EchoOptions, isPeerGone } from "../server/echo.ts";
+import type { Connection } from "../server/listener.ts";
+import { C, E, errorFor } from "./libc.ts";
+import type { Reactor, Readiness } from "./reactor.ts";
+
+const READING = C.EPOLLIN | C.EPOLLRDHUP;
+const SEND_FLAGS = C.MSG_NOSIGNAL;
+/** At most this much unread input is discarded at a close; past it, a reset it is. */
+const DISCARD_AT_CLOSE = 262144;
+
+interface Parked<T> {
+  readonly bytes: Uint8Array;
+  readonly resolve: (value: T) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+interface EchoRun {
+  readonly counters: { bytesIn: number; bytesOut: number };
+  readonly onChunk: ((bytes: number) => void) | undefined;
+  readonly done: EchoDone;
+  /** Read but not yet written back (a copy: the shared buffer is reused at once). */
+  pending: Uint8Array | undefined;
+}
+
+/** An accepted, non-blocking TCP socket on a {@linkcode Reactor}. */
+export class EpollConnection implements Connection, Readiness {
+  /** The peer, as `accept4` gave it. */
+  readonly remoteAddr: Deno.NetAddr;
+  readonly #reactor: Reactor;
+  #fd: number;
+  /** The events the descriptor is registered for; -1 while it is not in the epoll set. */
+  #interest = -1;
+  #reader: Parked<number | null> | undefined;
+  #writer: Parked<number> | undefined;
+  #echo: EchoRun | undefined;
+
+  /** Takes ownership of `fd`; the connection closes it. */
+  constructor(reactor: Reactor, fd: number, remoteAddr: Deno.NetAddr) {
+    this.#reactor = reactor;
+    this.#fd = fd;
+    this.remoteAddr = remoteAddr;
+    reactor.retain();
+  }
+
+  /** Turns Nagle's algorithm off (or on), so that small echoes leave at once. */
+  setNoDelay(noDelay = true): void {
+    const { libc, errno } = this.#reactor.sys;
+    const on = new Int32Array([noDelay ? 1 : 0]);
+    const fd = this.#open();
+    if (libc.setsockopt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, new Uint8Array(on.buffer), 4) < 0) {
+      throw errorFor("setsockopt", errno());
+    }
+  }
+
+  /**
+   * Echoes everything the peer sends until it shuts its side down (`eof`,
+   * after every byte was written back) or goes away (`reset`); `done` hears
+   * which, or the error. Closing the connection ends it with an error, as it
+   * ends a pending read. `counters` are updated as bytes flow.
+   */
+  echo(options: EchoOptions, done: EchoDone): void {
+    this.#open();
+    if (this.#echo !== undefined || this.#reader !== undefined || this.#writer !== undefined) {
+      throw new Deno.errors.Busy("the connection is already being read or written");
+    }
+    this.#echo = {
+      counters: options.counters ?? { bytesIn: 0, bytesOut: 0 },
+      onChunk: options.onChunk,
+      done,
+      pending: undefined,
+    };
+    this.#watch(READING);
+  }
+
+  /** Reads into `p`; resolves with the byte count, or `null` once the peer shut its side down. */
+  read(p: Uint8Array): Promise<number | null> {
+    try {
+      this.#open();
+      if (this.#reader !== undefined || this.#echo !== undefined) {
+        throw new Deno.errors.Busy("the connection is already being read");
+      }
+      const n = this.#tryRecv(p);
+      if (n !== undefined) return Promise.resolve(n);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<number | null>();
+    this.#reader = { bytes: p, resolve, reject };
+    this.#rewatch();
+    return promise;
+  }
+
+  /** Writes some prefix of `p`; resolves with how many bytes the kernel took. */
+  write(p: Uint8Array): Promise<number> {
+    try {
+      this.#open();
+      if (this.#writer !== undefined || this.#echo !== undefined) {
+        throw new Deno.errors.Busy("the connection is already being written");
+      }
+      const n = this.#trySend(p);
+      if (n !== undefined) return Promise.resolve(n);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<number>();
+    this.#writer = { bytes: p, resolve, reject };
+    this.#rewatch();
+    return promise;
+  }
+
+  /** Closes the socket; a pending read, write or echo then fails, as with Deno's own sockets. */
+  close(): void {
+    const fd = this.#open();
+    this.#fd = -1;
+    this.#reactor.forget(fd);
+    const { libc } = this.#reactor.sys;
+    // Closing with unread input sends a reset, which can destroy what was just written
+    // (a refusal line) before the peer reads it: discard what has come, so a FIN goes instead.
+    const buffer = this.#reactor.buffer;
+    for (let left = DISCARD_AT_CLOSE; left > 0 && libc.recv(fd, buffer, buffer.length, 0) > 0;) {
+      left -= buffer.length;
+    }
+    libc.close(fd);
+    const closed = () => new Deno.errors.BadResource("the connection was closed");
+    const { reader, writer, echo } = {
+      reader: this.#reader,
+      writer: this.#writer,
+      echo: this.#echo,
+    };
+    this.#reader = this.#writer = this.#echo = undefined;
+    reader?.reject(closed());
+    writer?.reject(closed());
+    // Later, as a pending read of Deno's would fail: the closer may be iterating its own table.
+    if (echo !== undefined) queueMicrotask(() => echo.done("error", closed()));
+    this.#reactor.release();
+  }
+
+  /** See {@linkcode Readiness.ready}. */
+  ready(events: number): void {
+    const echo = this.#echo;
+    if (echo !== undefined) {
+      return echo.pending === undefined ? this.#echoRead(echo, events) : this.#echoFlush(echo);
+    }
+    if (this.#reader !== undefined) this.#retryRead(this.#reader);
+    if (this.#writer !== undefined && this.#fd >= 0) this.#retryWrite(this.#writer);
+    if (this.#fd >= 0) this.#rewatch();
+  }
+
+  /** See {@linkcode Readiness.fail}: ends whatever is in progress with `error`. */
+  fail(error: unknown): void {
+    const echo = this.#echo;
+    this.#echo = undefined;
+    if (echo !== undefined) return echo.done("error", error);
+    this.#reader?.reject(error);
+    this.#writer?.reject(error);
+    this.#reader = this.#writer = undefined;
+  }
+
+  #echoRead(echo: EchoRun, events: number): void {
+    const { libc } = this.#reactor.sys;
+    const buffer = this.#reactor.buffer;
+    const fd = this.#fd;
+    const n = libc.recv(fd, buffer, buffer.length, 0);
+    if (n > 0) {
+      echo.counters.bytesIn += n;
+      echo.onChunk?.(n);
+      const sent = libc.send(fd, buffer, n, SEND_FLAGS);
+      if (sent === n) {
+        echo.counters.bytesOut += n;
+        // The peer has shut its side: whatever it sent last is back, so look for the end now.
+        if ((events & C.EPOLLRDHUP) !== 0 && n < buffer.length) this.#echoRead(echo, 0);
+        return;
+      }
+      if (sent < 0 && !this.#wouldBlock()) {
+        return this.#echoEnd(echo, errorFor("send", this.#reactor.sys.errno()));
+      }
+      const taken = Math.max(sent, 0);
+      echo.counters.bytesOut += taken;
+      echo.pending = buffer.slice(taken, n);
+      this.#watch(C.EPOLLOUT);
+      return;
+    }
+    if (n === 0) return this.#echoEnd(echo, "eof");
+    if (!this.#wouldBlock()) this.#echoEnd(echo, errorFor("recv", this.#reactor.sys.errno()));
+  }
+
+  #echoFlush(echo: EchoRun): void {
+    const pending = echo.pending;
+    if (pending === undefined) return;
+    const sent = this.#reactor.sys.libc.send(this.#fd, pending, pending.length, SEND_FLAGS);
+    if (sent < 0) {
+      if (!this.#wouldBlock()) this.#echoEnd(echo, errorFor("send", this.#reactor.sys.errno()));
+      return;
+    }
+    echo.counters.bytesOut += sent;
+    if (sent < pending.length) {
+      echo.pending = pending.subarray(sent);
+      return;
+    }
+    echo.pending = undefined;
+    this.#watch(READING);
+  }
+
+  /** The echo is over: the owner hears why and closes the connection. */
+  #echoEnd(echo: EchoRun, end: "eof" | Error): void {
+    this.#echo = undefined;
+    if (end === "eof") return echo.done("eof");
+    if (isPeerGone(end)) return echo.done("reset");
+    echo.done("error", end);
+  }
+
+  #retryRead(reader: Parked<number | null>): void {
+    try {
+      const n = this.#tryRecv(reader.bytes);
+      if (n === undefined) return;
+      this.#reader = undefined;
+      reader.resolve(n);
+    } catch (error) {
+      this.#reader = undefined;
+      reader.reject(error);
+    }
+    this.#reactor.settled();
+  }
+
+  #retryWrite(writer: Parked<number>): void {
+    try {
+      const n = this.#trySend(writer.bytes);
+      if (n === undefined) return;
+      this.#writer = undefined;
+      writer.resolve(n);
+    } catch (error) {
+      this.#writer = undefined;
+      writer.reject(error);
+    }
+    this.#reactor.settled();
+  }
+
+  /** A read's result, or `undefined` when nothing has come yet. */
+  #tryRecv(p: Uint8Array): number | null | undefined {
+    if (p.length === 0) return 0;
+    const n = this.#reactor.sys.libc.recv(this.#fd, p, p.length, 0);
+    if (n > 0) return n;
+    if (n === 0) return null;
+    if (this.#wouldBlock()) return undefined;
+    throw errorFor("recv", this.#reactor.sys.errno());
+  }
+
+  /** A write's result, or `undefined` when the kernel took nothing yet. */
+  #trySend(p: Uint8Array): number | undefined {
+    if (p.length === 0) return 0;
+    const n = this.#reactor.sys.libc.send(this.#fd, p, p.length, SEND_FLAGS);
+    if (n >= 0) return n;
+    if (this.#wouldBlock()) return undefined;
+    throw errorFor("send", this.#reactor.sys.errno());
+  }
+
+  /** True when the last call failed only because it would have had to wait (or was interrupted). */
+  #wouldBlock(): boolean {
+    const errno = this.#reactor.sys.errno();
+    return errno === E.EAGAIN || errno === E.EINTR;
+  }
+
+  /** Watches for what the parked read and write need; nothing at all once neither is left. */
+  #rewatch(): void {
+    this.#watch(
+      (this.#reader !== undefined ? READING : 0) | (this.#writer !== undefined ? C.EPOLLOUT : 0),
+    );
+  }
+
+  /**
+   * Registers for `events`. With none, the descriptor leaves the epoll set:
+   * errors and hang-ups are reported even to an empty mask, and an unwatched
+   * one that hung up would wake the loop forever.
+   */
+  #watch(events: number): void {
+    if (events === this.#interest || (events === 0 && this.#interest === -1)) return;
+    if (events === 0) {
+      this.#reactor.remove(this.#fd);
+      this.#interest = -1;
+    } else if (this.#interest === -1) {
+      this.#reactor.add(this.#fd, events, this);
+      this.#interest = events;
+    } else {
+      this.#reactor.modify(this.#fd, events);
+      this.#interest = events;
+    }
+  }
+
+  #open(): number {
+    if (this.#fd < 0) throw new Deno.errors.BadResource("the connection is closed");
+    return this.#fd;
+  }
+}
