@@ -17,7 +17,9 @@ export type { GuardOptions } from "./guard_options.ts";
 
 /**
  * Result of {@link Guard.admit}. When `ok`, the connection is counted until
- * `release` is called (calling it again does nothing).
+ * `release()` is called on it (calling it again does nothing). `release` is
+ * a method, not a closure, so that an open connection costs the server one
+ * small object here: call it on the admission, or bind it.
  *
  * @example
  * ```ts
@@ -28,8 +30,25 @@ export type { GuardOptions } from "./guard_options.ts";
  * ```
  */
 export type Admission =
-  | { ok: true; release: () => void }
+  | { readonly ok: true; release(): void }
   | { ok: false; reason: "cap" | "per-ip" | "rate" | "denied" };
+
+/** An admitted connection's place in the counts, until released. */
+class Admitted {
+  readonly ok = true as const;
+  #counts: Counts | undefined;
+  readonly #key: string;
+
+  constructor(counts: Counts, key: string) {
+    this.#counts = counts;
+    this.#key = key;
+  }
+
+  release(): void {
+    this.#counts?.close(this.#key);
+    this.#counts = undefined;
+  }
+}
 
 /**
  * Options for {@link Guard.admit}.
@@ -176,13 +195,7 @@ export class Guard {
     if (result === "cap" && options.waitAtCap) return { ok: false, reason: "cap" };
     if (result !== "ok") return this.#refuse(result);
 
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      this.#counts.close(key);
-    };
-    return { ok: true, release };
+    return new Admitted(this.#counts, key);
   }
 
   /**

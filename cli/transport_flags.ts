@@ -7,12 +7,7 @@
  * @module
  */
 import type { ClientTlsOptions } from "../client.ts";
-import {
-  IO_ENGINES,
-  type IoEngine,
-  SERVE_DEFAULTS,
-  type ServeTlsOptions,
-} from "../server.ts";
+import { IO_ENGINES, type IoEngine, SERVE_DEFAULTS, type ServeTlsOptions } from "../server.ts";
 import { choiceFlag, type Flag, switchFlag, textFlag, UsageError } from "./flags.ts";
 import { readCaFile, readServerTls } from "./pem_files.ts";
 

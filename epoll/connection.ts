@@ -11,12 +11,15 @@
  *
  * @module
  */
-import { type EchoDone, type EchoOptions, isPeerGone } from "../server/echo.ts";
+import { type EchoCounters, type EchoDone, type EchoOptions, isPeerGone } from "../server/echo.ts";
 import type { Connection } from "../server/listener.ts";
 import { C, E, errorFor } from "./libc.ts";
 import type { Reactor, Readiness } from "./reactor.ts";
+import type { IpPort } from "./sockaddr.ts";
 
 const READING = C.EPOLLIN | C.EPOLLRDHUP;
+/** Counters for no echo: a connection that is not echoing counts nothing. */
+const NO_COUNTERS: EchoCounters = { bytesIn: 0, bytesOut: 0 };
 const SEND_FLAGS = C.MSG_NOSIGNAL;
 /** At most this much unread input is discarded at a close; past it, a reset it is. */
 const DISCARD_AT_CLOSE = 262144;
@@ -27,32 +30,37 @@ interface Parked<T> {
   readonly reject: (error: unknown) => void;
 }
 
-interface EchoRun {
-  readonly counters: { bytesIn: number; bytesOut: number };
-  readonly onChunk: ((bytes: number) => void) | undefined;
-  readonly done: EchoDone;
-  /** Read but not yet written back (a copy: the shared buffer is reused at once). */
-  pending: Uint8Array | undefined;
-}
-
 /** An accepted, non-blocking TCP socket on a {@linkcode Reactor}. */
 export class EpollConnection implements Connection, Readiness {
-  /** The peer, as `accept4` gave it. */
-  readonly remoteAddr: Deno.NetAddr;
   readonly #reactor: Reactor;
   #fd: number;
+  // The peer as two fields, not an address object: read once or twice, kept for the connection's life.
+  readonly #hostname: string;
+  readonly #port: number;
   /** The events the descriptor is registered for; -1 while it is not in the epoll set. */
   #interest = -1;
   #reader: Parked<number | null> | undefined;
   #writer: Parked<number> | undefined;
-  #echo: EchoRun | undefined;
+  // The echo's state lives here, not in an object of its own: an idle connection is this object.
+  /** Who hears the end of the echo; set while it runs. */
+  #echo: EchoDone | undefined;
+  #counters: EchoCounters = NO_COUNTERS;
+  #onChunk: ((bytes: number) => void) | undefined;
+  /** Read but not yet written back (a copy: the shared buffer is reused at once). */
+  #pending: Uint8Array | undefined;
 
   /** Takes ownership of `fd`; the connection closes it. */
-  constructor(reactor: Reactor, fd: number, remoteAddr: Deno.NetAddr) {
+  constructor(reactor: Reactor, fd: number, peer: IpPort) {
     this.#reactor = reactor;
     this.#fd = fd;
-    this.remoteAddr = remoteAddr;
+    this.#hostname = peer.hostname;
+    this.#port = peer.port;
     reactor.retain();
+  }
+
+  /** The peer, as `accept4` gave it. */
+  get remoteAddr(): Deno.NetAddr {
+    return { transport: "tcp", hostname: this.#hostname, port: this.#port };
   }
 
   /** Turns Nagle's algorithm off (or on), so that small echoes leave at once. */
@@ -76,12 +84,9 @@ export class EpollConnection implements Connection, Readiness {
     if (this.#echo !== undefined || this.#reader !== undefined || this.#writer !== undefined) {
       throw new Deno.errors.Busy("the connection is already being read or written");
     }
-    this.#echo = {
-      counters: options.counters ?? { bytesIn: 0, bytesOut: 0 },
-      onChunk: options.onChunk,
-      done,
-      pending: undefined,
-    };
+    this.#echo = done;
+    this.#counters = options.counters ?? { bytesIn: 0, bytesOut: 0 };
+    this.#onChunk = options.onChunk;
     this.#watch(READING);
   }
 
@@ -144,15 +149,14 @@ export class EpollConnection implements Connection, Readiness {
     reader?.reject(closed());
     writer?.reject(closed());
     // Later, as a pending read of Deno's would fail: the closer may be iterating its own table.
-    if (echo !== undefined) queueMicrotask(() => echo.done("error", closed()));
+    if (echo !== undefined) queueMicrotask(() => echo.echoEnded("error", closed()));
     this.#reactor.release();
   }
 
   /** See {@linkcode Readiness.ready}. */
   ready(events: number): void {
-    const echo = this.#echo;
-    if (echo !== undefined) {
-      return echo.pending === undefined ? this.#echoRead(echo, events) : this.#echoFlush(echo);
+    if (this.#echo !== undefined) {
+      return this.#pending === undefined ? this.#echoRead(events) : this.#echoFlush();
     }
     if (this.#reader !== undefined) this.#retryRead(this.#reader);
     if (this.#writer !== undefined && this.#fd >= 0) this.#retryWrite(this.#writer);
@@ -163,63 +167,69 @@ export class EpollConnection implements Connection, Readiness {
   fail(error: unknown): void {
     const echo = this.#echo;
     this.#echo = undefined;
-    if (echo !== undefined) return echo.done("error", error);
+    if (echo !== undefined) return echo.echoEnded("error", error);
     this.#reader?.reject(error);
     this.#writer?.reject(error);
     this.#reader = this.#writer = undefined;
   }
 
-  #echoRead(echo: EchoRun, events: number): void {
+  #echoRead(events: number): void {
     const { libc } = this.#reactor.sys;
     const buffer = this.#reactor.buffer;
     const fd = this.#fd;
+    const counters = this.#counters;
     const n = libc.recv(fd, buffer, buffer.length, 0);
     if (n > 0) {
-      echo.counters.bytesIn += n;
-      echo.onChunk?.(n);
+      counters.bytesIn += n;
+      this.#onChunk?.(n);
       const sent = libc.send(fd, buffer, n, SEND_FLAGS);
       if (sent === n) {
-        echo.counters.bytesOut += n;
+        counters.bytesOut += n;
         // The peer has shut its side: whatever it sent last is back, so look for the end now.
-        if ((events & C.EPOLLRDHUP) !== 0 && n < buffer.length) this.#echoRead(echo, 0);
+        if ((events & C.EPOLLRDHUP) !== 0 && n < buffer.length) this.#echoRead(0);
         return;
       }
-      if (sent < 0 && !this.#wouldBlock()) {
-        return this.#echoEnd(echo, errorFor("send", this.#reactor.sys.errno()));
-      }
+      if (sent < 0 && !this.#wouldBlock()) return this.#echoEnd(errorFor("send", this.#errno()));
       const taken = Math.max(sent, 0);
-      echo.counters.bytesOut += taken;
-      echo.pending = buffer.slice(taken, n);
+      counters.bytesOut += taken;
+      this.#pending = buffer.slice(taken, n);
       this.#watch(C.EPOLLOUT);
       return;
     }
-    if (n === 0) return this.#echoEnd(echo, "eof");
-    if (!this.#wouldBlock()) this.#echoEnd(echo, errorFor("recv", this.#reactor.sys.errno()));
+    if (n === 0) return this.#echoEnd("eof");
+    if (!this.#wouldBlock()) this.#echoEnd(errorFor("recv", this.#errno()));
   }
 
-  #echoFlush(echo: EchoRun): void {
-    const pending = echo.pending;
+  #echoFlush(): void {
+    const pending = this.#pending;
     if (pending === undefined) return;
     const sent = this.#reactor.sys.libc.send(this.#fd, pending, pending.length, SEND_FLAGS);
     if (sent < 0) {
-      if (!this.#wouldBlock()) this.#echoEnd(echo, errorFor("send", this.#reactor.sys.errno()));
+      if (!this.#wouldBlock()) this.#echoEnd(errorFor("send", this.#errno()));
       return;
     }
-    echo.counters.bytesOut += sent;
+    this.#counters.bytesOut += sent;
     if (sent < pending.length) {
-      echo.pending = pending.subarray(sent);
+      this.#pending = pending.subarray(sent);
       return;
     }
-    echo.pending = undefined;
+    this.#pending = undefined;
     this.#watch(READING);
   }
 
   /** The echo is over: the owner hears why and closes the connection. */
-  #echoEnd(echo: EchoRun, end: "eof" | Error): void {
+  #echoEnd(end: "eof" | Error): void {
+    const echo = this.#echo;
+    if (echo === undefined) return;
     this.#echo = undefined;
-    if (end === "eof") return echo.done("eof");
-    if (isPeerGone(end)) return echo.done("reset");
-    echo.done("error", end);
+    this.#pending = undefined;
+    if (end === "eof") return echo.echoEnded("eof");
+    if (isPeerGone(end)) return echo.echoEnded("reset");
+    echo.echoEnded("error", end);
+  }
+
+  #errno(): number {
+    return this.#reactor.sys.errno();
   }
 
   #retryRead(reader: Parked<number | null>): void {

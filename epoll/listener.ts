@@ -23,6 +23,9 @@ import { C, E, errorFor, OsError, type System } from "./libc.ts";
 import { Reactor, type Readiness } from "./reactor.ts";
 import { decodeSockaddr, encodeSockaddr, SOCKADDR_BYTES } from "./sockaddr.ts";
 
+/** What a peer of an unexpected address family is named (never seen on a TCP socket). */
+const NO_PEER = { hostname: "", port: 0 };
+
 /** As many connections as the kernel will queue (it caps this at `net.core.somaxconn`). */
 const BACKLOG = 4096;
 
@@ -182,12 +185,7 @@ class TcpEpollListener implements EpollListener, Readiness {
         C.SOCK_NONBLOCK | C.SOCK_CLOEXEC,
       );
       if (fd >= 0) {
-        const peer = decodeSockaddr(this.#peer) ?? { hostname: "", port: 0 };
-        return new EpollConnection(this.#reactor, fd, {
-          transport: "tcp",
-          hostname: peer.hostname,
-          port: peer.port,
-        });
+        return new EpollConnection(this.#reactor, fd, decodeSockaddr(this.#peer) ?? NO_PEER);
       }
       const code = errno();
       if (code === E.EAGAIN) return undefined;

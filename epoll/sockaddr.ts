@@ -60,12 +60,25 @@ export function encodeSockaddr(hostname: string, port: number): Uint8Array | und
 export function decodeSockaddr(bytes: Uint8Array): IpPort | undefined {
   const family = bytes[0] | (bytes[1] << 8);
   const port = (bytes[2] << 8) | bytes[3];
-  if (family === C.AF_INET) {
-    // The common case, on every accept: no parsing objects on the way.
-    return { hostname: `${bytes[4]}.${bytes[5]}.${bytes[6]}.${bytes[7]}`, port };
-  }
+  if (family === C.AF_INET) return { hostname: ipv4Text(bytes), port };
   if (family === C.AF_INET6) {
     return { hostname: formatIp({ v: 6, bytes: bytes.slice(8, 24) }), port };
   }
   return undefined;
+}
+
+/** The text of the IPv4 address decoded last, kept for the next connection from the same client. */
+let lastIpv4 = { value: -1, text: "" };
+
+/**
+ * The IPv4 address at bytes 4-7, as text. Clients usually come back from one
+ * address: they then share one string, instead of each connection keeping
+ * the pieces a template literal leaves (a string per number and per join).
+ */
+function ipv4Text(bytes: Uint8Array): string {
+  const value = ((bytes[4] << 24) | (bytes[5] << 16) | (bytes[6] << 8) | bytes[7]) >>> 0;
+  if (value !== lastIpv4.value) {
+    lastIpv4 = { value, text: [bytes[4], bytes[5], bytes[6], bytes[7]].join(".") };
+  }
+  return lastIpv4.text;
 }

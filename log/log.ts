@@ -13,6 +13,7 @@ import {
   reset,
 } from "@logtape/logtape";
 import { LogBuffer } from "./buffer.ts";
+import { categoryName, isoTime, renderMessage } from "./render.ts";
 
 /** The levels `--log-level` accepts, most verbose first. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -120,27 +121,28 @@ function flushAtExit(event: Event): void {
   if (!event.defaultPrevented) stderrBuffer.flushSync();
 }
 
-function renderMessage(record: LogRecord): string {
-  // LogTape interleaves the template's text with its values; values are shown bare.
-  let text = "";
-  for (let i = 0; i < record.message.length; i++) text += String(record.message[i]);
-  return text;
-}
-
 function textFormatter(worker: number | undefined): (record: LogRecord) => string {
   const tag = worker === undefined ? "" : `w${worker} `;
-  return (record) => {
-    const time = new Date(record.timestamp).toISOString();
-    return `${time} ${LEVEL_TEXT[record.level]} ${tag}${record.category.slice(1).join(".")}: ${
-      renderMessage(record)
-    }\n`;
-  };
+  // join, not a template literal: a line waits in the queue, and a template's
+  // result is a tree of the pieces, each kept alive with it; join makes one flat string.
+  return (record) =>
+    [
+      isoTime(record.timestamp),
+      " ",
+      LEVEL_TEXT[record.level],
+      " ",
+      tag,
+      categoryName(record.category),
+      ": ",
+      renderMessage(record),
+      "\n",
+    ].join("");
 }
 
 function jsonFormatter(worker: number | undefined): (record: LogRecord) => string {
   return (record) =>
     JSON.stringify({
-      time: new Date(record.timestamp).toISOString(),
+      time: isoTime(record.timestamp),
       level: record.level,
       logger: record.category.join("."),
       ...(worker === undefined ? {} : { worker }),
@@ -183,8 +185,15 @@ export async function setupLogging(
     globalThis.addEventListener("unhandledrejection", flushAtExit);
   }
   await reset();
+  const stderr = (record: LogRecord) => write(format(record));
+  // LogTape copies each record's properties for a sink that may keep the record
+  // past the call; this one is done with it on return, so it says so, with the
+  // symbol LogTape registers for its own such sinks, and the copy is not made.
+  Object.defineProperty(stderr, Symbol.for("LogTape.sinkSnapshotPolicy.immediate"), {
+    value: true,
+  });
   await configure({
-    sinks: { stderr: (record: LogRecord) => write(format(record)) },
+    sinks: { stderr },
     loggers: [
       {
         category: ["echo-server"],

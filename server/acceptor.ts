@@ -14,6 +14,12 @@ import { logger } from "../log/log.ts";
 import { closeQuietly, type Connection, type Listener, type Peer, peerOf } from "./listener.ts";
 import { sleepUnless } from "./wait.ts";
 
+/** An admitted connection's place in the guard's counts: the admission itself. */
+export interface Slot {
+  /** Gives the place back; again does nothing. */
+  release(): void;
+}
+
 /** What to do with a new connection while `maxConns` are open. */
 export type WhenFull = "wait" | "refuse";
 
@@ -28,8 +34,8 @@ export interface AcceptorOptions {
   whenFull: WhenFull;
   /** Written to refused connections before they are closed. */
   rejectLine?: Uint8Array;
-  /** Takes an admitted connection; `release` gives its slot back once it is closed. */
-  onAdmitted(conn: Connection, peer: Peer, release: () => void): void;
+  /** Takes an admitted connection; `slot.release()` gives its place back once it is closed. */
+  onAdmitted(conn: Connection, peer: Peer, slot: Slot): void;
   /** Hears of each connection refused, before it is closed. */
   onRefused(reason: RefusalReason, peer: Peer): void;
 }
@@ -141,7 +147,7 @@ export class Acceptor {
     if (this.#waitAtCap && this.#guard.full) return void this.#admitWhenRoom(conn);
     const peer = peerOf(conn.remoteAddr);
     const admission = this.#guard.admit(peer.host, { waitAtCap: this.#waitAtCap });
-    if (admission.ok) return this.#onAdmitted(conn, peer, admission.release);
+    if (admission.ok) return this.#onAdmitted(conn, peer, admission);
     if (admission.reason === "cap" && this.#waitAtCap) return void this.#admitWhenRoom(conn);
     this.#onRefused(admission.reason, peer);
     if (this.#rejectLine === undefined) return closeQuietly(conn);

@@ -9,11 +9,12 @@ import { describeError } from "../text/address.ts";
 import { formatDuration } from "../text/duration.ts";
 import { plural } from "../text/words.ts";
 import { logger } from "../log/log.ts";
-import { echoConnection, type EchoCounters, type EchoEnd } from "./echo.ts";
+import { echoConnection, type EchoCounters, type EchoDone, type EchoEnd } from "./echo.ts";
 import { closeQuietly, type Connection, type Peer, TransportError } from "./listener.ts";
 import type { ServerStats } from "./stats.ts";
 import { type CloseReason, noCloses, noDurations, observeDuration } from "./closes.ts";
 import { sleepUnless } from "./wait.ts";
+import type { Slot } from "./acceptor.ts";
 
 /** Why the server closed a connection itself, in the words its log line uses. */
 export type ServerClose = "idle timeout" | "lifetime reached" | "shutdown" | "listener lost";
@@ -28,17 +29,30 @@ export interface ConnectionTableOptions {
   onLimit(reason: "idle" | "lifetime", peer: Peer, id: number): void;
 }
 
-/** One admitted connection; it is also the echo's byte counter. */
-interface Entry extends EchoCounters {
-  readonly id: number;
-  readonly conn: Connection;
-  readonly peer: Peer;
-  readonly openedAt: number;
-  readonly release: () => void;
-  /** Set when the server closes it: the reason to report. */
-  closedBy: ServerClose | undefined;
-  seenBytesIn: number;
+/** One admitted connection; it is also the echo's byte counter and hears its end. */
+class Entry implements EchoCounters, EchoDone {
+  bytesIn = 0;
+  bytesOut = 0;
+  seenBytesIn = 0;
   lastActiveAt: number;
+  /** Set when the server closes it: the reason to report. */
+  closedBy: ServerClose | undefined = undefined;
+
+  constructor(
+    readonly id: number,
+    readonly conn: Connection,
+    readonly peer: Peer,
+    readonly openedAt: number,
+    readonly slot: Slot,
+    /** The table's one handler for every entry's end (one function, not one closure each). */
+    readonly onEnded: (entry: Entry, end: EchoEnd | "error", error?: unknown) => void,
+  ) {
+    this.lastActiveAt = openedAt;
+  }
+
+  echoEnded(end: EchoEnd | "error", error?: unknown): void {
+    this.onEnded(this, end, error);
+  }
 }
 
 const END_TEXT: Readonly<Record<EchoEnd, string>> = {
@@ -71,6 +85,8 @@ export class ConnectionTable {
   #closedBytesOut = 0;
   readonly #closed = noCloses();
   readonly #durations = noDurations();
+  readonly #onEnded = (entry: Entry, end: EchoEnd | "error", error?: unknown) =>
+    this.#ended(entry, end, error);
   /** Set while draining: resolved when the last connection has closed. */
   #emptied: PromiseWithResolvers<void> | undefined;
 
@@ -92,22 +108,10 @@ export class ConnectionTable {
 
   /**
    * Echoes an admitted connection in a task of its own, so that the accept
-   * loop never waits for one; `release` is called once it is closed.
+   * loop never waits for one; `slot.release()` is called once it is closed.
    */
-  add(conn: Connection, peer: Peer, release: () => void): void {
-    const now = performance.now();
-    const entry: Entry = {
-      id: ++this.#nextId,
-      conn,
-      peer,
-      openedAt: now,
-      release,
-      closedBy: undefined,
-      bytesIn: 0,
-      bytesOut: 0,
-      seenBytesIn: 0,
-      lastActiveAt: now,
-    };
+  add(conn: Connection, peer: Peer, slot: Slot): void {
+    const entry = new Entry(++this.#nextId, conn, peer, performance.now(), slot, this.#onEnded);
     this.#open.add(entry);
     this.#served++;
     connLog.info("#{id} opened from {peer}", { id: entry.id, peer: peer.text });
@@ -170,13 +174,15 @@ export class ConnectionTable {
       ? (bytes: number) => connLog.debug("#{id} got {bytes} bytes", { id: entry.id, bytes })
       : undefined;
     const options = { counters: entry, onChunk };
-    const done = (end: EchoEnd | "error", error?: unknown) => this.#ended(entry, end, error);
     try {
-      if (entry.conn.echo !== undefined) return entry.conn.echo(options, done);
+      if (entry.conn.echo !== undefined) return entry.conn.echo(options, entry);
     } catch (error) {
-      return done("error", error);
+      return entry.echoEnded("error", error);
     }
-    echoConnection(entry.conn, options).then(done, (error: unknown) => done("error", error));
+    echoConnection(entry.conn, options).then(
+      (end) => entry.echoEnded(end),
+      (error: unknown) => entry.echoEnded("error", error),
+    );
   }
 
   /** Accounts for a connection whose echo has ended, and closes it. */
@@ -193,7 +199,7 @@ export class ConnectionTable {
       closeReason = entry.closedBy === undefined ? "error" : CLOSE_REASON[entry.closedBy];
     }
     closeQuietly(entry.conn);
-    entry.release();
+    entry.slot.release();
     this.#open.delete(entry);
     this.#closedBytesIn += entry.bytesIn;
     this.#closedBytesOut += entry.bytesOut;

@@ -49,10 +49,17 @@ export type EchoEnd = "eof" | "reset";
 
 /**
  * Hears how an echo that a connection runs itself ended (see
- * `Connection.echo`): `eof` and `reset` as {@linkcode EchoEnd} says, or
- * `error` with the error, as {@linkcode echoConnection} would have thrown it.
+ * `Connection.echo`). An object rather than a callback, so that a server can
+ * pass the record it keeps of the connection anyway, instead of a closure per
+ * connection.
  */
-export type EchoDone = (end: EchoEnd | "error", error?: unknown) => void;
+export interface EchoDone {
+  /**
+   * `eof` and `reset` as {@linkcode EchoEnd} says, or `error` with the error,
+   * as {@linkcode echoConnection} would have thrown it.
+   */
+  echoEnded(end: EchoEnd | "error", error?: unknown): void;
+}
 
 /** Reads under a quarter of the buffer, in a row, after which it shrinks back. */
 const SHORT_READS_BEFORE_SHRINK = 4;

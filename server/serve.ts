@@ -258,7 +258,7 @@ class Server implements EchoServer<Deno.Addr> {
       guard,
       whenFull: options.whenFull ?? SERVE_DEFAULTS.whenFull,
       rejectLine: rejectLine(options.rejectMessage),
-      onAdmitted: (conn, peer, release) => this.#table.add(conn, peer, release),
+      onAdmitted: (conn, peer, slot) => this.#table.add(conn, peer, slot),
       onRefused: (reason, peer) => this.#limits.record(reason, peer),
     });
     this.#accepting = this.#acceptor.run().then(
