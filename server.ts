@@ -58,7 +58,7 @@ export {
 export { listenUnix } from "./server/unix.ts";
 export type { ServerStats } from "./server/stats.ts";
 export type { CloseReason, DurationHistogram } from "./server/closes.ts";
-export type { Duplex, EchoDone, EchoOptions } from "./server/echo.ts";
+export type { Duplex, EchoCounters, EchoDone, EchoEnd, EchoOptions } from "./server/echo.ts";
 export { epollUnavailable } from "./epoll/libc.ts";
 export { type EpollListener, listenEpoll } from "./epoll/listener.ts";
 export type { DatagramStats, UdpOptions } from "./server/udp.ts";

@@ -21,6 +21,8 @@ const READING = C.EPOLLIN | C.EPOLLRDHUP;
 /** Counters for no echo: a connection that is not echoing counts nothing. */
 const NO_COUNTERS: EchoCounters = { bytesIn: 0, bytesOut: 0 };
 const SEND_FLAGS = C.MSG_NOSIGNAL;
+/** The most one call moves: its count must fit the i32 that libc's result is read as. */
+const MAX_IO = 1 << 30;
 /** At most this much unread input is discarded at a close; past it, a reset it is. */
 const DISCARD_AT_CLOSE = 262144;
 
@@ -84,10 +86,11 @@ export class EpollConnection implements Connection, Readiness {
     if (this.#echo !== undefined || this.#reader !== undefined || this.#writer !== undefined) {
       throw new Deno.errors.Busy("the connection is already being read or written");
     }
+    // Registered first: if that fails, nothing is left set for a later close to report again.
+    this.#watch(READING);
     this.#echo = done;
     this.#counters = options.counters ?? { bytesIn: 0, bytesOut: 0 };
     this.#onChunk = options.onChunk;
-    this.#watch(READING);
   }
 
   /** Reads into `p`; resolves with the byte count, or `null` once the peer shut its side down. */
@@ -223,6 +226,8 @@ export class EpollConnection implements Connection, Readiness {
     if (echo === undefined) return;
     this.#echo = undefined;
     this.#pending = undefined;
+    // The owner's accounting settles promises (a free slot, the end of a drain).
+    this.#reactor.settled();
     if (end === "eof") return echo.echoEnded("eof");
     if (isPeerGone(end)) return echo.echoEnded("reset");
     echo.echoEnded("error", end);
@@ -261,7 +266,7 @@ export class EpollConnection implements Connection, Readiness {
   /** A read's result, or `undefined` when nothing has come yet. */
   #tryRecv(p: Uint8Array): number | null | undefined {
     if (p.length === 0) return 0;
-    const n = this.#reactor.sys.libc.recv(this.#fd, p, p.length, 0);
+    const n = this.#reactor.sys.libc.recv(this.#fd, p, Math.min(p.length, MAX_IO), 0);
     if (n > 0) return n;
     if (n === 0) return null;
     if (this.#wouldBlock()) return undefined;
@@ -271,7 +276,7 @@ export class EpollConnection implements Connection, Readiness {
   /** A write's result, or `undefined` when the kernel took nothing yet. */
   #trySend(p: Uint8Array): number | undefined {
     if (p.length === 0) return 0;
-    const n = this.#reactor.sys.libc.send(this.#fd, p, p.length, SEND_FLAGS);
+    const n = this.#reactor.sys.libc.send(this.#fd, p, Math.min(p.length, MAX_IO), SEND_FLAGS);
     if (n >= 0) return n;
     if (this.#wouldBlock()) return undefined;
     throw errorFor("send", this.#reactor.sys.errno());

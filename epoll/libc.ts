@@ -92,7 +92,11 @@ export const E = {
   ENFILE: 23,
   EMFILE: 24,
   EPIPE: 32,
+  ENONET: 64,
   EPROTO: 71,
+  ENOPROTOOPT: 92,
+  EOPNOTSUPP: 95,
+  EAFNOSUPPORT: 97,
   EADDRINUSE: 98,
   EADDRNOTAVAIL: 99,
   ENETDOWN: 100,
@@ -102,6 +106,7 @@ export const E = {
   ENOBUFS: 105,
   ENOTCONN: 107,
   ETIMEDOUT: 110,
+  EHOSTDOWN: 112,
   EHOSTUNREACH: 113,
 } as const;
 
@@ -152,6 +157,12 @@ export function epollUnavailable(): string | undefined {
   }
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
     return "--io epoll calls libc directly and needs --allow-ffi: run deno with --allow-ffi, or use --io deno";
+  }
+  try {
+    openLibc();
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    return `--io epoll needs glibc's libc.so.6, which did not open (${why}): use --io deno`;
   }
   return undefined;
 }

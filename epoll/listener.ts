@@ -21,13 +21,29 @@ import {
 import { EpollConnection } from "./connection.ts";
 import { C, E, errorFor, OsError, type System } from "./libc.ts";
 import { Reactor, type Readiness } from "./reactor.ts";
-import { decodeSockaddr, encodeSockaddr, SOCKADDR_BYTES } from "./sockaddr.ts";
+import { decodeSockaddr, encodeSockaddr, type IpPort, SOCKADDR_BYTES } from "./sockaddr.ts";
 
 /** What a peer of an unexpected address family is named (never seen on a TCP socket). */
 const NO_PEER = { hostname: "", port: 0 };
 
-/** As many connections as the kernel will queue (it caps this at `net.core.somaxconn`). */
-const BACKLOG = 4096;
+/** The backlog Deno's own listener asks for, so that `--when-full wait` queues as many either way. */
+const BACKLOG = 511;
+/**
+ * What `accept4` may fail with because of one pending connection, not the
+ * listener (accept(2) says to retry these as if nothing had come).
+ */
+const RETRY_ACCEPT: ReadonlySet<number> = new Set([
+  E.EINTR,
+  E.ECONNABORTED,
+  E.EPROTO,
+  E.ENETDOWN,
+  E.ENETUNREACH,
+  E.EHOSTUNREACH,
+  E.EHOSTDOWN,
+  E.ENONET,
+  E.ENOPROTOOPT,
+  E.EOPNOTSUPP,
+]);
 
 /** An epoll listener; its `stopped` settles once its loop and every connection are closed. */
 export interface EpollListener extends Listener<TcpAddr> {
@@ -52,42 +68,61 @@ export interface EpollListener extends Listener<TcpAddr> {
  * ```
  */
 export function listenEpoll(options: TcpListenOptions): EpollListener {
-  const where = formatAddress(options.hostname, options.port);
-  const address = encodeSockaddr(options.hostname, options.port);
+  const { hostname, port } = options;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`invalid port ${port}: expected an integer from 0 to 65535`);
+  }
+  const where = formatAddress(hostname, port);
+  const address = encodeSockaddr(hostname, port);
   if (address === undefined) {
     throw new ListenError(
       `cannot listen on ${where}: --io epoll takes an IP address (such as 0.0.0.0, ::, 127.0.0.1), not a name`,
     );
   }
-  const reactor = new Reactor();
+  let reactor: Reactor | undefined;
   try {
-    const fd = bindSocket(reactor.sys, address);
-    return new TcpEpollListener(reactor, fd);
+    reactor = new Reactor();
+    const { fd, local } = listenOn(reactor.sys, address, options.reusePort ?? false);
+    return new TcpEpollListener(reactor, fd, local);
   } catch (error) {
-    reactor.retain();
-    reactor.release();
+    // A loop that never got a user stops at once.
+    reactor?.retain();
+    reactor?.release();
     throw new ListenError(`cannot listen on ${where}: ${describeError(error)}`, { cause: error });
   }
-  function bindSocket(sys: System, bytes: Uint8Array): number {
-    const { libc } = sys;
-    const family = bytes[0];
-    const fd = libc.socket(family, C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0);
-    if (fd < 0) throw errorFor("socket", sys.errno());
-    const one = new Uint8Array(new Int32Array([1]).buffer);
-    const fail = (call: string): never => {
-      const error = errorFor(call, sys.errno());
-      libc.close(fd);
-      throw error;
-    };
-    // As Deno's listener does: a restarted server may bind while old connections sit in TIME_WAIT.
-    if (libc.setsockopt(fd, C.SOL_SOCKET, C.SO_REUSEADDR, one, 4) < 0) fail("setsockopt");
-    if (options.reusePort && libc.setsockopt(fd, C.SOL_SOCKET, C.SO_REUSEPORT, one, 4) < 0) {
-      fail("setsockopt");
-    }
-    if (libc.bind(fd, bytes, bytes.length) < 0) fail("bind");
-    if (libc.listen(fd, BACKLOG) < 0) fail("listen");
-    return fd;
+}
+
+/** A bound, listening, non-blocking socket and the address it got; closed again on any failure. */
+function listenOn(
+  sys: System,
+  address: Uint8Array,
+  reusePort: boolean,
+): { fd: number; local: IpPort } {
+  const { libc } = sys;
+  const fd = libc.socket(address[0], C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0);
+  if (fd < 0) throw errorFor("socket", sys.errno());
+  const one = new Uint8Array(new Int32Array([1]).buffer);
+  const local = new Uint8Array(SOCKADDR_BYTES);
+  const length = new Uint32Array([SOCKADDR_BYTES]);
+  const fail = (call: string): never => {
+    const error = errorFor(call, sys.errno());
+    libc.close(fd);
+    throw error;
+  };
+  // As Deno's listener does: a restarted server may bind while old connections sit in TIME_WAIT.
+  if (libc.setsockopt(fd, C.SOL_SOCKET, C.SO_REUSEADDR, one, 4) < 0) fail("setsockopt");
+  if (reusePort && libc.setsockopt(fd, C.SOL_SOCKET, C.SO_REUSEPORT, one, 4) < 0) {
+    fail("setsockopt");
   }
+  if (libc.bind(fd, address, address.length) < 0) fail("bind");
+  if (libc.listen(fd, BACKLOG) < 0) fail("listen");
+  if (libc.getsockname(fd, local, new Uint8Array(length.buffer)) < 0) fail("getsockname");
+  const decoded = decodeSockaddr(local);
+  if (decoded === undefined) {
+    libc.close(fd);
+    throw new OsError("getsockname", E.EAFNOSUPPORT);
+  }
+  return { fd, local: decoded };
 }
 
 class TcpEpollListener implements EpollListener, Readiness {
@@ -100,19 +135,14 @@ class TcpEpollListener implements EpollListener, Readiness {
   #waiter: PromiseWithResolvers<IteratorResult<Connection>> | undefined;
   #watching = false;
   #closed = false;
+  /** The loop failed under it. */
+  #dead = false;
 
-  constructor(reactor: Reactor, fd: number) {
+  constructor(reactor: Reactor, fd: number, local: IpPort) {
     this.#reactor = reactor;
     this.#fd = fd;
-    reactor.retain();
-    const { libc, errno } = reactor.sys;
-    this.#peerLength[0] = SOCKADDR_BYTES;
-    if (libc.getsockname(fd, this.#peer, this.#peerLengthBytes) < 0) {
-      throw errorFor("getsockname", errno());
-    }
-    const local = decodeSockaddr(this.#peer);
-    if (local === undefined) throw new OsError("getsockname", 97);
     this.addr = { transport: "tcp", hostname: local.hostname, port: local.port };
+    reactor.retain();
   }
 
   get stopped(): Promise<void> {
@@ -151,13 +181,15 @@ class TcpEpollListener implements EpollListener, Readiness {
     this.#reactor.settled();
   }
 
-  fail(error: unknown): void {
-    this.#waiter?.reject(error);
+  /** The loop under it failed: nothing can be accepted again, so the iteration ends. */
+  fail(): void {
+    this.#dead = true;
+    this.#waiter?.resolve({ done: true, value: undefined });
     this.#waiter = undefined;
   }
 
   #next(): Promise<IteratorResult<Connection>> {
-    if (this.#closed) return Promise.resolve({ done: true, value: undefined });
+    if (this.#closed || this.#dead) return Promise.resolve({ done: true, value: undefined });
     if (this.#waiter !== undefined) {
       return Promise.reject(new Deno.errors.Busy("the listener is already being accepted from"));
     }
@@ -190,15 +222,15 @@ class TcpEpollListener implements EpollListener, Readiness {
       const code = errno();
       if (code === E.EAGAIN) return undefined;
       // The connection died in the backlog, or a signal came: neither is the listener's problem.
-      if (code === E.EINTR || code === E.ECONNABORTED || code === E.EPROTO) continue;
+      if (RETRY_ACCEPT.has(code)) continue;
       throw new OsError("accept4", code);
     }
   }
 
   #watch(on: boolean): void {
     if (on === this.#watching || this.#closed) return;
-    this.#watching = on;
     if (on) this.#reactor.add(this.#fd, C.EPOLLIN, this);
     else this.#reactor.remove(this.#fd);
+    this.#watching = on;
   }
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import { closeQuietly, type Connection } from "../server/listener.ts";
+import { type EchoDone, type EchoOptions, isPeerGone } from "../server/echo.ts";
 import { describeError } from "../text/address.ts";
 import { formatExactDuration } from "../text/duration.ts";
 import { parseProxyHeader, PROXY_HEADER_MAX_BYTES, type ProxyEndpoint } from "./header.ts";
@@ -121,4 +122,52 @@ export class ProxiedConnection implements Connection {
   setNoDelay(noDelay?: boolean): void {
     this.#conn.setNoDelay?.(noDelay);
   }
+
+  /** The bytes that came with the header, handed over once, and the socket itself. */
+  protected takeRest(): { rest: Uint8Array | undefined; conn: Connection } {
+    const rest = this.#rest;
+    this.#rest = undefined;
+    return { rest, conn: this.#conn };
+  }
+}
+
+/**
+ * A {@linkcode ProxiedConnection} over a socket that runs its own echo (the
+ * epoll engine's): it writes back the bytes that came with the header, then
+ * lets the socket echo the rest, so that the PROXY protocol keeps the
+ * engine's fast path.
+ */
+class ProxiedEchoingConnection extends ProxiedConnection {
+  /** See `Connection.echo`. */
+  echo(options: EchoOptions, done: EchoDone): void {
+    const { rest, conn } = this.takeRest();
+    if (rest === undefined) return conn.echo?.(options, done);
+    const counters = options.counters ?? { bytesIn: 0, bytesOut: 0 };
+    counters.bytesIn += rest.length;
+    options.onChunk?.(rest.length);
+    (async () => {
+      for (let chunk = rest; chunk.length > 0;) {
+        const written = await conn.write(chunk);
+        counters.bytesOut += written;
+        chunk = chunk.subarray(written);
+      }
+    })().then(
+      () => conn.echo?.({ ...options, counters }, done),
+      (error: unknown) => done.echoEnded(isPeerGone(error) ? "reset" : "error", error),
+    );
+  }
+}
+
+/**
+ * Presents `conn` as a connection from `remoteAddr` whose first bytes are
+ * `rest`; one that can echo by itself stays able to.
+ */
+export function proxiedConnection(
+  conn: Connection,
+  remoteAddr: Deno.Addr,
+  rest: Uint8Array,
+): ProxiedConnection {
+  return conn.echo === undefined
+    ? new ProxiedConnection(conn, remoteAddr, rest)
+    : new ProxiedEchoingConnection(conn, remoteAddr, rest);
 }

@@ -19,7 +19,7 @@ import {
   peerOf,
 } from "../server/listener.ts";
 import { describeError } from "../text/address.ts";
-import { type HeaderOutcome, ProxiedConnection, readProxyHeader } from "./connection.ts";
+import { type HeaderOutcome, proxiedConnection, readProxyHeader } from "./connection.ts";
 
 /** What {@linkcode proxyListener} uses for the options left out. */
 export const PROXY_DEFAULTS = {
@@ -256,7 +256,7 @@ class ProxyListener<A extends Deno.Addr> implements Listener<A> {
         client: client === undefined ? "the proxy itself" : peerOf(client).text,
       });
     }
-    return new ProxiedConnection(conn, client ?? conn.remoteAddr, header.rest);
+    return proxiedConnection(conn, client ?? conn.remoteAddr, header.rest);
   }
 
   #trusts(addr: Deno.Addr): boolean {

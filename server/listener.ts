@@ -21,9 +21,12 @@ export interface Connection extends Duplex {
   setNoDelay?(noDelay?: boolean): void;
   /**
    * Runs the echo itself, driven by readiness rather than by a read per
-   * chunk, under the rules of `echoConnection`; `done` hears how it ended.
-   * An engine that has its own loop (epoll) offers it, and the server then
-   * uses it instead of `echoConnection`.
+   * chunk, under the rules of `echoConnection` (every byte back in order; a
+   * peer that does not read stalls only itself); `done` hears how it ended.
+   * The buffer sizes of `options` are the engine's own business: the epoll
+   * engine reads every connection into one shared buffer. An engine that has
+   * its own loop offers it, and the server then uses it instead of
+   * `echoConnection`.
    */
   echo?(options: EchoOptions, done: EchoDone): void;
 }

@@ -1,0 +1,54 @@
+import { strictEqual } from "node:assert/strict";
+import type { LogRecord } from "@logtape/logtape";
+import { categoryName, isoTime, renderMessage } from "../../log/render.ts";
+
+function record(
+  rawMessage: string,
+  properties: Record<string, unknown>,
+  message: unknown[],
+): LogRecord {
+  return {
+    category: ["echo-server", "conn"],
+    level: "info",
+    rawMessage,
+    message,
+    properties,
+    timestamp: 0,
+  };
+}
+
+Deno.test("a plain template is filled from the properties, values bare", () => {
+  const line = renderMessage(
+    record(
+      "#{id} closed: {reason}; {bytesIn} B in",
+      { id: 3, reason: "client closed", bytesIn: 0 },
+      [],
+    ),
+  );
+  strictEqual(line, "#3 closed: client closed; 0 B in");
+});
+
+Deno.test("a missing property shows as undefined, as LogTape's own rendering does", () => {
+  strictEqual(renderMessage(record("{a} and {b}", { a: 1 }, [])), "1 and undefined");
+});
+
+Deno.test("templates with escapes, paths or {*} go through LogTape's parsed message", () => {
+  for (const raw of ["{{literal}} {a}", "{user.name}", "{*}", "{a b}"]) {
+    strictEqual(renderMessage(record(raw, { a: 1 }, ["parsed ", 1, ""])), "parsed 1");
+  }
+});
+
+Deno.test("a template without placeholders is itself", () => {
+  strictEqual(renderMessage(record("listening", {}, ["listening"])), "listening");
+});
+
+Deno.test("the timestamp text changes with the millisecond", () => {
+  strictEqual(isoTime(1_000), "1970-01-01T00:00:01.000Z");
+  strictEqual(isoTime(1_000), "1970-01-01T00:00:01.000Z");
+  strictEqual(isoTime(1_001), "1970-01-01T00:00:01.001Z");
+});
+
+Deno.test("a category is named without its first part", () => {
+  strictEqual(categoryName(["echo-server", "conn"]), "conn");
+  strictEqual(categoryName(["echo-server"]), "");
+});
