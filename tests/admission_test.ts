@@ -11,8 +11,16 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { parseCidr } from "../admission/cidr.ts";
 import { Guard } from "../admission/guard.ts";
 import { noRefusals } from "../admission/refusals.ts";
-import { serve, type ServeOptions } from "../server.ts";
-import { Cli, connectFrom, exchange, tryEcho } from "./helpers.ts";
+import { type IoEngine, serve, type ServeOptions } from "../server.ts";
+import {
+  Cli,
+  connectFrom,
+  exchange,
+  ioArgs,
+  ioPermissions,
+  testEngines,
+  tryEcho,
+} from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -23,56 +31,63 @@ function refusals(options: Partial<Record<string, number>>) {
   return { ...noRefusals(), ...options };
 }
 
-async function flood(options: ServeOptions, count: number) {
-  const server = serve({ ...local, ...options });
+async function flood(io: IoEngine, options: ServeOptions, count: number) {
+  const server = serve({ ...local, io, ...options });
   const conns = await Promise.all(Array.from({ length: count }, () => Deno.connect(server.addr)));
   return { server, conns };
 }
 
-Deno.test("default limits: 400 connections held open from one address are all echoed", async () => {
-  // A load tester or a balancer without the PROXY protocol shows the server one address.
-  const { server, conns } = await flood({}, 400);
-  try {
-    const replies = await Promise.all(conns.map((conn, i) => tryEcho(conn, `hello ${i}`)));
-    deepStrictEqual(replies, conns.map((_, i) => `hello ${i}`));
-    strictEqual(server.stats().open, 400);
-  } finally {
-    for (const conn of conns) conn.close();
-  }
-  const stats = await server.shutdown();
-  strictEqual(stats.served, 400);
-  deepStrictEqual(stats.refusals, refusals({}));
-});
+testEngines(
+  "default limits: 400 connections held open from one address are all echoed",
+  async (io) => {
+    // A load tester or a balancer without the PROXY protocol shows the server one address.
+    const { server, conns } = await flood(io, {}, 400);
+    try {
+      const replies = await Promise.all(conns.map((conn, i) => tryEcho(conn, `hello ${i}`)));
+      deepStrictEqual(replies, conns.map((_, i) => `hello ${i}`));
+      strictEqual(server.stats().open, 400);
+    } finally {
+      for (const conn of conns) conn.close();
+    }
+    const stats = await server.shutdown();
+    strictEqual(stats.served, 400);
+    deepStrictEqual(stats.refusals, refusals({}));
+  },
+);
 
-Deno.test("--max-conns 50 wait: 50 of 200 echoed at first, the other 150 as slots free", async () => {
-  const guard = new Guard({ maxConns: 50 });
-  const { server, conns } = await flood({ guard, whenFull: "wait" }, 200);
-  const firstFifty = Promise.withResolvers<void>();
-  const held: Deno.Conn[] = [];
-  let checked = false;
-  const replies = conns.map((conn, i) =>
-    tryEcho(conn, `hello ${i}`).then((reply) => {
-      strictEqual(reply, `hello ${i}`);
-      // Hold the first fifty open; after the check, each leaves once echoed.
-      if (checked) return conn.close();
-      held.push(conn);
-      if (held.length === 50) firstFifty.resolve();
-    })
-  );
-  await firstFifty.promise;
-  // The acceptor holds back at the cap: the rest wait in the kernel's backlog.
-  strictEqual(server.stats().served, 50);
-  strictEqual(guard.open, 50);
-  checked = true;
-  for (const conn of held) conn.close();
-  await Promise.all(replies);
-  strictEqual(server.stats().served, 200);
-  const summary = await server.shutdown();
-  deepStrictEqual(summary.refusals, refusals({}));
-});
+testEngines(
+  "--max-conns 50 wait: 50 of 200 echoed at first, the other 150 as slots free",
+  async (io) => {
+    const guard = new Guard({ maxConns: 50 });
+    const { server, conns } = await flood(io, { guard, whenFull: "wait" }, 200);
+    const firstFifty = Promise.withResolvers<void>();
+    const held: Deno.Conn[] = [];
+    let checked = false;
+    const replies = conns.map((conn, i) =>
+      tryEcho(conn, `hello ${i}`).then((reply) => {
+        strictEqual(reply, `hello ${i}`);
+        // Hold the first fifty open; after the check, each leaves once echoed.
+        if (checked) return conn.close();
+        held.push(conn);
+        if (held.length === 50) firstFifty.resolve();
+      })
+    );
+    await firstFifty.promise;
+    // The acceptor holds back at the cap: the rest wait in the kernel's backlog.
+    strictEqual(server.stats().served, 50);
+    strictEqual(guard.open, 50);
+    checked = true;
+    for (const conn of held) conn.close();
+    await Promise.all(replies);
+    strictEqual(server.stats().served, 200);
+    const summary = await server.shutdown();
+    deepStrictEqual(summary.refusals, refusals({}));
+  },
+);
 
-Deno.test("--max-conns 50 refuse: 50 of 200 echoed, 150 closed at once", async () => {
+testEngines("--max-conns 50 refuse: 50 of 200 echoed, 150 closed at once", async (io) => {
   const { server, conns } = await flood(
+    io,
     { guard: new Guard({ maxConns: 50 }), whenFull: "refuse" },
     200,
   );
@@ -85,8 +100,8 @@ Deno.test("--max-conns 50 refuse: 50 of 200 echoed, 150 closed at once", async (
   await server.shutdown();
 });
 
-Deno.test("system: --max-conns-per-ip caps each client address, not the others", async () => {
-  await using server = serve({ ...local, guard: new Guard({ maxConnsPerIp: 2 }) });
+testEngines("system: --max-conns-per-ip caps each client address, not the others", async (io) => {
+  await using server = serve({ ...local, io, guard: new Guard({ maxConnsPerIp: 2 }) });
   const port = server.addr.port;
   const a = await Promise.all([1, 2, 3].map(() => connectFrom("127.0.0.2", port)));
   const b = await Promise.all([1, 2].map(() => connectFrom("127.0.0.3", port)));
@@ -100,8 +115,8 @@ Deno.test("system: --max-conns-per-ip caps each client address, not the others",
   await Promise.all([...a, ...b].map((c) => c.closed));
 });
 
-Deno.test("system: --rate and --burst limit new connections per address", async () => {
-  await using server = serve({ ...local, guard: new Guard({ rate: 1, burst: 2 }) });
+testEngines("system: --rate and --burst limit new connections per address", async (io) => {
+  await using server = serve({ ...local, io, guard: new Guard({ rate: 1, burst: 2 }) });
   const clients = await Promise.all(
     [1, 2, 3].map(() => connectFrom("127.0.0.4", server.addr.port)),
   );
@@ -115,8 +130,8 @@ Deno.test("system: --rate and --burst limit new connections per address", async 
   await Promise.all([...clients, other].map((c) => c.closed));
 });
 
-Deno.test("--idle-timeout closes a silent connection and spares an active one", async () => {
-  await using server = serve({ ...local, idleTimeoutMs: 300 });
+testEngines("--idle-timeout closes a silent connection and spares an active one", async (io) => {
+  await using server = serve({ ...local, io, idleTimeoutMs: 300 });
   using silent = await Deno.connect(server.addr);
   using active = await Deno.connect(server.addr);
   const started = performance.now();
@@ -132,8 +147,8 @@ Deno.test("--idle-timeout closes a silent connection and spares an active one", 
   strictEqual(server.stats().open, 1);
 });
 
-Deno.test("--max-lifetime closes even a busy connection", async () => {
-  await using server = serve({ ...local, maxLifetimeMs: 200 });
+testEngines("--max-lifetime closes even a busy connection", async (io) => {
+  await using server = serve({ ...local, io, maxLifetimeMs: 200 });
   using conn = await Deno.connect(server.addr);
   const started = performance.now();
   let replies = 0;
@@ -146,26 +161,29 @@ Deno.test("--max-lifetime closes even a busy connection", async () => {
   deepStrictEqual(server.stats().refusals, refusals({ lifetime: 1 }));
 });
 
-Deno.test("system: --deny wins over --allow, and --reject-message is sent before closing", async () => {
-  const guard = new Guard({
-    allow: [parseCidr("127.0.0.0/29")],
-    deny: [parseCidr("127.0.0.6/32")],
-  });
-  await using server = serve({ ...local, guard, rejectMessage: "go away" });
-  const port = server.addr.port;
-  const allowed = await connectFrom("127.0.0.7", port);
-  strictEqual(await allowed.echo("in"), "in");
-  const denied = await connectFrom("127.0.0.6", port);
-  strictEqual(await denied.closed, "go away\n");
-  const outside = await connectFrom("127.0.0.9", port);
-  strictEqual(await outside.closed, "go away\n");
-  deepStrictEqual(server.stats().refusals, refusals({ denied: 2 }));
-  allowed.close();
-  await allowed.closed;
-});
+testEngines(
+  "system: --deny wins over --allow, and --reject-message is sent before closing",
+  async (io) => {
+    const guard = new Guard({
+      allow: [parseCidr("127.0.0.0/29")],
+      deny: [parseCidr("127.0.0.6/32")],
+    });
+    await using server = serve({ ...local, io, guard, rejectMessage: "go away" });
+    const port = server.addr.port;
+    const allowed = await connectFrom("127.0.0.7", port);
+    strictEqual(await allowed.echo("in"), "in");
+    const denied = await connectFrom("127.0.0.6", port);
+    strictEqual(await denied.closed, "go away\n");
+    const outside = await connectFrom("127.0.0.9", port);
+    strictEqual(await outside.closed, "go away\n");
+    deepStrictEqual(server.stats().refusals, refusals({ denied: 2 }));
+    allowed.close();
+    await allowed.closed;
+  },
+);
 
-Deno.test("system: refusals are logged at most once per reason and address", async () => {
-  await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--max-conns-per-ip", "1"]);
+testEngines("system: refusals are logged at most once per reason and address", async (io) => {
+  await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--max-conns-per-ip", "1"], { io });
   const port = await cli.port();
   using held = await Deno.connect({ hostname: "127.0.0.1", port });
   strictEqual(await tryEcho(held, "held"), "held");
@@ -188,28 +206,32 @@ Deno.test("system: refusals are logged at most once per reason and address", asy
   ok(/WARN .*refused 127\.0\.0\.1:\d+: per-ip/.test(lines[0]), lines[0]);
 });
 
-Deno.test("system: out of file descriptors (ulimit -n 64): accepts pause, then recover without losing a client", async () => {
-  // The server runs under a small descriptor limit; 60 clients are more than it can hold.
-  await using cli = new Cli([
-    "-c",
-    `ulimit -n 64 && exec "${Deno.execPath()}" run --quiet --allow-net main.ts -H 127.0.0.1 -p 0`,
-  ], { executable: "bash" });
-  const port = await cli.port();
-  const conns = await Promise.all(
-    Array.from({ length: 60 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
-  );
-  const replies = conns.map((conn, i) => tryEcho(conn, `client ${i}`));
-  await cli.waitFor(/out of file descriptors with (\d+) connections open/);
-  // Every client is served in the end, as earlier ones leave.
-  for (let i = 0; i < conns.length; i++) {
-    strictEqual(await replies[i], `client ${i}`);
-    conns[i].close();
-  }
-  const again = await Deno.connect({ hostname: "127.0.0.1", port });
-  strictEqual(decoder.decode(await exchange(again, encoder.encode("later"))), "later");
-  again.close();
-  cli.kill("SIGTERM");
-  const { code, stderr } = await cli.finished();
-  strictEqual(code, 0);
-  strictEqual(stderr.match(/out of file descriptors/g)?.length, 1, stderr);
-});
+testEngines(
+  "system: out of file descriptors (ulimit -n 64): accepts pause, then recover without losing a client",
+  async (io) => {
+    // The server runs under a small descriptor limit; 60 clients are more than it can hold.
+    const deno = [Deno.execPath(), "run", "--quiet", ...ioPermissions(io)];
+    const server = [...deno, "main.ts", "-H", "127.0.0.1", "-p", "0", ...ioArgs(io)];
+    await using cli = new Cli(["-c", 'ulimit -n 64 && exec "$@"', "bash", ...server], {
+      executable: "bash",
+    });
+    const port = await cli.port();
+    const conns = await Promise.all(
+      Array.from({ length: 60 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+    );
+    const replies = conns.map((conn, i) => tryEcho(conn, `client ${i}`));
+    await cli.waitFor(/out of file descriptors with (\d+) connections open/);
+    // Every client is served in the end, as earlier ones leave.
+    for (let i = 0; i < conns.length; i++) {
+      strictEqual(await replies[i], `client ${i}`);
+      conns[i].close();
+    }
+    const again = await Deno.connect({ hostname: "127.0.0.1", port });
+    strictEqual(decoder.decode(await exchange(again, encoder.encode("later"))), "later");
+    again.close();
+    cli.kill("SIGTERM");
+    const { code, stderr } = await cli.finished();
+    strictEqual(code, 0);
+    strictEqual(stderr.match(/out of file descriptors/g)?.length, 1, stderr);
+  },
+);

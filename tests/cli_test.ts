@@ -7,14 +7,15 @@ import {
   pattern,
   runCli,
   sameBytes,
+  testEngines,
 } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const noStackTrace = (stderr: string) => ok(!/^\s+at /m.test(stderr), `stack trace:\n${stderr}`);
 
-Deno.test("serve logs the real port for --port 0 and echoes", async () => {
-  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0"]);
+testEngines("serve logs the real port for --port 0 and echoes", async (io) => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0"], { io });
   const port = await cli.port();
   ok(port > 0);
   ok(cli.stderr.includes(`listening on 127.0.0.1:${port}`));
@@ -23,32 +24,39 @@ Deno.test("serve logs the real port for --port 0 and echoes", async () => {
   await cli.waitFor(/#1 opened from 127\.0\.0\.1:\d+/);
 });
 
-Deno.test("serve listens on IPv6 ::1", async () => {
-  await using cli = new Cli(["serve", "-H", "::1", "-p", "0"]);
+testEngines("serve listens on IPv6 ::1", async (io) => {
+  await using cli = new Cli(["serve", "-H", "::1", "-p", "0"], { io });
   const port = await cli.port();
   ok(cli.stderr.includes(`listening on [::1]:${port}`));
   using conn = await Deno.connect({ hostname: "::1", port });
   strictEqual(decoder.decode(await exchange(conn, encoder.encode("six"))), "six");
 });
 
-Deno.test("SIGTERM drains: the open connection finishes, new ones are refused, exit 0", async () => {
-  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "20s"]);
-  const port = await cli.port();
-  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  strictEqual(decoder.decode(await exchange(conn, encoder.encode("before"))), "before");
-  cli.kill("SIGTERM");
-  await cli.waitFor(/draining 1 connection\b/);
-  await assertRefused({ hostname: "127.0.0.1", port });
-  strictEqual(decoder.decode(await exchange(conn, encoder.encode("during"))), "during");
-  await conn.closeWrite();
-  strictEqual(await conn.read(new Uint8Array(1)), null);
-  const { code, stderr } = await cli.finished();
-  strictEqual(code, 0);
-  ok(/stopped: served 1 connection, echoed 12 bytes/.test(stderr), stderr);
-});
+testEngines(
+  "SIGTERM drains: the open connection finishes, new ones are refused, exit 0",
+  async (io) => {
+    await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "20s"], {
+      io,
+    });
+    const port = await cli.port();
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    strictEqual(decoder.decode(await exchange(conn, encoder.encode("before"))), "before");
+    cli.kill("SIGTERM");
+    await cli.waitFor(/draining 1 connection\b/);
+    await assertRefused({ hostname: "127.0.0.1", port });
+    strictEqual(decoder.decode(await exchange(conn, encoder.encode("during"))), "during");
+    await conn.closeWrite();
+    strictEqual(await conn.read(new Uint8Array(1)), null);
+    const { code, stderr } = await cli.finished();
+    strictEqual(code, 0);
+    ok(/stopped: served 1 connection, echoed 12 bytes/.test(stderr), stderr);
+  },
+);
 
-Deno.test("after the drain timeout the rest are closed and the server exits 0", async () => {
-  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "100ms"]);
+testEngines("after the drain timeout the rest are closed and the server exits 0", async (io) => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "100ms"], {
+    io,
+  });
   const port = await cli.port();
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   strictEqual(decoder.decode(await exchange(conn, encoder.encode("x"))), "x");
@@ -59,8 +67,10 @@ Deno.test("after the drain timeout the rest are closed and the server exits 0", 
   ok(stderr.includes("closed: shutdown"), stderr);
 });
 
-Deno.test("a second signal exits at once", async () => {
-  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "1m"]);
+testEngines("a second signal exits at once", async (io) => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "1m"], {
+    io,
+  });
   const port = await cli.port();
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   strictEqual(decoder.decode(await exchange(conn, encoder.encode("x"))), "x");
@@ -75,8 +85,10 @@ Deno.test("a second signal exits at once", async () => {
   ok(stderr.includes("second SIGTERM: exiting now"), stderr);
 });
 
-Deno.test("one Ctrl-C delivered twice (terminal and deno task) still drains", async () => {
-  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "20s"]);
+testEngines("one Ctrl-C delivered twice (terminal and deno task) still drains", async (io) => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--drain-timeout", "20s"], {
+    io,
+  });
   const port = await cli.port();
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   strictEqual(decoder.decode(await exchange(conn, encoder.encode("a"))), "a");
@@ -91,9 +103,12 @@ Deno.test("one Ctrl-C delivered twice (terminal and deno task) still drains", as
   ok(!stderr.includes("exiting now"), stderr);
 });
 
-Deno.test("a busy port is one clear line and exit 1", async () => {
+testEngines("a busy port is one clear line and exit 1", async (io) => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { code, stderr } = await runCli(["--host", "127.0.0.1", "--port", String(taken.addr.port)]);
+  const { code, stderr } = await runCli(
+    ["--host", "127.0.0.1", "--port", String(taken.addr.port)],
+    { io },
+  );
   strictEqual(code, 1);
   ok(
     stderr.includes(`cannot listen on 127.0.0.1:${taken.addr.port}: address already in use`),
@@ -152,8 +167,8 @@ Deno.test("--help and --version print to stdout and exit 0", async () => {
   ok(/^echo-server \d+\.\d+\.\d+\n$/.test(version.stdout), version.stdout);
 });
 
-Deno.test("--log-format json writes one JSON object a line", async () => {
-  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"]);
+testEngines("--log-format json writes one JSON object a line", async (io) => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"], { io });
   const port = await cli.port();
   cli.kill("SIGTERM");
   const { code, stderr } = await cli.finished();
@@ -164,8 +179,8 @@ Deno.test("--log-format json writes one JSON object a line", async () => {
   strictEqual(lines[0].logger, "echo-server.server");
 });
 
-Deno.test("--log-level debug logs every chunk", async () => {
-  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--log-level", "debug"]);
+testEngines("--log-level debug logs every chunk", async (io) => {
+  await using cli = new Cli(["--host", "127.0.0.1", "--port", "0", "--log-level", "debug"], { io });
   const port = await cli.port();
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   await exchange(conn, encoder.encode("12345"));
@@ -214,36 +229,39 @@ Deno.test("client exits 1 when the echo differs", async () => {
   ok(stderr.includes('echo differs: sent "abc", got "`cb"'), stderr);
 });
 
-Deno.test("client tells a refusal line from a corrupted echo, in one wording whatever the mode", async () => {
-  await using server = new Cli([
-    "-H",
-    "127.0.0.1",
-    "-p",
-    "0",
-    "--deny",
-    "127.0.0.1",
-    "--reject-message",
-    "busy, try later",
-  ]);
-  const port = String(await server.port());
-  const refused =
-    /^echo-server client: 127\.0\.0\.1:\d+ sent "busy, try later\\n" instead of an echo and closed the connection \(refused\?\)\n$/;
-  // Messages no longer than the refusal line: the reply differs, then the server closes.
-  // A longer message: the server closes before a whole reply came back.
-  for (const args of [["-m", "hi"], ["-n", "1"], ["-m", "a message longer than the refusal"]]) {
-    const { code, stderr } = await runCli(["client", "-p", port, ...args]);
+testEngines(
+  "client tells a refusal line from a corrupted echo, in one wording whatever the mode",
+  async (io) => {
+    await using server = new Cli([
+      "-H",
+      "127.0.0.1",
+      "-p",
+      "0",
+      "--deny",
+      "127.0.0.1",
+      "--reject-message",
+      "busy, try later",
+    ], { io });
+    const port = String(await server.port());
+    const refused =
+      /^echo-server client: 127\.0\.0\.1:\d+ sent "busy, try later\\n" instead of an echo and closed the connection \(refused\?\)\n$/;
+    // Messages no longer than the refusal line: the reply differs, then the server closes.
+    // A longer message: the server closes before a whole reply came back.
+    for (const args of [["-m", "hi"], ["-n", "1"], ["-m", "a message longer than the refusal"]]) {
+      const { code, stderr } = await runCli(["client", "-p", port, ...args]);
+      strictEqual(code, 1);
+      ok(refused.test(stderr), stderr);
+    }
+    // Netcat mode: the refusal arrives before anything was sent.
+    await using piped = new Cli(["client", "-p", port], { stdin: "piped" });
+    const { code, stderr } = await piped.finished();
     strictEqual(code, 1);
     ok(refused.test(stderr), stderr);
-  }
-  // Netcat mode: the refusal arrives before anything was sent.
-  await using piped = new Cli(["client", "-p", port], { stdin: "piped" });
-  const { code, stderr } = await piped.finished();
-  strictEqual(code, 1);
-  ok(refused.test(stderr), stderr);
-});
+  },
+);
 
-Deno.test("a refusal without a message reads the same with -m and -n", async () => {
-  await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--deny", "127.0.0.1"]);
+testEngines("a refusal without a message reads the same with -m and -n", async (io) => {
+  await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--deny", "127.0.0.1"], { io });
   const port = String(await server.port());
   const closed =
     /^echo-server client: 127\.0\.0\.1:\d+ closed the connection before echoing anything \(refused\?\)\n$/;
@@ -306,18 +324,21 @@ Deno.test("client notices bytes beyond the echo", async () => {
   ok(extra.stderr.includes("echo differs: 4 more bytes came back than were sent"), extra.stderr);
 });
 
-Deno.test("client in netcat mode notices at once when the server closes an idle connection", async () => {
-  await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--idle-timeout", "200ms"]);
-  const port = String(await server.port());
-  // stdin stays open and silent: only the server's close can end this client.
-  await using client = new Cli(["client", "-p", port], { stdin: "piped" });
-  const { code, stderr } = await client.finished();
-  strictEqual(code, 1);
-  ok(/echo-server client: 127\.0\.0\.1:\d+ closed the connection\n$/.test(stderr), stderr);
-});
+testEngines(
+  "client in netcat mode notices at once when the server closes an idle connection",
+  async (io) => {
+    await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--idle-timeout", "200ms"], { io });
+    const port = String(await server.port());
+    // stdin stays open and silent: only the server's close can end this client.
+    await using client = new Cli(["client", "-p", port], { stdin: "piped" });
+    const { code, stderr } = await client.finished();
+    strictEqual(code, 1);
+    ok(/echo-server client: 127\.0\.0\.1:\d+ closed the connection\n$/.test(stderr), stderr);
+  },
+);
 
-Deno.test("client in netcat mode streams a large binary input exactly", async () => {
-  await using server = new Cli(["-H", "127.0.0.1", "-p", "0"]);
+testEngines("client in netcat mode streams a large binary input exactly", async (io) => {
+  await using server = new Cli(["-H", "127.0.0.1", "-p", "0"], { io });
   const port = String(await server.port());
   await using client = new Cli(["client", "-p", port], { stdin: "piped" });
   const input = pattern(5 << 20, 3);

@@ -6,7 +6,7 @@
  * clients bound to 127.0.0.2x. Without haproxy they are ignored, saying why.
  */
 import { ok, strictEqual } from "node:assert/strict";
-import { type BoundClient, Cli, connectFrom, ROOT } from "./helpers.ts";
+import { type BoundClient, Cli, connectFrom, ROOT, testEngines } from "./helpers.ts";
 
 const CONFIG = `${ROOT}deploy/haproxy.cfg`;
 const text = Deno.readTextFileSync(CONFIG);
@@ -101,11 +101,9 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name:
-    `system: deploy/haproxy.cfg spreads clients over its instances, carries their address, skips a draining one${ignored}`,
-  ignore: missing !== undefined,
-  async fn() {
+testEngines(
+  `system: deploy/haproxy.cfg spreads clients over its instances, carries their address, skips a draining one${ignored}`,
+  async (io) => {
     strictEqual(instanceArgs.length, servers.length, "one commented command line per server");
     await using stack = new AsyncDisposableStack();
     const instances = instanceArgs.map((args) => {
@@ -114,7 +112,7 @@ Deno.test({
       const local = args.map((arg, i) =>
         args[i - 1] === "--port" ? "0" : args[i - 1] === "--metrics" ? "127.0.0.1:0" : arg
       );
-      return stack.use(new Cli(local));
+      return stack.use(new Cli(local, { io }));
     });
     // The file with this run's ports: instances on theirs, the frontend on a free one.
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -192,4 +190,5 @@ Deno.test({
     const { code, stderr } = await draining.finished();
     strictEqual(code, 0, stderr);
   },
-});
+  { ignore: missing !== undefined },
+);

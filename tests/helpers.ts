@@ -6,9 +6,47 @@
  */
 import net from "node:net";
 import { fileURLToPath } from "node:url";
+import { IO_ENGINES, type IoEngine, SERVE_DEFAULTS } from "../server.ts";
 
 /** The project root, where `main.ts` is. */
 export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
+
+/**
+ * The I/O engines that the server's end-to-end tests run over, each test
+ * once per engine (see {@linkcode testEngines}): Deno's own sockets, and
+ * epoll through libc.
+ */
+export const ENGINES: typeof IO_ENGINES = IO_ENGINES;
+
+/**
+ * The `serve` flags that pick `io`: none for the default engine (so that
+ * its tests keep running the command line as users type it), `--io NAME`
+ * for another.
+ */
+export function ioArgs(io: IoEngine): string[] {
+  return io === SERVE_DEFAULTS.io ? [] : ["--io", io];
+}
+
+/**
+ * `permissions` with what a server on `io` needs besides: `--allow-ffi` for
+ * epoll, which calls libc; nothing more for Deno's engine.
+ */
+export function ioPermissions(io: IoEngine, permissions: string[] = ["--allow-net"]): string[] {
+  const granted = permissions.includes("--allow-all") || permissions.includes("--allow-ffi");
+  return io === "epoll" && !granted ? [...permissions, "--allow-ffi"] : permissions;
+}
+
+/**
+ * Registers `fn` as one test per engine of {@linkcode ENGINES}, named
+ * `name [engine]`, so that `deno test --filter "[epoll]"` runs one engine's.
+ */
+export function testEngines(
+  name: string,
+  fn: (io: IoEngine) => Promise<void>,
+  options: Omit<Deno.TestDefinition, "name" | "fn"> = {},
+): void {
+  for (const io of ENGINES) Deno.test({ ...options, name: `${name} [${io}]`, fn: () => fn(io) });
+}
 
 /** `n` bytes cycling through every value 0-255, offset by `seed`. */
 export function pattern(n: number, seed = 0): Uint8Array {
@@ -106,6 +144,29 @@ export async function assertRefused(addr: { hostname: string; port: number }): P
   }
 }
 
+/** How {@linkcode Cli} starts its process. */
+export interface CliOptions {
+  /** The module to run instead of `main.ts`. */
+  entry?: string;
+  /** A program to run with `args` as they are, instead of `deno run`. */
+  executable?: string;
+  /** `piped` to write to the child's stdin. @default {"null"} */
+  stdin?: "piped" | "null";
+  /** Deno's permission flags. @default {["--allow-net"]} */
+  permissions?: string[];
+  /** The I/O engine of the server it starts; not with `executable`. @default {the default engine, no flag} */
+  io?: IoEngine;
+  /**
+   * Kills the process (SIGKILL) if it still runs after this long, so that a
+   * server that stops answering fails its test (its sockets close, `waitFor`
+   * gives up) instead of hanging the suite. @default {CLI_DEADLINE_MS}
+   */
+  deadlineMs?: number;
+}
+
+/** How long a {@linkcode Cli} process may run at most, unless told otherwise. */
+export const CLI_DEADLINE_MS = 60_000;
+
 /** A `main.ts` subprocess with its stderr collected as it comes. */
 export class Cli implements AsyncDisposable {
   readonly #child: Deno.ChildProcess;
@@ -118,24 +179,20 @@ export class Cli implements AsyncDisposable {
   /**
    * Starts `deno run --allow-net <entry> ...args` in the project root (or
    * with the given permissions instead of `--allow-net`), or
-   * `<executable> ...args` for a compiled binary.
+   * `<executable> ...args` for a compiled binary. With `io`, the server runs
+   * on that engine: its flags follow `args` (see {@linkcode ioArgs}) and its
+   * permission joins the others (see {@linkcode ioPermissions}).
    */
-  constructor(
-    args: string[],
-    options: {
-      entry?: string;
-      executable?: string;
-      stdin?: "piped" | "null";
-      permissions?: string[];
-    } = {},
-  ) {
+  constructor(args: string[], options: CliOptions = {}) {
+    const io = options.io ?? SERVE_DEFAULTS.io;
     const child = new Deno.Command(options.executable ?? Deno.execPath(), {
       args: options.executable !== undefined ? args : [
         "run",
         "--quiet",
-        ...(options.permissions ?? ["--allow-net"]),
+        ...ioPermissions(io, options.permissions),
         options.entry ?? "main.ts",
         ...args,
+        ...ioArgs(io),
       ],
       cwd: ROOT,
       stdin: options.stdin ?? "null",
@@ -144,6 +201,17 @@ export class Cli implements AsyncDisposable {
       env: { NO_COLOR: "1" },
     }).spawn();
     this.#child = child;
+    const deadlineMs = options.deadlineMs ?? CLI_DEADLINE_MS;
+    const deadline = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+        this.#stderr += `\n[killed by the test: still running after ${deadlineMs} ms]\n`;
+      } catch {
+        // Exited meanwhile.
+      }
+    }, deadlineMs);
+    // Cleared at the exit, which every test awaits (finished() or disposal): no timer leaks.
+    child.status.finally(() => clearTimeout(deadline));
     this.#stdout = new Response(child.stdout).bytes();
     this.#pump = (async () => {
       for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
@@ -226,14 +294,15 @@ export class Cli implements AsyncDisposable {
   }
 }
 
-/** Runs `main.ts` with `args` to completion. */
+/** Runs `main.ts` with `args` to completion; with `io`, as {@linkcode Cli} does. */
 export async function runCli(
   args: string[],
-  options: { entry?: string; stdin?: string } = {},
+  options: { entry?: string; stdin?: string; io?: IoEngine } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   await using cli = new Cli(args, {
     entry: options.entry,
     stdin: options.stdin === undefined ? "null" : "piped",
+    io: options.io,
   });
   if (options.stdin !== undefined) {
     const writer = cli.stdin.getWriter();

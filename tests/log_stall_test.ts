@@ -4,7 +4,8 @@
  * buffer are dropped, and one line says how many once the pipe is read again.
  */
 import { equal, match, ok } from "node:assert/strict";
-import { ROOT } from "./helpers.ts";
+import { ioArgs, ioPermissions, ROOT, testEngines } from "./helpers.ts";
+import type { IoEngine } from "../server.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -61,14 +62,16 @@ async function steady(port: number, until: number): Promise<{ count: number; wor
   return { count, worstMs };
 }
 
-/** Serves with `flags` and debug logs into a pipe that stalls, under load; see the module doc. */
-async function echoWhileStderrStalls(flags: string[]): Promise<void> {
+/**
+ * Serves on engine `io` with `flags` and debug logs into a pipe that stalls,
+ * under load; see the module doc.
+ */
+async function echoWhileStderrStalls(io: IoEngine, flags: string[]): Promise<void> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--quiet",
-      "--allow-net",
-      "--allow-read",
+      ...ioPermissions(io, ["--allow-net", "--allow-read"]),
       "main.ts",
       "--host",
       "127.0.0.1",
@@ -77,6 +80,7 @@ async function echoWhileStderrStalls(flags: string[]): Promise<void> {
       "--log-level",
       "debug",
       ...flags,
+      ...ioArgs(io),
     ],
     cwd: ROOT,
     stdin: "null",
@@ -137,10 +141,12 @@ async function echoWhileStderrStalls(flags: string[]): Promise<void> {
   }
 }
 
-Deno.test("a stalled stderr reader does not stop the echo; dropped lines are counted and reported", async () => {
-  await echoWhileStderrStalls([]);
-});
+testEngines(
+  "a stalled stderr reader does not stop the echo; dropped lines are counted and reported",
+  (io) => echoWhileStderrStalls(io, []),
+);
 
-Deno.test("with --workers 2, a stalled stderr reader stops no worker's echo", async () => {
-  await echoWhileStderrStalls(["--workers", "2"]);
-});
+testEngines(
+  "with --workers 2, a stalled stderr reader stops no worker's echo",
+  (io) => echoWhileStderrStalls(io, ["--workers", "2"]),
+);

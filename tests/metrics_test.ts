@@ -3,8 +3,16 @@
  * Prometheus parser), readiness during a drain, and the sum over workers.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { assertRefused, Cli, connectFrom, readN, tryEcho, writeAll } from "./helpers.ts";
-import { serve } from "../server.ts";
+import {
+  assertRefused,
+  Cli,
+  connectFrom,
+  readN,
+  testEngines,
+  tryEcho,
+  writeAll,
+} from "./helpers.ts";
+import { type IoEngine, serve } from "../server.ts";
 import { Inbox } from "./udp_helpers.ts";
 import type { Connection, Listener } from "../server/listener.ts";
 
@@ -91,14 +99,15 @@ async function get(url: string): Promise<{ status: number; text: string; type: s
   };
 }
 
-/** Starts `serve` with `--metrics 127.0.0.1:0` and resolves with both ports. */
+/** Starts `serve` on engine `io` with `--metrics 127.0.0.1:0` and resolves with both ports. */
 async function start(
+  io: IoEngine,
   args: string[],
   permissions?: string[],
 ): Promise<{ cli: Cli; port: number; metrics: string }> {
   const cli = new Cli(
     ["--host", "127.0.0.1", "--port", "0", "--metrics", "127.0.0.1:0", ...args],
-    { permissions },
+    { permissions, io },
   );
   const port = await cli.port();
   const match = await cli.waitFor(/metrics on (http:\/\/\S+)/);
@@ -110,13 +119,10 @@ async function closedLines(cli: Cli, n: number): Promise<void> {
   await cli.waitFor(new RegExp(`(?:closed: [^\\n]*\\n[^]*){${n}}`));
 }
 
-Deno.test({
-  name:
-    "system: /metrics counts echoes, denials and an idle close, and parses with prometheus_client",
-  ignore: !hasPromParser,
-  // When ignored: install the Debian package python3-prometheus-client (for /usr/bin/python3).
-  async fn() {
-    const { cli, port, metrics } = await start([
+testEngines(
+  "system: /metrics counts echoes, denials and an idle close, and parses with prometheus_client",
+  async (io) => {
+    const { cli, port, metrics } = await start(io, [
       "--deny",
       "127.0.0.2",
       "--idle-timeout",
@@ -178,37 +184,43 @@ Deno.test({
     cli.kill("SIGTERM");
     equal((await cli.finished()).code, 0);
   },
-});
+  // When ignored: install the Debian package python3-prometheus-client (for /usr/bin/python3).
+  { ignore: !hasPromParser },
+);
 
-Deno.test("/readyz turns 503 at SIGTERM while an open connection keeps echoing; exit 0", async () => {
-  const { cli, port, metrics } = await start(["--drain-timeout", "5s"]);
-  await using _cli = cli;
-  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  equal(await tryEcho(conn, "before"), "before");
-  deepEqual(await get(`${metrics}/readyz`), {
-    status: 200,
-    text: "ready\n",
-    type: "text/plain; charset=utf-8",
-  });
-  equal((await get(`${metrics}/healthz`)).status, 200);
-  cli.kill("SIGTERM");
-  await cli.waitFor(/draining 1 connection/);
-  const ready = await get(`${metrics}/readyz`);
-  equal(ready.status, 503);
-  equal(ready.text, "draining\n");
-  equal((await get(`${metrics}/healthz`)).status, 200);
-  await assertRefused({ hostname: "127.0.0.1", port });
-  equal(await tryEcho(conn, "during the drain"), "during the drain");
-  const scrape = parseSimply((await get(`${metrics}/metrics`)).text);
-  equal(scrape.get("echo_connections_open"), 1);
-  equal((await get(`${metrics}/nothing`)).status, 404);
-  conn.close();
-  const { code, stderr } = await cli.finished();
-  equal(code, 0, stderr);
-});
+testEngines(
+  "/readyz turns 503 at SIGTERM while an open connection keeps echoing; exit 0",
+  async (io) => {
+    const { cli, port, metrics } = await start(io, ["--drain-timeout", "5s"]);
+    await using _cli = cli;
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    equal(await tryEcho(conn, "before"), "before");
+    deepEqual(await get(`${metrics}/readyz`), {
+      status: 200,
+      text: "ready\n",
+      type: "text/plain; charset=utf-8",
+    });
+    equal((await get(`${metrics}/healthz`)).status, 200);
+    cli.kill("SIGTERM");
+    await cli.waitFor(/draining 1 connection/);
+    const ready = await get(`${metrics}/readyz`);
+    equal(ready.status, 503);
+    equal(ready.text, "draining\n");
+    equal((await get(`${metrics}/healthz`)).status, 200);
+    await assertRefused({ hostname: "127.0.0.1", port });
+    equal(await tryEcho(conn, "during the drain"), "during the drain");
+    const scrape = parseSimply((await get(`${metrics}/metrics`)).text);
+    equal(scrape.get("echo_connections_open"), 1);
+    equal((await get(`${metrics}/nothing`)).status, 404);
+    conn.close();
+    const { code, stderr } = await cli.finished();
+    equal(code, 0, stderr);
+  },
+);
 
-Deno.test("/metrics with --workers 2 reports the sum over the workers", async () => {
+testEngines("/metrics with --workers 2 reports the sum over the workers", async (io) => {
   const { cli, port, metrics } = await start(
+    io,
     ["--workers", "2", "--idle-timeout", "0"],
     ["--allow-net", "--allow-read"],
   );
@@ -295,30 +307,33 @@ Deno.test("stats count failed accepts, lifetime closes and drain timeouts, with 
   ok((stats.durations?.sum ?? 0) >= 0.2);
 });
 
-Deno.test("with --reuse-port, a second instance shares the metrics port too, for an upgrade", async () => {
-  const first = await start(["--reuse-port"]);
-  await using _first = first.cli;
-  const metricsPort = new URL(first.metrics).port;
-  await using second = new Cli([
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(first.port),
-    "--reuse-port",
-    "--metrics",
-    `127.0.0.1:${metricsPort}`,
-  ]);
-  await second.waitFor(new RegExp(`metrics on http://127\\.0\\.0\\.1:${metricsPort}`));
-  first.cli.kill("SIGTERM");
-  equal((await first.cli.finished()).code, 0);
-  const ready = await get(`${first.metrics}/readyz`); // only the second one is left to answer
-  equal(ready.status, 200);
-  using conn = await Deno.connect({ hostname: "127.0.0.1", port: first.port });
-  equal(await tryEcho(conn, "upgraded"), "upgraded");
-  second.kill("SIGTERM");
-  conn.close();
-  equal((await second.finished()).code, 0);
-});
+testEngines(
+  "with --reuse-port, a second instance shares the metrics port too, for an upgrade",
+  async (io) => {
+    const first = await start(io, ["--reuse-port"]);
+    await using _first = first.cli;
+    const metricsPort = new URL(first.metrics).port;
+    await using second = new Cli([
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(first.port),
+      "--reuse-port",
+      "--metrics",
+      `127.0.0.1:${metricsPort}`,
+    ], { io });
+    await second.waitFor(new RegExp(`metrics on http://127\\.0\\.0\\.1:${metricsPort}`));
+    first.cli.kill("SIGTERM");
+    equal((await first.cli.finished()).code, 0);
+    const ready = await get(`${first.metrics}/readyz`); // only the second one is left to answer
+    equal(ready.status, 200);
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port: first.port });
+    equal(await tryEcho(conn, "upgraded"), "upgraded");
+    second.kill("SIGTERM");
+    conn.close();
+    equal((await second.finished()).code, 0);
+  },
+);
 
 Deno.test("a taken metrics port fails the start before the echo port listens", async () => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });

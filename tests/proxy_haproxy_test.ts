@@ -5,7 +5,7 @@
  * 127.0.0.5 and 127.0.0.6. Without haproxy they are ignored, saying why.
  */
 import { ok, strictEqual } from "node:assert/strict";
-import { Cli, connectFrom } from "./helpers.ts";
+import { Cli, connectFrom, testEngines } from "./helpers.ts";
 
 /** Whether `haproxy` runs here; the reason in words when it does not. */
 async function haproxyMissing(): Promise<string | undefined> {
@@ -110,11 +110,9 @@ backend echo_v2
   }
 }
 
-Deno.test({
-  name:
-    `system: HAProxy send-proxy and send-proxy-v2: exact echo, the client's address in the log${ignored}`,
-  ignore: missing !== undefined,
-  async fn() {
+testEngines(
+  `system: HAProxy send-proxy and send-proxy-v2: exact echo, the client's address in the log${ignored}`,
+  async (io) => {
     await using server = new Cli([
       "--host",
       "127.0.0.1",
@@ -123,7 +121,7 @@ Deno.test({
       "--proxy-protocol",
       "--trusted-proxy",
       "127.0.0.1/32",
-    ]);
+    ], { io });
     await using haproxy = new HaProxy(await server.port());
     await haproxy.ready();
     // Every byte value, through HAProxy and back.
@@ -138,12 +136,12 @@ Deno.test({
     );
     ok(!/opened from 127\.0\.0\.1:/.test(opened[0]), "the proxy's own address is not the peer");
   },
-});
+  { ignore: missing !== undefined },
+);
 
-Deno.test({
-  name: `system: HAProxy: --max-conns-per-ip 1 counts the client behind the proxy${ignored}`,
-  ignore: missing !== undefined,
-  async fn() {
+testEngines(
+  `system: HAProxy: --max-conns-per-ip 1 counts the client behind the proxy${ignored}`,
+  async (io) => {
     await using server = new Cli([
       "--host",
       "127.0.0.1",
@@ -154,7 +152,7 @@ Deno.test({
       "127.0.0.1/32",
       "--max-conns-per-ip",
       "1",
-    ]);
+    ], { io });
     await using haproxy = new HaProxy(await server.port());
     await haproxy.ready();
     const first = await connectFrom("127.0.0.5", haproxy.v1Port);
@@ -168,4 +166,5 @@ Deno.test({
     strictEqual(await first.echo("again"), "again");
     for (const conn of [first, second, other]) conn.close();
   },
-});
+  { ignore: missing !== undefined },
+);

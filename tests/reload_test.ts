@@ -1,5 +1,5 @@
 import { ok, strictEqual } from "node:assert/strict";
-import { Cli, readToEnd, tryEcho } from "./helpers.ts";
+import { Cli, readToEnd, testEngines, tryEcho } from "./helpers.ts";
 
 const permissions = ["--allow-net", "--allow-read"];
 const decoder = new TextDecoder();
@@ -27,67 +27,74 @@ async function refusalLine(port: number): Promise<string> {
   return decoder.decode(await readToEnd(conn));
 }
 
-Deno.test("SIGHUP reloads --config: tightened, loosened, then broken files; the open connection echoes throughout", async () => {
-  using config = configFile({ "max-conns-per-ip": 2, "reject-message": "refused" });
-  await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--config", config.path], {
-    permissions,
-  });
-  const port = await cli.port();
-  const held = await connect(port);
-  strictEqual(await tryEcho(held, "a1"), "a1");
-  {
-    using second = await connect(port);
-    strictEqual(await tryEcho(second, "b1"), "b1", "the file's limit of 2 admits a second");
-  }
+testEngines(
+  "SIGHUP reloads --config: tightened, loosened, then broken files; the open connection echoes throughout",
+  async (io) => {
+    using config = configFile({ "max-conns-per-ip": 2, "reject-message": "refused" });
+    await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--config", config.path], {
+      permissions,
+      io,
+    });
+    const port = await cli.port();
+    const held = await connect(port);
+    strictEqual(await tryEcho(held, "a1"), "a1");
+    {
+      using second = await connect(port);
+      strictEqual(await tryEcho(second, "b1"), "b1", "the file's limit of 2 admits a second");
+    }
 
-  // Tightened: a second connection is refused at once; the open one stays.
-  config.write({ "max-conns-per-ip": 1, "reject-message": "refused" });
-  cli.kill("SIGHUP");
-  await cli.waitFor(/SIGHUP: reloaded \S+: changed max-conns-per-ip\n/);
-  strictEqual(await refusalLine(port), "refused\n");
-  strictEqual(await tryEcho(held, "a2"), "a2");
-
-  // Loosened: two more are admitted.
-  config.write({ "max-conns-per-ip": 3 });
-  cli.kill("SIGHUP");
-  await cli.waitFor(/SIGHUP: reloaded \S+: changed max-conns-per-ip, reject-message\n/);
-  const third = await connect(port);
-  const fourth = await connect(port);
-  strictEqual(await tryEcho(third, "c"), "c");
-  strictEqual(await tryEcho(fourth, "d"), "d");
-
-  // Broken files: each logged with its reason, nothing changed.
-  const broken: [unknown, RegExp][] = [
-    ["{ nope", /not reloaded, nothing changed: --config \S+: not valid JSON/],
-    [{ "max-conns-per-ip": 0 }, /not reloaded, nothing changed: .*invalid --max-conns-per-ip "0"/],
-    [{ "max-conn": 5 }, /not reloaded, nothing changed: .*unknown key "max-conn"/],
-    [{ burst: 4 }, /not reloaded, nothing changed: invalid burst 4: requires rate to be set/],
-  ];
-  for (const [text, reason] of broken) {
-    config.write(text);
+    // Tightened: a second connection is refused at once; the open one stays.
+    config.write({ "max-conns-per-ip": 1, "reject-message": "refused" });
     cli.kill("SIGHUP");
-    await cli.waitFor(reason);
-  }
-  Deno.removeSync(config.path);
-  cli.kill("SIGHUP");
-  await cli.waitFor(/not reloaded, nothing changed: --config \S+: /);
-  // Still 3 per address: three are open, so a fourth is refused (without a message now).
-  strictEqual(await refusalLine(port), "");
-  strictEqual(await tryEcho(held, "a3"), "a3");
-  strictEqual(await tryEcho(third, "c2"), "c2");
+    await cli.waitFor(/SIGHUP: reloaded \S+: changed max-conns-per-ip\n/);
+    strictEqual(await refusalLine(port), "refused\n");
+    strictEqual(await tryEcho(held, "a2"), "a2");
 
-  for (const conn of [held, third, fourth]) conn.close();
-  cli.kill("SIGTERM");
-  const { code, stderr } = await cli.finished();
-  strictEqual(code, 0, stderr);
-  ok(!/\n\s+at /.test(stderr), `no stack trace:\n${stderr}`);
-});
+    // Loosened: two more are admitted.
+    config.write({ "max-conns-per-ip": 3 });
+    cli.kill("SIGHUP");
+    await cli.waitFor(/SIGHUP: reloaded \S+: changed max-conns-per-ip, reject-message\n/);
+    const third = await connect(port);
+    const fourth = await connect(port);
+    strictEqual(await tryEcho(third, "c"), "c");
+    strictEqual(await tryEcho(fourth, "d"), "d");
 
-Deno.test("--workers 2: SIGHUP applies the reloaded limits in both workers", async () => {
+    // Broken files: each logged with its reason, nothing changed.
+    const broken: [unknown, RegExp][] = [
+      ["{ nope", /not reloaded, nothing changed: --config \S+: not valid JSON/],
+      [
+        { "max-conns-per-ip": 0 },
+        /not reloaded, nothing changed: .*invalid --max-conns-per-ip "0"/,
+      ],
+      [{ "max-conn": 5 }, /not reloaded, nothing changed: .*unknown key "max-conn"/],
+      [{ burst: 4 }, /not reloaded, nothing changed: invalid burst 4: requires rate to be set/],
+    ];
+    for (const [text, reason] of broken) {
+      config.write(text);
+      cli.kill("SIGHUP");
+      await cli.waitFor(reason);
+    }
+    Deno.removeSync(config.path);
+    cli.kill("SIGHUP");
+    await cli.waitFor(/not reloaded, nothing changed: --config \S+: /);
+    // Still 3 per address: three are open, so a fourth is refused (without a message now).
+    strictEqual(await refusalLine(port), "");
+    strictEqual(await tryEcho(held, "a3"), "a3");
+    strictEqual(await tryEcho(third, "c2"), "c2");
+
+    for (const conn of [held, third, fourth]) conn.close();
+    cli.kill("SIGTERM");
+    const { code, stderr } = await cli.finished();
+    strictEqual(code, 0, stderr);
+    ok(!/\n\s+at /.test(stderr), `no stack trace:\n${stderr}`);
+  },
+);
+
+testEngines("--workers 2: SIGHUP applies the reloaded limits in both workers", async (io) => {
   using config = configFile({ "max-conns-per-ip": 5 });
   await using cli = new Cli(
     ["-H", "127.0.0.1", "-p", "0", "--workers", "2", "--config", config.path],
-    { permissions },
+    { permissions, io },
   );
   const port = await cli.port();
   await cli.waitFor(/2 workers share/);

@@ -7,6 +7,7 @@ import {
   readN,
   readToEnd,
   sameBytes,
+  testEngines,
   writeAll,
 } from "./helpers.ts";
 
@@ -22,8 +23,8 @@ for (
     ["16 MiB", pattern(16 << 20, 5)],
   ] as const
 ) {
-  Deno.test(`echoes ${name} exactly`, async () => {
-    await using server = serve(local);
+  testEngines(`echoes ${name} exactly`, async (io) => {
+    await using server = serve({ ...local, io });
     using conn = await Deno.connect(server.addr);
     const reply = await exchange(conn, payload);
     strictEqual(reply.length, payload.length);
@@ -31,8 +32,8 @@ for (
   });
 }
 
-Deno.test("echoes many messages on one connection, in order", async () => {
-  await using server = serve(local);
+testEngines("echoes many messages on one connection, in order", async (io) => {
+  await using server = serve({ ...local, io });
   using conn = await Deno.connect(server.addr);
   for (let i = 0; i < 200; i++) {
     const message = pattern(1 + (i * 37) % 5000, i);
@@ -40,8 +41,8 @@ Deno.test("echoes many messages on one connection, in order", async () => {
   }
 });
 
-Deno.test("serves 100 concurrent clients each sending 20 messages 10 ms apart", async () => {
-  await using server = serve(local);
+testEngines("serves 100 concurrent clients each sending 20 messages 10 ms apart", async (io) => {
+  await using server = serve({ ...local, io });
   const client = async (n: number) => {
     using conn = await Deno.connect(server.addr);
     for (let i = 20; i >= 1; i--) {
@@ -57,8 +58,8 @@ Deno.test("serves 100 concurrent clients each sending 20 messages 10 ms apart", 
   strictEqual(stats.bytesIn, stats.bytesOut);
 });
 
-Deno.test("after a half-close, writes back everything received, then closes", async () => {
-  await using server = serve(local);
+testEngines("after a half-close, writes back everything received, then closes", async (io) => {
+  await using server = serve({ ...local, io });
   using conn = await Deno.connect(server.addr);
   const payload = pattern(3 << 20, 9);
   // Written in full before reading a byte, then half-closed: the server must
@@ -71,8 +72,8 @@ Deno.test("after a half-close, writes back everything received, then closes", as
   ok(sameBytes(reply, payload));
 });
 
-Deno.test("a client that sends 64 MiB without reading stalls only itself", async () => {
-  await using server = serve(local);
+testEngines("a client that sends 64 MiB without reading stalls only itself", async (io) => {
+  await using server = serve({ ...local, io });
   const hog = await Deno.connect(server.addr);
   const big = new Uint8Array(64 << 20);
   const firstWrite = await hog.write(big);
@@ -94,8 +95,8 @@ Deno.test("a client that sends 64 MiB without reading stalls only itself", async
   await hogWriting;
 });
 
-Deno.test("a peer that resets ends only its own connection", async () => {
-  await using server = serve(local);
+testEngines("a peer that resets ends only its own connection", async (io) => {
+  await using server = serve({ ...local, io });
   const rude = await Deno.connect(server.addr);
   await writeAll(rude, pattern(100_000));
   // Closing with echoed bytes still unread makes the kernel send a reset.
@@ -106,8 +107,8 @@ Deno.test("a peer that resets ends only its own connection", async () => {
   ok(sameBytes(await exchange(polite, message), message));
 });
 
-Deno.test("shutdown lets an open connection finish and refuses new ones", async () => {
-  const server = serve({ ...local, drainTimeoutMs: 10_000 });
+testEngines("shutdown lets an open connection finish and refuses new ones", async (io) => {
+  const server = serve({ ...local, io, drainTimeoutMs: 10_000 });
   const conn = await Deno.connect(server.addr);
   ok(sameBytes(await exchange(conn, encoder.encode("one")), encoder.encode("one")));
   const stopped = server.shutdown();
@@ -120,8 +121,8 @@ Deno.test("shutdown lets an open connection finish and refuses new ones", async 
   strictEqual(summary.open, 0);
 });
 
-Deno.test("shutdown closes connections still open when the drain timeout ends", async () => {
-  const server = serve({ ...local, drainTimeoutMs: 50 });
+testEngines("shutdown closes connections still open when the drain timeout ends", async (io) => {
+  const server = serve({ ...local, io, drainTimeoutMs: 50 });
   using conn = await Deno.connect(server.addr);
   ok(sameBytes(await exchange(conn, encoder.encode("hi")), encoder.encode("hi")));
   const summary = await server.shutdown();

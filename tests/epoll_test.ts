@@ -1,0 +1,480 @@
+/**
+ * What is the epoll engine's own (`serve --io epoll`, `listenEpoll`), over
+ * real sockets: the command line's refusals, partial writes and `EPOLLOUT`
+ * under a peer that does not read, half-closes at the edges of the shared
+ * buffer, resets, timers and the drain while the loop is busy, and the
+ * library's listener with IPv6 and IPv4-mapped peers. Everything the engines
+ * share (admission, PROXY, metrics, reload, drain) runs over both engines in
+ * the other files; see `testEngines` in helpers.ts.
+ */
+import net from "node:net";
+import { once } from "node:events";
+import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { epollUnavailable, listenEpoll, ListenError, serve } from "../server.ts";
+import { type Connection, peerOf } from "../server/listener.ts";
+import {
+  assertRefused,
+  Cli,
+  exchange,
+  ioPermissions,
+  pattern,
+  readN,
+  readToEnd,
+  sameBytes,
+  writeAll,
+} from "./helpers.ts";
+
+const local = { hostname: "127.0.0.1", port: 0 } as const;
+/**
+ * The buffer each epoll loop reads into (`epoll/reactor.ts`): the most a
+ * connection holds back unwritten, and the edge the half-close test probes.
+ */
+const SHARED_BUFFER_BYTES = 65536;
+const encoder = new TextEncoder();
+const noStackTrace = (stderr: string) => ok(!/^\s+at /m.test(stderr), `stack trace:\n${stderr}`);
+
+/**
+ * Resolves once `probe()` is true, asking every 5 ms for at most `ms`: for
+ * states of the server that no event announces (a stalled write).
+ */
+async function until(what: string, probe: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!probe()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/**
+ * Echoes `count` messages of varying sizes over `conn`, each checked, one
+ * round trip at a time; `onEcho` hears of each. Resolves with the bytes
+ * sent, or, when `cut` is set, with those echoed before the server closed
+ * the connection (an unfinished message is not counted).
+ */
+async function pingpong(
+  conn: Deno.Conn,
+  seed: number,
+  count: number,
+  options: { onEcho?: () => void; cut?: boolean; stop?: () => boolean } = {},
+): Promise<number> {
+  let bytes = 0;
+  for (let i = 0; i < count && !(options.stop?.() ?? false); i++) {
+    const message = pattern(1 + (i * 37 + seed * 101) % 3000, seed + i);
+    let reply: Uint8Array;
+    try {
+      reply = await exchange(conn, message);
+    } catch (error) {
+      const gone = error instanceof Deno.errors.ConnectionReset ||
+        error instanceof Deno.errors.BrokenPipe;
+      if (options.cut && gone) return bytes;
+      throw error;
+    }
+    if (options.cut && reply.length < message.length) {
+      ok(sameBytes(reply, message.subarray(0, reply.length)), `client ${seed}: message ${i}`);
+      return bytes;
+    }
+    ok(sameBytes(reply, message), `client ${seed}: message ${i} differs`);
+    bytes += message.length;
+    options.onEcho?.();
+  }
+  return bytes;
+}
+
+/** Starts `serve --io epoll` on 127.0.0.1, port 0, with `args`; resolves once it listens. */
+async function epollServer(args: string[]): Promise<{ cli: Cli; port: number }> {
+  const cli = new Cli(["-H", "127.0.0.1", "-p", "0", ...args], { io: "epoll" });
+  return { cli, port: await cli.port() };
+}
+
+Deno.test("epoll: this machine can run the engine (Linux, --allow-ffi granted)", () => {
+  // Every other test here needs it; the suite runs with --allow-all on Linux.
+  strictEqual(epollUnavailable(), undefined);
+});
+
+Deno.test("serve --io epoll without --allow-ffi, with or without --workers: one line naming --allow-ffi, exit 1", async () => {
+  await Promise.all([[], ["--workers", "2"]].map(async (more) => {
+    await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--io", "epoll", ...more], {
+      permissions: ["--allow-net", "--allow-read"],
+    });
+    const { code, stderr } = await cli.finished();
+    strictEqual(code, 1, stderr);
+    const lines = stderr.trimEnd().split("\n");
+    strictEqual(lines.length, 1, stderr);
+    match(lines[0], /ERROR server: --io epoll .*needs --allow-ffi/);
+  }));
+});
+
+Deno.test("serve --io deno needs no --allow-ffi", async () => {
+  await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--io", "deno"]);
+  const port = await cli.port();
+  {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    ok(sameBytes(await exchange(conn, encoder.encode("deno")), encoder.encode("deno")));
+  }
+  cli.kill("SIGTERM");
+  strictEqual((await cli.finished()).code, 0);
+});
+
+Deno.test("--io epoll with --unix or --cert, and --io bogus, are usage errors: exit 2, one line and the hint", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "echo-epoll-" });
+  try {
+    const socket = `${dir}/echo.sock`;
+    const cases: [string[], string][] = [
+      [
+        ["--io", "epoll", "--unix", socket],
+        "--io epoll serves TCP ports: a Unix socket needs --io deno",
+      ],
+      [
+        ["--io", "epoll", "--cert", `${dir}/cert.pem`, "--key", `${dir}/key.pem`],
+        "--io epoll serves plain TCP: TLS (--cert) needs --io deno",
+      ],
+      [["--io", "bogus"], 'invalid --io "bogus": expected one of deno, epoll'],
+    ];
+    // Every permission the flags could want, so that only the combination is refused.
+    const permissions = ioPermissions("epoll", ["--allow-net", "--allow-read", "--allow-write"]);
+    await Promise.all(cases.map(async ([args, message]) => {
+      await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", ...args], { permissions });
+      const { code, stderr } = await cli.finished();
+      strictEqual(code, 2, `${args.join(" ")}: ${stderr}`);
+      deepStrictEqual(stderr.trimEnd().split("\n"), [
+        `echo-server: ${message}`,
+        'Try "echo-server serve --help" for usage.',
+      ]);
+    }));
+    // Refused before anything was created.
+    await rejects(Deno.lstat(socket), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("serve --io epoll -H localhost2: it takes an IP address, one line, exit 1", async () => {
+  await using cli = new Cli(["-H", "localhost2", "-p", "0"], { io: "epoll" });
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 1, stderr);
+  const lines = stderr.trimEnd().split("\n");
+  strictEqual(lines.length, 1, stderr);
+  match(
+    lines[0],
+    /ERROR server: cannot listen on localhost2:0: --io epoll takes an IP address \(.*\), not a name$/,
+  );
+  noStackTrace(stderr);
+});
+
+Deno.test("epoll: a peer that sends 64 MiB without reading stalls only itself, holding at most one buffer; once it reads, every byte comes back in order", async () => {
+  await using server = serve({ ...local, io: "epoll" });
+  const hog = await Deno.connect(server.addr);
+  const sent = pattern(64 << 20, 11);
+  let hogDone = false;
+  const hogWriting = writeAll(hog, sent).then(() => hogDone = true);
+  // The server has read more than it could write back: it waits for EPOLLOUT, reading nothing.
+  await until("a partial write to the hog", () => {
+    const { bytesIn, bytesOut } = server.stats();
+    return bytesIn > bytesOut;
+  });
+
+  // Others are echoed meanwhile, each exactly.
+  const others = await Promise.all(
+    Array.from({ length: 5 }, async (_, n) => {
+      using conn = await Deno.connect(server.addr);
+      return await pingpong(conn, n, 20);
+    }),
+  );
+  const othersBytes = others.reduce((sum, n) => sum + n, 0);
+
+  strictEqual(
+    hogDone,
+    false,
+    "64 MiB cannot fit in the socket buffers unless the server hoards it",
+  );
+  const stalled = server.stats();
+  const hogIn = stalled.bytesIn - othersBytes;
+  ok(hogIn < 48 << 20, `the server read ${hogIn} bytes of the hog's ahead`);
+  const held = stalled.bytesIn - stalled.bytesOut;
+  ok(held > 0 && held <= SHARED_BUFFER_BYTES, `the server holds ${held} bytes of the hog's`);
+
+  // Now it reads: everything comes back, in order, and the stream then ends cleanly.
+  const reply = await readN(hog, sent.length);
+  await hogWriting;
+  strictEqual(reply.length, sent.length);
+  ok(sameBytes(reply, sent), "the hog's echo differs");
+  await hog.closeWrite();
+  strictEqual(await hog.read(new Uint8Array(1)), null);
+  hog.close();
+  const stats = server.stats();
+  strictEqual(stats.bytesIn, sent.length + othersBytes);
+  strictEqual(stats.bytesOut, stats.bytesIn);
+});
+
+Deno.test("epoll: after a half-close, every byte comes back, then EOF, at the edges of the shared buffer", async () => {
+  await using server = serve({ ...local, io: "epoll" });
+  const sizes = [1, 1000, SHARED_BUFFER_BYTES - 1, SHARED_BUFFER_BYTES, SHARED_BUFFER_BYTES + 1];
+  for (const [i, size] of [...sizes, 3 << 20].entries()) {
+    using conn = await Deno.connect(server.addr);
+    const payload = pattern(size, i);
+    if (size <= SHARED_BUFFER_BYTES + 1) {
+      // Small enough for the socket buffers: all written and half-closed before a byte is read,
+      // so the FIN comes right behind the data, often in the same wake-up as its last bytes.
+      await writeAll(conn, payload);
+      await conn.closeWrite();
+      const reply = await readToEnd(conn);
+      strictEqual(reply.length, size, `${size} bytes`);
+      ok(sameBytes(reply, payload), `${size} bytes differ`);
+    } else {
+      const reading = readToEnd(conn);
+      await writeAll(conn, payload);
+      await conn.closeWrite();
+      const reply = await reading;
+      strictEqual(reply.length, size, `${size} bytes`);
+      ok(sameBytes(reply, payload), `${size} bytes differ`);
+    }
+  }
+  const stats = server.stats();
+  strictEqual(stats.closed?.["client-closed"], sizes.length + 1);
+  strictEqual(stats.closed?.error, 0);
+});
+
+Deno.test("epoll: a reset peer, idle or in mid-stream, is logged 'reset by peer' and the server keeps serving", async () => {
+  const { cli, port } = await epollServer(["--log-level", "debug"]);
+  await using _cli = cli;
+  const addr = { hostname: "127.0.0.1", port };
+
+  // Idle, all echoed: a reset (SO_LINGER 0, which node:net's resetAndDestroy sets) instead of a FIN.
+  // (Deno's close() shuts the socket down before closing it: a FIN goes first, so the server
+  // would read the end of the stream before the reset that unread data causes.)
+  {
+    const rude = net.createConnection({ host: "127.0.0.1", port });
+    rude.on("error", () => {});
+    await once(rude, "connect");
+    const message = pattern(1000, 1);
+    rude.write(message);
+    const echo = new Uint8Array(message.length);
+    let echoed = 0;
+    await new Promise<void>((resolve) =>
+      rude.on("data", (chunk: Uint8Array) => {
+        echo.set(chunk.subarray(0, echo.length - echoed), echoed);
+        echoed += chunk.length;
+        if (echoed >= message.length) resolve();
+      })
+    );
+    strictEqual(echoed, message.length);
+    ok(sameBytes(echo, message));
+    const closed = once(rude, "close");
+    rude.resetAndDestroy();
+    await closed;
+    await cli.waitFor(/#1 closed: reset by peer; 1000 B in, 1000 B out/);
+  }
+
+  // In mid-stream: closed while it still sends 8 MiB, its echo unread. The kernel then resets
+  // it (the FIN Deno's close() sends first waits behind the data), and the server, still echoing,
+  // hears the reset.
+  {
+    const rude = await Deno.connect(addr);
+    const writing = writeAll(rude, pattern(8 << 20, 3)).catch(() => {});
+    await cli.waitFor(/#2 got \d+ bytes/);
+    rude.close();
+    await writing;
+    await cli.waitFor(/#2 closed: reset by peer; \d+ B in, \d+ B out/);
+  }
+
+  {
+    using polite = await Deno.connect(addr);
+    strictEqual(await pingpong(polite, 4, 10) > 0, true);
+  }
+  cli.kill("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+  strictEqual(stderr.match(/closed: reset by peer/g)?.length, 2, stderr);
+  ok(!/ERROR/.test(stderr), stderr);
+});
+
+Deno.test("epoll: SIGTERM during a pingpong flood drains it: every echo exact, exit 0 long before the drain timeout", async () => {
+  const { cli, port } = await epollServer(["--drain-timeout", "20s"]);
+  await using _cli = cli;
+  const addr = { hostname: "127.0.0.1", port };
+  const clients = 8;
+  const messages = 300;
+  let echoes = 0;
+  let signalledAt = 0;
+  let refusedWhileDraining: Promise<void> | undefined;
+  const onEcho = () => {
+    // Mid-flood: a sixth of the way through.
+    if (++echoes === (clients * messages) / 6) {
+      signalledAt = performance.now();
+      cli.kill("SIGTERM");
+      refusedWhileDraining = cli.waitFor(/draining/).then(() => assertRefused(addr));
+    }
+  };
+  const conns = await Promise.all(Array.from({ length: clients }, () => Deno.connect(addr)));
+  const sent = await Promise.all(conns.map(async (conn, n) => {
+    const bytes = await pingpong(conn, n, messages, { onEcho });
+    await conn.closeWrite();
+    strictEqual(await conn.read(new Uint8Array(1)), null);
+    conn.close();
+    return bytes;
+  }));
+  ok(signalledAt > 0, "the flood ended before the signal");
+  await refusedWhileDraining;
+  const { code, stderr } = await cli.finished();
+  const took = performance.now() - signalledAt;
+  strictEqual(code, 0, stderr);
+  ok(took < 15_000, `exited ${took.toFixed(0)} ms after SIGTERM`);
+  match(stderr, /SIGTERM: shutting down/);
+  // Still flooding when the server heard the signal: none had finished.
+  match(stderr, new RegExp(`draining ${clients} connections for up to 20(\\.0)?s`));
+  ok(!stderr.includes("closed: shutdown"), `a connection was cut:\n${stderr}`);
+  const total = sent.reduce((sum, n) => sum + n, 0);
+  match(stderr, new RegExp(`stopped: served ${clients} connections, echoed ${total} bytes`));
+});
+
+Deno.test("epoll: a flood that never stops is cut at the drain timeout, and the server exits 0", async () => {
+  const { cli, port } = await epollServer(["--drain-timeout", "300ms"]);
+  await using _cli = cli;
+  const addr = { hostname: "127.0.0.1", port };
+  let echoes = 0;
+  let signalledAt = 0;
+  const onEcho = () => {
+    if (++echoes === 200) {
+      signalledAt = performance.now();
+      cli.kill("SIGTERM");
+    }
+  };
+  const conns = await Promise.all(Array.from({ length: 6 }, () => Deno.connect(addr)));
+  // Far more messages than fit in the drain: only the server's close ends these.
+  const echoed = await Promise.all(conns.map(async (conn, n) => {
+    try {
+      return await pingpong(conn, n, 1_000_000, { onEcho, cut: true });
+    } finally {
+      conn.close();
+    }
+  }));
+  const cutAfter = performance.now() - signalledAt;
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+  ok(echoed.every((bytes) => bytes > 0), `echoed: ${echoed}`);
+  ok(cutAfter >= 250, `cut ${cutAfter.toFixed(0)} ms after SIGTERM, before the drain timeout`);
+  ok(cutAfter < 10_000, `cut only ${cutAfter.toFixed(0)} ms after SIGTERM`);
+  strictEqual(stderr.match(/closed: shutdown/g)?.length, 6, stderr);
+  match(stderr, /stopped: served 6 connections/);
+});
+
+Deno.test("epoll: the idle timeout closes a silent connection while others keep the loop busy", async () => {
+  const { cli, port } = await epollServer(["--idle-timeout", "300ms"]);
+  await using _cli = cli;
+  const addr = { hostname: "127.0.0.1", port };
+  const started = performance.now();
+  const silent = await Deno.connect(addr);
+  let silentClosed = false;
+  const silentEnd = silent.read(new Uint8Array(1)).then((n) => {
+    silentClosed = true;
+    return { n, after: performance.now() - started };
+  });
+  // Busy clients echo back to back, with no pause, until the silent one is closed.
+  const busy = await Promise.all(Array.from({ length: 4 }, () => Deno.connect(addr)));
+  const echoed = await Promise.all(
+    busy.map((conn, n) => pingpong(conn, n, 1_000_000, { stop: () => silentClosed })),
+  );
+  const { n, after } = await silentEnd;
+  strictEqual(n, null);
+  ok(after >= 250, `closed after ${after.toFixed(0)} ms, before the idle timeout`);
+  ok(after < 5000, `closed only after ${after.toFixed(0)} ms`);
+  ok(echoed.every((bytes) => bytes > 0), `echoed: ${echoed}`);
+  // The busy ones are still served.
+  for (const [i, conn] of busy.entries()) strictEqual(await pingpong(conn, 10 + i, 3) > 0, true);
+  for (const conn of [silent, ...busy]) conn.close();
+  cli.kill("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+  strictEqual(stderr.match(/closed: idle timeout/g)?.length, 1, stderr);
+  strictEqual(stderr.match(/closed: client closed/g)?.length, 4, stderr);
+});
+
+Deno.test("listenEpoll + serve({ listener }): echoes, and shutdown stops the loop with nothing left pending", async () => {
+  const listener = listenEpoll(local);
+  const server = serve({ listener, drainTimeoutMs: 50 });
+  strictEqual(server.addr.port, listener.addr.port);
+  deepStrictEqual(server.addr, {
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  {
+    using conn = await Deno.connect(server.addr);
+    const payload = pattern(200_000, 5);
+    ok(sameBytes(await exchange(conn, payload), payload));
+  }
+  // One left open: the drain times out on it, and it is closed.
+  using open = await Deno.connect(server.addr);
+  ok(sameBytes(await exchange(open, encoder.encode("open")), encoder.encode("open")));
+  const stats = await server.shutdown();
+  strictEqual(stats.served, 2);
+  strictEqual(stats.open, 0);
+  strictEqual(stats.closed?.shutdown, 1);
+  await listener.stopped;
+  strictEqual(await open.read(new Uint8Array(1)), null);
+  await assertRefused(server.addr);
+  // The test's sanitizers then check that no op (the loop's off-thread wait) or resource is left.
+});
+
+Deno.test("listenEpoll refuses a name and a taken port with a ListenError, leaving nothing open", () => {
+  throws(
+    () => listenEpoll({ hostname: "localhost2", port: 0 }),
+    (error: unknown) => error instanceof ListenError && /takes an IP address/.test(error.message),
+  );
+  using taken = Deno.listen(local);
+  throws(
+    () => listenEpoll({ hostname: "127.0.0.1", port: taken.addr.port }),
+    (error: unknown) =>
+      error instanceof ListenError &&
+      error.message === `cannot listen on 127.0.0.1:${taken.addr.port}: address already in use`,
+  );
+  throws(
+    () => serve({ ...local, io: "epoll", tls: { cert: "", key: "" } }),
+    TypeError,
+  );
+});
+
+Deno.test("epoll over IPv6: serves ::1, and names an IPv4 client of :: as ::ffff:127.0.0.1, as Deno does", async () => {
+  {
+    await using server = serve({ hostname: "::1", port: 0, io: "epoll" });
+    strictEqual(server.addr.hostname, "::1");
+    using conn = await Deno.connect({ hostname: "::1", port: server.addr.port });
+    ok(sameBytes(await exchange(conn, encoder.encode("six")), encoder.encode("six")));
+  }
+
+  const listener = listenEpoll({ hostname: "::", port: 0 });
+  strictEqual(listener.addr.hostname, "::");
+  const accepted: Connection[] = [];
+  try {
+    const accepting = listener[Symbol.asyncIterator]();
+    for (const hostname of ["127.0.0.1", "::1"]) {
+      const next = accepting.next();
+      using client = await Deno.connect({ hostname, port: listener.addr.port });
+      const { value, done } = await next;
+      strictEqual(done, false);
+      accepted.push(value);
+      const named = hostname === "127.0.0.1" ? "::ffff:127.0.0.1" : "::1";
+      deepStrictEqual(value.remoteAddr, {
+        transport: "tcp",
+        hostname: named,
+        port: client.localAddr.port,
+      });
+      deepStrictEqual(peerOf(value.remoteAddr), {
+        host: named,
+        text: `[${named}]:${client.localAddr.port}`,
+      });
+    }
+  } finally {
+    for (const conn of accepted) conn.close();
+    listener.close();
+    await listener.stopped;
+  }
+
+  // Deno's own listener names the same client the same way, so logs and limits agree.
+  using deno = Deno.listen({ hostname: "::", port: 0 });
+  const denoAccepting = deno.accept();
+  using client = await Deno.connect({ hostname: "127.0.0.1", port: deno.addr.port });
+  using conn = await denoAccepting;
+  strictEqual(conn.remoteAddr.hostname, "::ffff:127.0.0.1");
+  strictEqual(conn.remoteAddr.port, client.localAddr.port);
+});
