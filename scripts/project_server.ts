@@ -25,12 +25,17 @@ export interface ProjectServer extends AsyncDisposable {
  * ```
  */
 export async function startProjectServer(flags: string[] = []): Promise<ProjectServer> {
+  // The epoll engine calls libc: it gets the permission it needs, and only it.
+  const epoll = flags.some((flag, i) =>
+    flag === "--io=epoll" || (flag === "--io" && flags[i + 1] === "epoll")
+  );
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--quiet",
       "--allow-net",
       "--allow-read",
+      ...(epoll ? ["--allow-ffi"] : []),
       "main.ts",
       ...["-H", "127.0.0.1", "-p", "0", ...flags],
     ],
