@@ -21,6 +21,9 @@ const READING = C.EPOLLIN | C.EPOLLRDHUP;
 /** Counters for no echo: a connection that is not echoing counts nothing. */
 const NO_COUNTERS: EchoCounters = { bytesIn: 0, bytesOut: 0 };
 const SEND_FLAGS = C.MSG_NOSIGNAL;
+/** `int` option values for `setsockopt`, made once: libc only reads them during the call. */
+const ONE = new Uint8Array(new Int32Array([1]).buffer);
+const ZERO = new Uint8Array(4);
 /** The most one call moves: its count must fit the i32 that libc's result is read as. */
 const MAX_IO = 1 << 30;
 /** At most this much unread input is discarded at a close; past it, a reset it is. */
@@ -68,9 +71,8 @@ export class EpollConnection implements Connection, Readiness {
   /** Turns Nagle's algorithm off (or on), so that small echoes leave at once. */
   setNoDelay(noDelay = true): void {
     const { libc, errno } = this.#reactor.sys;
-    const on = new Int32Array([noDelay ? 1 : 0]);
     const fd = this.#open();
-    if (libc.setsockopt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, new Uint8Array(on.buffer), 4) < 0) {
+    if (libc.setsockopt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, noDelay ? ONE : ZERO, 4) < 0) {
       throw errorFor("setsockopt", errno());
     }
   }

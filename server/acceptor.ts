@@ -103,7 +103,8 @@ export class Acceptor {
           backoffMs = failures = 0;
         }
         this.#take(next.value);
-        await this.#roomToAccept();
+        // Checked here first: most accepts find room, and need no promise to say so.
+        if (this.#waitAtCap && this.#guard.full) await this.#roomToAccept();
       }
       return "stopped";
     } finally {
