@@ -26,8 +26,6 @@ const ONE = new Uint8Array(new Int32Array([1]).buffer);
 const ZERO = new Uint8Array(4);
 /** The most one call moves: its count must fit the i32 that libc's result is read as. */
 const MAX_IO = 1 << 30;
-/** At most this much unread input is discarded at a close; past it, a reset it is. */
-const DISCARD_AT_CLOSE = 262144;
 
 interface Parked<T> {
   readonly bytes: Uint8Array;
@@ -109,7 +107,12 @@ export class EpollConnection implements Connection, Readiness {
     }
     const { promise, resolve, reject } = Promise.withResolvers<number | null>();
     this.#reader = { bytes: p, resolve, reject };
-    this.#rewatch();
+    try {
+      this.#rewatch();
+    } catch (error) {
+      this.#reader = undefined;
+      return Promise.reject(error);
+    }
     return promise;
   }
 
@@ -127,7 +130,12 @@ export class EpollConnection implements Connection, Readiness {
     }
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#writer = { bytes: p, resolve, reject };
-    this.#rewatch();
+    try {
+      this.#rewatch();
+    } catch (error) {
+      this.#writer = undefined;
+      return Promise.reject(error);
+    }
     return promise;
   }
 
@@ -138,11 +146,9 @@ export class EpollConnection implements Connection, Readiness {
     this.#reactor.forget(fd);
     const { libc } = this.#reactor.sys;
     // Closing with unread input sends a reset, which can destroy what was just written
-    // (a refusal line) before the peer reads it: discard what has come, so a FIN goes instead.
-    const buffer = this.#reactor.buffer;
-    for (let left = DISCARD_AT_CLOSE; left > 0 && libc.recv(fd, buffer, buffer.length, 0) > 0;) {
-      left -= buffer.length;
-    }
+    // (a refusal line) before the peer reads it: discard what has come, so a FIN goes
+    // instead. One read's worth: past that a reset it is, rather than a slow close.
+    libc.recv(fd, this.#reactor.buffer, this.#reactor.buffer.length, 0);
     libc.close(fd);
     const closed = () => new Deno.errors.BadResource("the connection was closed");
     const { reader, writer, echo } = {
@@ -172,6 +178,8 @@ export class EpollConnection implements Connection, Readiness {
   fail(error: unknown): void {
     const echo = this.#echo;
     this.#echo = undefined;
+    this.#pending = undefined;
+    this.#reactor.settled();
     if (echo !== undefined) return echo.echoEnded("error", error);
     this.#reader?.reject(error);
     this.#writer?.reject(error);
@@ -186,8 +194,9 @@ export class EpollConnection implements Connection, Readiness {
     const n = libc.recv(fd, buffer, buffer.length, 0);
     if (n > 0) {
       counters.bytesIn += n;
-      this.#onChunk?.(n);
       const sent = libc.send(fd, buffer, n, SEND_FLAGS);
+      // After the send: what it runs may use the loop, and the shared buffer with it.
+      this.#onChunk?.(n);
       if (sent === n) {
         counters.bytesOut += n;
         // The peer has shut its side: whatever it sent last is back, so look for the end now.

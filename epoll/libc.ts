@@ -86,11 +86,14 @@ export const C = {
 /** The `errno` values the engine tells apart. */
 export const E = {
   EINTR: 4,
+  EBADF: 9,
   EAGAIN: 11,
   ENOMEM: 12,
   EACCES: 13,
+  EINVAL: 22,
   ENFILE: 23,
   EMFILE: 24,
+  ENOSPC: 28,
   EPIPE: 32,
   ENONET: 64,
   EPROTO: 71,

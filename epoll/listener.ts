@@ -69,10 +69,10 @@ export interface EpollListener extends Listener<TcpAddr> {
  */
 export function listenEpoll(options: TcpListenOptions): EpollListener {
   const { hostname, port } = options;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new RangeError(`invalid port ${port}: expected an integer from 0 to 65535`);
-  }
   const where = formatAddress(hostname, port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ListenError(`cannot listen on ${where}: invalid port, expected 0 to 65535`);
+  }
   const address = encodeSockaddr(hostname, port);
   if (address === undefined) {
     throw new ListenError(
@@ -189,6 +189,8 @@ class TcpEpollListener implements EpollListener, Readiness {
   }
 
   #next(): Promise<IteratorResult<Connection>> {
+    // A loop that failed while this listener was not watching never told it: look.
+    if (this.#reactor.failed) this.#dead = true;
     if (this.#closed || this.#dead) return Promise.resolve({ done: true, value: undefined });
     if (this.#waiter !== undefined) {
       return Promise.reject(new Deno.errors.Busy("the listener is already being accepted from"));

@@ -69,12 +69,17 @@ export class Reactor {
   readonly #sleepEvents = new Uint32Array(MAX_EVENTS * EVENT_WORDS);
   readonly #sleepEventBytes = new Uint8Array(this.#sleepEvents.buffer);
   readonly #stopped = Promise.withResolvers<void>();
-  readonly #turnLater = () => this.#turn();
+  readonly #turnLater = () => {
+    this.#scheduled = false;
+    this.#turn();
+  };
   #sleeping = false;
   #settled = false;
   #users = 0;
   #closing = false;
   #finished = false;
+  #failed = false;
+  #scheduled = false;
 
   /** Opens an epoll instance and starts its loop; it runs until its last user releases it. */
   constructor() {
@@ -111,6 +116,11 @@ export class Reactor {
   /** Settles once the loop has stopped and its descriptors are closed. */
   get stopped(): Promise<void> {
     return this.#stopped.promise;
+  }
+
+  /** True once the loop itself failed: nothing on it will be ready again. */
+  get failed(): boolean {
+    return this.#failed;
   }
 
   /** Starts watching `fd` for `events` (`EPOLLIN`…); `handler` hears of it. */
@@ -155,6 +165,8 @@ export class Reactor {
   }
 
   #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
     setImmediate(this.#turnLater);
   }
 
@@ -234,6 +246,7 @@ export class Reactor {
   #fatal(error: unknown): void {
     log.error("the epoll loop failed: {error}", { error: describeError(error) });
     this.#closing = true;
+    this.#failed = true;
     const handlers = this.#handlers.filter((handler) => handler !== undefined);
     this.#handlers.length = 0;
     this.#finish();

@@ -185,13 +185,7 @@ export async function setupLogging(
     globalThis.addEventListener("unhandledrejection", flushAtExit);
   }
   await reset();
-  const stderr = (record: LogRecord) => write(format(record));
-  // LogTape copies each record's properties for a sink that may keep the record
-  // past the call; this one is done with it on return, so it says so, with the
-  // symbol LogTape registers for its own such sinks, and the copy is not made.
-  Object.defineProperty(stderr, Symbol.for("LogTape.sinkSnapshotPolicy.immediate"), {
-    value: true,
-  });
+  const stderr = markImmediate((record: LogRecord) => write(format(record)));
   await configure({
     sinks: { stderr },
     loggers: [
@@ -203,6 +197,27 @@ export async function setupLogging(
       { category: ["logtape", "meta"], sinks: ["stderr"], lowestLevel: "warning" },
     ],
   });
+}
+
+/**
+ * Marks `sink` as one that is done with each record when it returns (it
+ * formats the line at once), so that LogTape does not copy every record's
+ * properties for it, as it does for a sink that might keep records. The mark
+ * is the symbol LogTape registers for its own such sinks; a LogTape that no
+ * longer reads it copies again, which is slower but still correct (a test
+ * notices).
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { markImmediate } from "./log.ts";
+ * const sink = markImmediate(() => {});
+ * equal(typeof sink, "function");
+ * ```
+ */
+export function markImmediate<S extends (record: LogRecord) => void>(sink: S): S {
+  Object.defineProperty(sink, Symbol.for("LogTape.sinkSnapshotPolicy.immediate"), { value: true });
+  return sink;
 }
 
 /**

@@ -152,7 +152,14 @@ class ProxiedEchoingConnection extends ProxiedConnection {
         chunk = chunk.subarray(written);
       }
     })().then(
-      () => conn.echo?.({ ...options, counters }, done),
+      () => {
+        try {
+          conn.echo?.({ ...options, counters }, done);
+        } catch (error) {
+          // The socket could not start its echo (its loop stopped, say): the end is this.
+          done.echoEnded("error", error);
+        }
+      },
       (error: unknown) => done.echoEnded(isPeerGone(error) ? "reset" : "error", error),
     );
   }

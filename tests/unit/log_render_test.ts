@@ -52,3 +52,28 @@ Deno.test("a category is named without its first part", () => {
   strictEqual(categoryName(["echo-server", "conn"]), "conn");
   strictEqual(categoryName(["echo-server"]), "");
 });
+
+Deno.test("LogTape hands a sink marked immediate its own record, without copying it", async () => {
+  const { configure, getLogger, reset } = await import("@logtape/logtape");
+  const { markImmediate } = await import("../../log/log.ts");
+  const seen: string[] = [];
+  for (const marked of [false, true]) {
+    const plain = (record: LogRecord) => {
+      // LogTape's own record resolves its properties lazily, with a getter; a copy holds data.
+      const copied =
+        typeof Object.getOwnPropertyDescriptor(record, "properties")?.get !== "function";
+      seen.push(copied ? "copy" : "own");
+    };
+    await configure({
+      reset: true,
+      sinks: { s: marked ? markImmediate(plain) : plain },
+      loggers: [
+        { category: ["mark-test"], sinks: ["s"], lowestLevel: "info" },
+        { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
+      ],
+    });
+    getLogger(["mark-test"]).info("a {b}", { b: 1 });
+  }
+  await reset();
+  strictEqual(seen.join(" "), "copy own");
+});
