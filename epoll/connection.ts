@@ -169,8 +169,12 @@ export class EpollConnection implements Connection, Readiness {
     if (this.#echo !== undefined) {
       return this.#pending === undefined ? this.#echoRead(events) : this.#echoFlush();
     }
-    if (this.#reader !== undefined) this.#retryRead(this.#reader);
-    if (this.#writer !== undefined && this.#fd >= 0) this.#retryWrite(this.#writer);
+    if (this.#reader !== undefined && this.#retry(this.#reader, (p) => this.#tryRecv(p))) {
+      this.#reader = undefined;
+    }
+    if (this.#writer !== undefined && this.#retry(this.#writer, (p) => this.#trySend(p))) {
+      this.#writer = undefined;
+    }
     if (this.#fd >= 0) this.#rewatch();
   }
 
@@ -248,30 +252,17 @@ export class EpollConnection implements Connection, Readiness {
     return this.#reactor.sys.errno();
   }
 
-  #retryRead(reader: Parked<number | null>): void {
+  /** Tries a parked read or write again; true when it settled (done or failed). */
+  #retry<T>(parked: Parked<T>, attempt: (bytes: Uint8Array) => T | undefined): boolean {
     try {
-      const n = this.#tryRecv(reader.bytes);
-      if (n === undefined) return;
-      this.#reader = undefined;
-      reader.resolve(n);
+      const result = attempt(parked.bytes);
+      if (result === undefined) return false;
+      parked.resolve(result);
     } catch (error) {
-      this.#reader = undefined;
-      reader.reject(error);
+      parked.reject(error);
     }
     this.#reactor.settled();
-  }
-
-  #retryWrite(writer: Parked<number>): void {
-    try {
-      const n = this.#trySend(writer.bytes);
-      if (n === undefined) return;
-      this.#writer = undefined;
-      writer.resolve(n);
-    } catch (error) {
-      this.#writer = undefined;
-      writer.reject(error);
-    }
-    this.#reactor.settled();
+    return true;
   }
 
   /** A read's result, or `undefined` when nothing has come yet. */
