@@ -69,7 +69,7 @@ export interface EpollListener extends Listener<TcpAddr> {
  */
 export function listenEpoll(options: TcpListenOptions): EpollListener {
   const { hostname, port } = options;
-  const where = formatAddress(hostname, port);
+  const where = formatAddress(hostname.replace(/^\[(.*)\]$/, "$1"), port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ListenError(`cannot listen on ${where}: invalid port, expected 0 to 65535`);
   }

@@ -13,6 +13,7 @@ import type { RefusalReason } from "../admission/refusals.ts";
 import { logger } from "../log/log.ts";
 import { closeQuietly, type Connection, type Listener, type Peer, peerOf } from "./listener.ts";
 import { sleepUnless } from "./wait.ts";
+import { isPeerGone } from "./echo.ts";
 
 /** An admitted connection's place in the guard's counts: the admission itself. */
 export interface Slot {
@@ -81,6 +82,12 @@ export class Acceptor {
           next = await connections.next();
         } catch (error) {
           if (this.#stopped) break;
+          if (isPeerGone(error)) {
+            // A connection reset while it waited in the backlog: that one is gone, the
+            // listener is fine, and the next one may be accepted at once.
+            connections = this.#listener[Symbol.asyncIterator]();
+            continue;
+          }
           this.#acceptErrors++;
           if (failures++ === 0) this.#reportFailure(error);
           // Pause, growing, and retry, so that the loop neither spins nor gives up.

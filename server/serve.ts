@@ -245,7 +245,11 @@ class Server implements EchoServer<Deno.Addr> {
       closeQuietly(listener);
       throw error;
     }
-    log.info("listening on {address}", { address: describeAddr(this.addr) });
+    const address = describeAddr(this.addr);
+    // Said only when it is not the default, so that which engine runs is never a guess.
+    if (options.io === "epoll") {
+      log.info("listening on {address} (epoll)", { address, io: "epoll" });
+    } else log.info("listening on {address}", { address });
     this.#table = new ConnectionTable({
       idleTimeoutMs: options.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
       maxLifetimeMs: options.maxLifetimeMs ?? SERVE_DEFAULTS.maxLifetimeMs,

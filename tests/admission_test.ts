@@ -8,6 +8,8 @@
  * `ulimit`.
  */
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { once } from "node:events";
+import net from "node:net";
 import { parseCidr } from "../admission/cidr.ts";
 import { Guard } from "../admission/guard.ts";
 import { noRefusals } from "../admission/refusals.ts";
@@ -233,5 +235,35 @@ testEngines(
     const { code, stderr } = await cli.finished();
     strictEqual(code, 0);
     strictEqual(stderr.match(/out of file descriptors/g)?.length, 1, stderr);
+  },
+);
+
+testEngines(
+  "connections reset while they wait in the backlog do not pause accepting",
+  async (io) => {
+    await using server = serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      io,
+      guard: new Guard({ maxConns: 1 }),
+      whenFull: "wait",
+    });
+    // The one slot is held, so the next connections wait in the kernel's backlog.
+    const holder = await Deno.connect(server.addr);
+    strictEqual(await tryEcho(holder, "held"), "held");
+    for (let i = 0; i < 20; i++) {
+      const rude = net.createConnection({ host: "127.0.0.1", port: server.addr.port });
+      rude.on("error", () => {});
+      await once(rude, "connect");
+      const closed = once(rude, "close");
+      rude.resetAndDestroy(); // SO_LINGER 0: a reset, while it is still queued
+      await closed;
+    }
+    using next = await Deno.connect(server.addr);
+    holder.close();
+    // Each reset connection is one the listener can no longer hand over: not a failure of the
+    // listener, so no back-off (which had grown to a second a reset) keeps the next one waiting.
+    strictEqual(await tryEcho(next, "after"), "after");
+    strictEqual(server.stats().acceptErrors, 0);
   },
 );

@@ -174,7 +174,12 @@ testEngines("--log-format json writes one JSON object a line", async (io) => {
   const { code, stderr } = await cli.finished();
   strictEqual(code, 0);
   const lines = stderr.trim().split("\n").map((line) => JSON.parse(line));
-  strictEqual(lines[0].message, `listening on 127.0.0.1:${port}`);
+  // The default engine goes unnamed; the other is named, in the text and as a field.
+  strictEqual(
+    lines[0].message,
+    `listening on 127.0.0.1:${port}${io === "epoll" ? " (epoll)" : ""}`,
+  );
+  strictEqual(lines[0].io, io === "epoll" ? "epoll" : undefined);
   strictEqual(lines[0].level, "info");
   strictEqual(lines[0].logger, "echo-server.server");
 });
