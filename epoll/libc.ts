@@ -117,6 +117,11 @@ const CODES: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(E).map(([name, value]) => [value, name]),
 );
 
+/** The errno's name, `E<number>` for one the engine does not name. */
+function codeOf(errno: number): string {
+  return CODES[errno] ?? `E${errno}`;
+}
+
 /** The engine's view of libc: the calls, and `errno` after one of them failed. */
 export interface System {
   /** The functions. */
@@ -187,7 +192,7 @@ export class OsError extends Error {
    * @param errno the errno it left
    */
   constructor(call: string, errno: number) {
-    const code = CODES[errno] ?? `E${errno}`;
+    const code = codeOf(errno);
     super(`${call} failed: ${code} (os error ${errno})`);
     this.name = "OsError";
     this.code = code;
@@ -208,7 +213,7 @@ export class OsError extends Error {
  * ```
  */
 export function errorFor(call: string, errno: number): Error {
-  const message = `${call}: ${CODES[errno] ?? `E${errno}`} (os error ${errno})`;
+  const message = `${call}: ${codeOf(errno)} (os error ${errno})`;
   switch (errno) {
     case E.ECONNRESET:
       return new Deno.errors.ConnectionReset(message);

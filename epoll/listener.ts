@@ -68,8 +68,10 @@ export interface EpollListener extends Listener<TcpAddr> {
  * ```
  */
 export function listenEpoll(options: TcpListenOptions): EpollListener {
-  const { hostname, port } = options;
-  const where = formatAddress(hostname.replace(/^\[(.*)\]$/, "$1"), port);
+  const { port } = options;
+  // `[::1]` is how an IPv6 address is often written where a port may follow; Deno takes it too.
+  const hostname = options.hostname.replace(/^\[(.*)\]$/, "$1");
+  const where = formatAddress(hostname, port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ListenError(`cannot listen on ${where}: invalid port, expected 0 to 65535`);
   }

@@ -35,11 +35,7 @@ export interface IpPort {
  * ```
  */
 export function encodeSockaddr(hostname: string, port: number): Uint8Array | undefined {
-  // `[::1]` is how an IPv6 address is often written where a port may follow; Deno takes it too.
-  const bare = hostname.startsWith("[") && hostname.endsWith("]")
-    ? hostname.slice(1, -1)
-    : hostname;
-  const ip = parseIp(bare === "localhost" ? "127.0.0.1" : bare);
+  const ip = parseIp(hostname === "localhost" ? "127.0.0.1" : hostname);
   if (ip === null) return undefined;
   const bytes = new Uint8Array(ip.v === 4 ? 16 : 28);
   const view = new DataView(bytes.buffer);
