@@ -23,7 +23,8 @@ export const LOG_BUFFER_DEFAULTS = {
 export interface LogBufferOptions {
   /**
    * Writes some of `bytes` and resolves with how many; rejects when the
-   * destination is gone, after which the buffer drops everything.
+   * destination is gone, after which the buffer drops everything. `bytes` is
+   * the buffer's own, reused once the promise has settled.
    */
   write: (bytes: Uint8Array) => Promise<number>;
   /**
@@ -75,6 +76,12 @@ export class LogBuffer {
   readonly #droppedLine: (count: number) => string;
   readonly #maxChars: number;
   readonly #chunkChars: number;
+  /**
+   * The bytes of the write in flight, reused from one write to the next (there
+   * is one at a time): a fresh array a write left 64 KiB chunks for the
+   * garbage collector to find during a burst of lines.
+   */
+  #scratch: Uint8Array | undefined;
   /** Queued texts (each one line or more) and how many lines each holds. */
   #texts: string[] = [];
   #lines: number[] = [];
@@ -198,6 +205,15 @@ export class LogBuffer {
     }
   }
 
+  /** `text` as UTF-8, in the reused scratch array when it fits (any chunk of `chunkChars` does). */
+  #encode(text: string): Uint8Array {
+    // A UTF-16 code unit takes three bytes at most.
+    const most = text.length * 3;
+    if (most > this.#chunkChars * 3) return encoder.encode(text);
+    this.#scratch ??= new Uint8Array(this.#chunkChars * 3);
+    return this.#scratch.subarray(0, encoder.encodeInto(text, this.#scratch).written);
+  }
+
   /** Takes up to one chunk's worth of queued texts (at least one), and counts their lines. */
   #take(): { text: string; lines: number } {
     let chars = 0;
@@ -220,7 +236,7 @@ export class LogBuffer {
       while (this.#chars > 0) {
         const chunk = this.#take();
         inFlight = chunk.lines;
-        const bytes = encoder.encode(chunk.text);
+        const bytes = this.#encode(chunk.text);
         for (let off = 0; off < bytes.length;) off += await this.#write(bytes.subarray(off));
         inFlight = 0;
         // Writing works again: say how many lines were lost while it did not.

@@ -123,20 +123,23 @@ function flushAtExit(event: Event): void {
 
 function textFormatter(worker: number | undefined): (record: LogRecord) => string {
   const tag = worker === undefined ? "" : `w${worker} `;
-  // join, not a template literal: a line waits in the queue, and a template's
-  // result is a tree of the pieces, each kept alive with it; join makes one flat string.
-  return (record) =>
-    [
-      isoTime(record.timestamp),
-      " ",
-      LEVEL_TEXT[record.level],
-      " ",
-      tag,
-      categoryName(record.category),
-      ": ",
-      renderMessage(record),
-      "\n",
-    ].join("");
+  // Lines logged in the same millisecond at the same level and category share
+  // everything before the message: that part is made once for all of them.
+  let timestamp = Number.NaN;
+  let level: LogLevel | undefined;
+  let category: readonly string[] | undefined;
+  let prefix = "";
+  return (record) => {
+    if (
+      record.timestamp !== timestamp || record.level !== level || record.category !== category
+    ) {
+      timestamp = record.timestamp;
+      level = record.level;
+      category = record.category;
+      prefix = `${isoTime(timestamp)} ${LEVEL_TEXT[level]} ${tag}${categoryName(category)}: `;
+    }
+    return prefix + renderMessage(record) + "\n";
+  };
 }
 
 function jsonFormatter(worker: number | undefined): (record: LogRecord) => string {

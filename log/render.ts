@@ -16,7 +16,20 @@ const MAX_TEMPLATES = 256;
 /** Plain templates: `{name}` placeholders only, no `{{` escapes, paths or `{*}`. */
 const PLAIN = /^(?:[^{}]|\{\w+\})*$/;
 
-function split(template: string): readonly string[] | null {
+/**
+ * A plain template (`{name}` placeholders only) split into its text and its
+ * property names, alternating and starting with text; `null` for any other
+ * template. Worked out once per template.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual, equal } from "node:assert/strict";
+ * import { templateParts } from "./render.ts";
+ * deepEqual(templateParts("#{id} opened from {peer}"), ["#", "id", " opened from ", "peer", ""]);
+ * equal(templateParts("{a.b}"), null);
+ * ```
+ */
+export function templateParts(template: string): readonly string[] | null {
   let parts = templates.get(template);
   if (parts !== undefined) return parts;
   parts = PLAIN.test(template) ? template.split(/\{(\w+)\}/) : null;
@@ -45,7 +58,7 @@ function split(template: string): readonly string[] | null {
  * ```
  */
 export function renderMessage(record: LogRecord): string {
-  const parts = typeof record.rawMessage === "string" ? split(record.rawMessage) : null;
+  const parts = typeof record.rawMessage === "string" ? templateParts(record.rawMessage) : null;
   let text = "";
   if (parts === null) {
     for (const part of record.message) text += String(part);

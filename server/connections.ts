@@ -9,6 +9,7 @@ import { describeError } from "../text/address.ts";
 import { formatDuration } from "../text/duration.ts";
 import { plural } from "../text/words.ts";
 import { logger } from "../log/log.ts";
+import { logLine } from "../log/line.ts";
 import { echoConnection, type EchoCounters, type EchoDone, type EchoEnd } from "./echo.ts";
 import { closeQuietly, type Connection, type Peer, TransportError } from "./listener.ts";
 import type { ServerStats } from "./stats.ts";
@@ -114,7 +115,7 @@ export class ConnectionTable {
     const entry = new Entry(++this.#nextId, conn, peer, performance.now(), slot, this.#onEnded);
     this.#open.add(entry);
     this.#served++;
-    connLog.info("#{id} opened from {peer}", { id: entry.id, peer: peer.text });
+    logLine(connLog, "info", "#{id} opened from {peer}", { id: entry.id, peer: peer.text });
     try {
       conn.setNoDelay?.(true);
     } catch {
@@ -171,7 +172,8 @@ export class ConnectionTable {
   #run(entry: Entry): void {
     // Checked once per connection, so that a disabled debug line costs nothing per chunk.
     const onChunk = connLog.isEnabledFor("debug")
-      ? (bytes: number) => connLog.debug("#{id} got {bytes} bytes", { id: entry.id, bytes })
+      ? (bytes: number) =>
+        logLine(connLog, "debug", "#{id} got {bytes} bytes", { id: entry.id, bytes })
       : undefined;
     const options = { counters: entry, onChunk };
     try {
@@ -206,14 +208,19 @@ export class ConnectionTable {
     const seconds = (performance.now() - entry.openedAt) / 1000;
     this.#closed[closeReason]++;
     observeDuration(this.#durations, seconds);
-    connLog.info("#{id} closed: {reason}; {bytesIn} B in, {bytesOut} B out, {duration}", {
-      id: entry.id,
-      peer: entry.peer.text,
-      reason,
-      bytesIn: entry.bytesIn,
-      bytesOut: entry.bytesOut,
-      duration: formatDuration(seconds * 1000),
-    });
+    logLine(
+      connLog,
+      "info",
+      "#{id} closed: {reason}; {bytesIn} B in, {bytesOut} B out, {duration}",
+      {
+        id: entry.id,
+        peer: entry.peer.text,
+        reason,
+        bytesIn: entry.bytesIn,
+        bytesOut: entry.bytesOut,
+        duration: formatDuration(seconds * 1000),
+      },
+    );
     if (this.#open.size === 0) this.#emptied?.resolve();
   }
 
@@ -226,12 +233,14 @@ export class ConnectionTable {
 
   #sweepOnce(): void {
     const now = performance.now();
-    for (const entry of this.#open) {
+    // forEach, not for…of: a sweep runs too seldom to be optimised, and then
+    // for…of leaves an iterator result behind for each of thousands of entries.
+    this.#open.forEach((entry) => {
       if (entry.bytesIn !== entry.seenBytesIn) {
         entry.seenBytesIn = entry.bytesIn;
         entry.lastActiveAt = now;
       }
-      if (entry.closedBy !== undefined) continue;
+      if (entry.closedBy !== undefined) return;
       if (this.#maxLifetimeMs > 0 && now - entry.openedAt >= this.#maxLifetimeMs) {
         this.#onLimit("lifetime", entry.peer, entry.id);
         this.#close(entry, "lifetime reached");
@@ -239,6 +248,6 @@ export class ConnectionTable {
         this.#onLimit("idle", entry.peer, entry.id);
         this.#close(entry, "idle timeout");
       }
-    }
+    });
   }
 }

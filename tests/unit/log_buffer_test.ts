@@ -98,3 +98,18 @@ Deno.test("log buffer: bounds must be positive integers", () => {
   throws(() => new LogBuffer({ write, maxChars: 0 }), RangeError);
   throws(() => new LogBuffer({ write, chunkChars: 1.5 }), RangeError);
 });
+
+Deno.test("log buffer: multi-byte text, partial writes and a line longer than a chunk come out whole", async () => {
+  let text = "";
+  // Takes at most 5 bytes a write, and reads them at once: the buffer reuses its array afterwards.
+  const write = (bytes: Uint8Array): Promise<number> => {
+    const taken = bytes.subarray(0, 5);
+    text += decoder.decode(taken, { stream: true });
+    return Promise.resolve(taken.length);
+  };
+  const buffer = new LogBuffer({ write, chunkChars: 8 });
+  const lines = ["é ü ß\n", "🦕 deno\n", `${"long line ".repeat(5)}ends\n`, "日本語\n"];
+  for (const line of lines) buffer.push(line);
+  equal(await buffer.flush(1000), true);
+  equal(text + decoder.decode(), lines.join(""));
+});
