@@ -148,7 +148,7 @@ export class EpollConnection implements Connection, Readiness {
     // Closing with unread input sends a reset, which can destroy what was just written
     // (a refusal line) before the peer reads it: discard what has come, so a FIN goes
     // instead. One read's worth: past that a reset it is, rather than a slow close.
-    libc.recv(fd, this.#reactor.buffer, this.#reactor.buffer.length, 0);
+    libc.recv(fd, this.#reactor.buffer, this.#reactor.bufferLength, 0);
     libc.close(fd);
     const closed = () => new Deno.errors.BadResource("the connection was closed");
     const { reader, writer, echo } = {
@@ -195,10 +195,10 @@ export class EpollConnection implements Connection, Readiness {
     const buffer = this.#reactor.buffer;
     const fd = this.#fd;
     const counters = this.#counters;
-    const n = libc.recv(fd, buffer, buffer.length, 0);
+    const n = libc.recv(fd, buffer, this.#reactor.bufferLength, 0);
     if (n > 0) {
       counters.bytesIn += n;
-      const sent = libc.send(fd, buffer, n, SEND_FLAGS);
+      const sent = libc.send(fd, buffer, BigInt(n), SEND_FLAGS);
       // After the send: what it runs may use the loop, and the shared buffer with it.
       this.#onChunk?.(n);
       if (sent === n) {
@@ -221,7 +221,12 @@ export class EpollConnection implements Connection, Readiness {
   #echoFlush(): void {
     const pending = this.#pending;
     if (pending === undefined) return;
-    const sent = this.#reactor.sys.libc.send(this.#fd, pending, pending.length, SEND_FLAGS);
+    const sent = this.#reactor.sys.libc.send(
+      this.#fd,
+      pending,
+      BigInt(pending.length),
+      SEND_FLAGS,
+    );
     if (sent < 0) {
       if (!this.#wouldBlock()) this.#echoEnd(errorFor("send", this.#errno()));
       return;
@@ -268,7 +273,7 @@ export class EpollConnection implements Connection, Readiness {
   /** A read's result, or `undefined` when nothing has come yet. */
   #tryRecv(p: Uint8Array): number | null | undefined {
     if (p.length === 0) return 0;
-    const n = this.#reactor.sys.libc.recv(this.#fd, p, Math.min(p.length, MAX_IO), 0);
+    const n = this.#reactor.sys.libc.recv(this.#fd, p, BigInt(Math.min(p.length, MAX_IO)), 0);
     if (n > 0) return n;
     if (n === 0) return null;
     if (this.#wouldBlock()) return undefined;
@@ -278,7 +283,12 @@ export class EpollConnection implements Connection, Readiness {
   /** A write's result, or `undefined` when the kernel took nothing yet. */
   #trySend(p: Uint8Array): number | undefined {
     if (p.length === 0) return 0;
-    const n = this.#reactor.sys.libc.send(this.#fd, p, Math.min(p.length, MAX_IO), SEND_FLAGS);
+    const n = this.#reactor.sys.libc.send(
+      this.#fd,
+      p,
+      BigInt(Math.min(p.length, MAX_IO)),
+      SEND_FLAGS,
+    );
     if (n >= 0) return n;
     if (this.#wouldBlock()) return undefined;
     throw errorFor("send", this.#reactor.sys.errno());

@@ -37,24 +37,14 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-type Buffer = Uint8Array;
-
 /**
- * The libc functions the engine calls. Sizes are numbers: Deno takes a
- * number for a `usize` parameter (and calls it on the fast path), though its
- * types ask for a BigInt, whose making would cost on every call.
+ * The libc functions the engine calls, as Deno types them. A `usize`
+ * parameter takes a BigInt: Deno's fast path reads 64-bit parameters as
+ * BigInts, and optimized code that passes a number there is thrown away at
+ * its first call ("not a BigInt"), optimized again and thrown away again,
+ * which tripled the engine's own CPU time per message in a pingpong.
  */
-export interface Libc extends Omit<Symbols, "recv" | "send" | "write" | "read"> {
-  /** `recv(fd, buf, len, flags)`. */
-  recv(fd: number, buf: Buffer, len: number, flags: number): number;
-  /** `send(fd, buf, len, flags)`. */
-  send(fd: number, buf: Buffer, len: number, flags: number): number;
-  /** `write(fd, buf, len)`. */
-  write(fd: number, buf: Buffer, len: number): number;
-  /** `read(fd, buf, len)`. */
-  read(fd: number, buf: Buffer, len: number): number;
-}
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /** Linux constants (the same on x86_64 and aarch64). */
 export const C = {
@@ -143,7 +133,7 @@ export function openLibc(): System {
   if (location === null) throw new Error("libc gave no errno location");
   // The main thread's errno lives at one address for the thread's life.
   const view = new Deno.UnsafePointerView(location);
-  system = { libc: symbols as unknown as Libc, errno: () => view.getInt32() };
+  system = { libc: symbols, errno: () => view.getInt32() };
   return system;
 }
 

@@ -58,6 +58,8 @@ export class Reactor {
    * are only valid until the handler returns.
    */
   readonly buffer: Uint8Array = new Uint8Array(SHARED_BUFFER_BYTES);
+  /** The buffer's length, as the BigInt that libc's `size_t` parameters take. */
+  readonly bufferLength: bigint = BigInt(SHARED_BUFFER_BYTES);
   readonly #epfd: number;
   readonly #wakeFd: number;
   readonly #handlers: (Readiness | undefined)[] = [];
@@ -110,7 +112,7 @@ export class Reactor {
     if (!this.#sleeping) return this.#schedule();
     // Wake the off-thread wait; it sees #closing and finishes.
     const one = new BigUint64Array([1n]);
-    this.sys.libc.write(this.#wakeFd, new Uint8Array(one.buffer), 8);
+    this.sys.libc.write(this.#wakeFd, new Uint8Array(one.buffer), 8n);
   }
 
   /** Settles once the loop has stopped and its descriptors are closed. */
@@ -235,7 +237,7 @@ export class Reactor {
 
   #drainWake(): void {
     const eight = new Uint8Array(8);
-    this.sys.libc.read(this.#wakeFd, eight, 8);
+    this.sys.libc.read(this.#wakeFd, eight, 8n);
   }
 
   /**
