@@ -11,7 +11,7 @@ import { plural } from "../text/words.ts";
 import { logger } from "../log/log.ts";
 import { logLine } from "../log/line.ts";
 import { echoConnection, type EchoCounters, type EchoDone, type EchoEnd } from "./echo.ts";
-import { closeQuietly, type Connection, type Peer, TransportError } from "./listener.ts";
+import { closeQuietly, type Connection, type Peer, peerOf, TransportError } from "./listener.ts";
 import type { ServerStats } from "./stats.ts";
 import { type CloseReason, noCloses, noDurations, observeDuration } from "./closes.ts";
 import { sleepUnless } from "./wait.ts";
@@ -42,13 +42,17 @@ class Entry implements EchoCounters, EchoDone {
   constructor(
     readonly id: number,
     readonly conn: Connection,
-    readonly peer: Peer,
     readonly openedAt: number,
     readonly slot: Slot,
     /** The table's one handler for every entry's end (one function, not one closure each). */
     readonly onEnded: (entry: Entry, end: EchoEnd | "error", error?: unknown) => void,
   ) {
     this.lastActiveAt = openedAt;
+  }
+
+  /** The peer, named again when a line needs it: an idle connection keeps only its socket's address. */
+  get peer(): Peer {
+    return peerOf(this.conn.remoteAddr);
   }
 
   echoEnded(end: EchoEnd | "error", error?: unknown): void {
@@ -112,7 +116,7 @@ export class ConnectionTable {
    * loop never waits for one; `slot.release()` is called once it is closed.
    */
   add(conn: Connection, peer: Peer, slot: Slot): void {
-    const entry = new Entry(++this.#nextId, conn, peer, performance.now(), slot, this.#onEnded);
+    const entry = new Entry(++this.#nextId, conn, performance.now(), slot, this.#onEnded);
     this.#open.add(entry);
     this.#served++;
     logLine(connLog, "info", "#{id} opened from {peer}", { id: entry.id, peer: peer.text });
