@@ -96,6 +96,7 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
   // Stopped while connecting (Ctrl-C): the run lasted from the first connect.
   run.startedAt = run.stopping ? run.dialStartedAt : performance.now();
   const deadline = setTimeout(() => run.stop(), o.durationMs);
+  if (o.mode === "pingpong") run.fairness.start();
   const ticker = o.onProgress === undefined ? undefined : startProgress(
     run.startedAt,
     () => ({
@@ -138,6 +139,7 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
     clearTimeout(drain);
   } finally {
     clearTimeout(deadline);
+    run.fairness.stop();
     if (ticker !== undefined) clearInterval(ticker);
     run.closeAll();
     await all;

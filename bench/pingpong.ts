@@ -43,6 +43,7 @@ export async function pingpong(
     let outcome: Outcome;
     let sent = 0;
     let n: number | null = null;
+    run.fairness.sent(index, start);
     try {
       sent = await conn.write(run.slotView[slot]);
       run.bytesSent += sent;
@@ -62,6 +63,7 @@ export async function pingpong(
       }
     }
     const done = performance.now();
+    run.fairness.echoed(index);
     link.echoes++;
     if (!run.stopping) fed = true;
     if (outcome === "echoed") {
@@ -72,7 +74,10 @@ export async function pingpong(
     // Closed loop: the next message leaves now, so its round trip starts now.
     start = done;
     slot = slot + 1 === SLOTS ? 0 : slot + 1;
+    const pause = run.fairness.pause(done);
+    if (pause !== undefined) await pause;
   }
+  run.fairness.echoed(index);
   if (asked && !fed && !failed) run.starved++;
   run.release(conn);
 }

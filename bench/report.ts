@@ -153,7 +153,7 @@ export function formatReport(r: BenchReport): string {
   const connectFailed = r.connectionsFailed - r.refused;
   const starvedWho = o.mode === "churn" ? counted(r.starved, "slot") : int(r.starved);
   const starved = r.starved > 0
-    ? `, ${starvedWho} got no echo during the run (queued by the server?)`
+    ? `, ${starvedWho} got no echo during the run (queued by the server, or this client could not keep up)`
     : "";
   const lines = [
     `bench ${what}, ${fixed(r.elapsedS, 2)} s against ${benchTarget(o)} (${

@@ -6,6 +6,7 @@
  */
 import { describeError } from "../text/address.ts";
 import { dial, type Endpoint, endpointOf } from "../client/dial.ts";
+import { Fairness } from "./fairness.ts";
 import { Histogram } from "./histogram.ts";
 import type { BenchMode, BenchOptions } from "./options.ts";
 import { Pattern, PERIOD } from "./pattern.ts";
@@ -49,6 +50,8 @@ export class Run {
   readonly window = new Histogram();
   /** Latency of the intervals already reported. */
   readonly total = new Histogram();
+  /** Each connection's wait for its echo, and the pauses that end a starvation. */
+  readonly fairness: Fairness;
 
   /** No new messages once set; in-flight echoes may still complete. */
   stopping = false;
@@ -101,6 +104,7 @@ export class Run {
     this.mode = o.mode;
     this.proxyHeaders = proxyHeaders(o);
     this.drainMs = Math.min(2000, Math.max(200, o.durationMs));
+    this.fairness = new Fairness(o.connections);
     this.pattern = new Pattern(o.mode === "stream" ? READ_MAX + 1 : Math.max(o.size, READ_MAX + 1));
     for (let i = 0; i < SLOTS; i++) {
       // 1031 is prime: the offsets spread over the whole period.

@@ -568,7 +568,12 @@ Deno.test("slow: a mute server times out; a queueing server starves connections"
     const text = formatReport(r);
     assert.equal(r.starved, 1, text);
     assert.equal(r.timedOut, 0, text);
-    assert.ok(text.includes("1 got no echo during the run (queued by the server?)"), text);
+    assert.ok(
+      text.includes(
+        "1 got no echo during the run (queued by the server, or this client could not keep up)",
+      ),
+      text,
+    );
     assert.equal(r.ok, true, text);
   });
 });
