@@ -107,7 +107,11 @@ export class Fairness {
    * {@linkcode WORK_MS} of work have passed since the last pause.
    */
   pause(now: number): Promise<void> | undefined {
-    if (now >= this.#fairUntil) return undefined;
+    if (now >= this.#fairUntil) {
+      // The next starvation counts its work from its own start.
+      this.#workSince = 0;
+      return undefined;
+    }
     if (this.#pause !== undefined) return this.#pause;
     if (this.#workSince === 0) this.#workSince = now;
     if (now - this.#workSince < WORK_MS) return undefined;

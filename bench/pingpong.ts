@@ -43,7 +43,9 @@ export async function pingpong(
     let outcome: Outcome;
     let sent = 0;
     let n: number | null = null;
-    run.fairness.sent(index, start);
+    // Open loop: `start` is when the message was due, which a late client has passed;
+    // what a starving connection is measured by is when it actually went.
+    run.fairness.sent(index, interval > 0 ? performance.now() : start);
     try {
       sent = await conn.write(run.slotView[slot]);
       run.bytesSent += sent;
@@ -71,11 +73,15 @@ export async function pingpong(
       run.window.record((done - start) * 1000);
     }
     run.lastEchoAt = done;
-    // Closed loop: the next message leaves now, so its round trip starts now.
-    start = done;
     slot = slot + 1 === SLOTS ? 0 : slot + 1;
     const pause = run.fairness.pause(done);
-    if (pause !== undefined) await pause;
+    // Closed loop: the next message leaves now, so its round trip starts now;
+    // after a pause of this client's own, not before it.
+    if (pause === undefined) start = done;
+    else {
+      await pause;
+      start = performance.now();
+    }
   }
   run.fairness.echoed(index);
   if (asked && !fed && !failed) run.starved++;

@@ -4,16 +4,9 @@
  *
  * @module
  */
-import {
-  configure,
-  getLogger,
-  type Logger,
-  type LogLevel,
-  type LogRecord,
-  reset,
-} from "@logtape/logtape";
+import { configure, getLogger, type Logger, type LogRecord, reset } from "@logtape/logtape";
 import { LogBuffer } from "./buffer.ts";
-import { categoryName, isoTime, renderMessage } from "./render.ts";
+import { jsonFormatter, textFormatter } from "./render.ts";
 
 /** The levels `--log-level` accepts, most verbose first. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -41,15 +34,6 @@ export interface LoggingOptions {
   /** The worker this isolate is, with `--workers`; every line then carries it. */
   worker?: number;
 }
-
-const LEVEL_TEXT: Readonly<Record<LogLevel, string>> = {
-  trace: "TRACE",
-  debug: "DEBUG",
-  info: "INFO ",
-  warning: "WARN ",
-  error: "ERROR",
-  fatal: "FATAL",
-};
 
 /** How long {@linkcode flushLogs} waits for a slow reader before giving up. */
 export const FLUSH_TIMEOUT_MS = 2_000;
@@ -119,39 +103,6 @@ function write(line: string): void {
 function flushAtExit(event: Event): void {
   // A listener that prevented the default keeps the process alive: then a blocking write must not come.
   if (!event.defaultPrevented) stderrBuffer.flushSync();
-}
-
-function textFormatter(worker: number | undefined): (record: LogRecord) => string {
-  const tag = worker === undefined ? "" : `w${worker} `;
-  // Lines logged in the same millisecond at the same level and category share
-  // everything before the message: that part is made once for all of them.
-  let timestamp = Number.NaN;
-  let level: LogLevel | undefined;
-  let category: readonly string[] | undefined;
-  let prefix = "";
-  return (record) => {
-    if (
-      record.timestamp !== timestamp || record.level !== level || record.category !== category
-    ) {
-      timestamp = record.timestamp;
-      level = record.level;
-      category = record.category;
-      prefix = `${isoTime(timestamp)} ${LEVEL_TEXT[level]} ${tag}${categoryName(category)}: `;
-    }
-    return prefix + renderMessage(record) + "\n";
-  };
-}
-
-function jsonFormatter(worker: number | undefined): (record: LogRecord) => string {
-  return (record) =>
-    JSON.stringify({
-      time: isoTime(record.timestamp),
-      level: record.level,
-      logger: record.category.join("."),
-      ...(worker === undefined ? {} : { worker }),
-      message: renderMessage(record),
-      ...record.properties,
-    }) + "\n";
 }
 
 /**

@@ -1,13 +1,14 @@
 /**
- * The parts of a log line that are the same from one record to the next,
- * worked out once: a template's split into text and property names, the
- * timestamp of the current millisecond, a category's dotted name. A server
+ * How a record becomes a line of text or of JSON, with the parts that are the
+ * same from one record to the next worked out once: a template's split into
+ * text and property names, the timestamp of the current millisecond, a
+ * category's dotted name, the start of a text line. A server
  * logs two lines per connection; each piece of garbage a line leaves is paid
  * for in pauses and in the memory the heap grows to under a burst.
  *
  * @module
  */
-import type { LogRecord } from "@logtape/logtape";
+import type { LogLevel, LogRecord } from "@logtape/logtape";
 
 /** Templates seen so far: text and property names, alternating; `null` where the template is not plain. */
 const templates = new Map<string, readonly string[] | null>();
@@ -114,4 +115,93 @@ export function categoryName(category: readonly string[]): string {
     categoryNames.set(category, name);
   }
   return name;
+}
+
+const LEVEL_TEXT: Readonly<Record<LogLevel, string>> = {
+  trace: "TRACE",
+  debug: "DEBUG",
+  info: "INFO ",
+  warning: "WARN ",
+  error: "ERROR",
+  fatal: "FATAL",
+};
+
+/**
+ * Formats records as text lines: time, level, the worker's tag (with
+ * `--workers`), category and message, ending in a newline.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { textFormatter } from "./render.ts";
+ * const format = textFormatter(2);
+ * const line = format({
+ *   category: ["echo-server", "conn"],
+ *   level: "info",
+ *   rawMessage: "#{id} opened from {peer}",
+ *   message: ["#", 7, " opened from ", "127.0.0.1:5000", ""],
+ *   properties: { id: 7, peer: "127.0.0.1:5000" },
+ *   timestamp: 0,
+ * });
+ * equal(line, "1970-01-01T00:00:00.000Z INFO  w2 conn: #7 opened from 127.0.0.1:5000\n");
+ * ```
+ */
+export function textFormatter(worker: number | undefined): (record: LogRecord) => string {
+  const tag = worker === undefined ? "" : `w${worker} `;
+  // Lines logged in the same millisecond at the same level and category share
+  // everything before the message: that part is made once for all of them. A
+  // queued line is then three pieces (that shared start, the message, the
+  // newline), joined into one string when the queue is written.
+  let timestamp = Number.NaN;
+  let level: LogLevel | undefined;
+  let category: readonly string[] | undefined;
+  let prefix = "";
+  return (record) => {
+    if (
+      record.timestamp !== timestamp || record.level !== level || record.category !== category
+    ) {
+      timestamp = record.timestamp;
+      level = record.level;
+      category = record.category;
+      prefix = `${isoTime(timestamp)} ${LEVEL_TEXT[level]} ${tag}${categoryName(category)}: `;
+    }
+    return prefix + renderMessage(record) + "\n";
+  };
+}
+
+/**
+ * Formats records as JSON lines: `time`, `level`, `logger`, `worker` (with
+ * `--workers`), `message` and the record's properties.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual } from "node:assert/strict";
+ * import { jsonFormatter } from "./render.ts";
+ * const line = jsonFormatter(undefined)({
+ *   category: ["echo-server", "server"],
+ *   level: "warning",
+ *   rawMessage: "refused {peer}",
+ *   message: ["refused ", "[::1]:5000", ""],
+ *   properties: { peer: "[::1]:5000" },
+ *   timestamp: 0,
+ * });
+ * deepEqual(JSON.parse(line), {
+ *   time: "1970-01-01T00:00:00.000Z",
+ *   level: "warning",
+ *   logger: "echo-server.server",
+ *   message: "refused [::1]:5000",
+ *   peer: "[::1]:5000",
+ * });
+ * ```
+ */
+export function jsonFormatter(worker: number | undefined): (record: LogRecord) => string {
+  return (record) =>
+    JSON.stringify({
+      time: isoTime(record.timestamp),
+      level: record.level,
+      logger: record.category.join("."),
+      ...(worker === undefined ? {} : { worker }),
+      message: renderMessage(record),
+      ...record.properties,
+    }) + "\n";
 }

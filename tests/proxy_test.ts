@@ -393,3 +393,38 @@ testEngines(
     strictEqual(server.stats().refusals["per-ip"], 49);
   },
 );
+
+testEngines(
+  "PROXY: the carried address is the peer of the idle-timeout line and of the closed line's JSON",
+  async (io) => {
+    await using server = new Cli([
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--proxy-protocol",
+      "--trusted-proxy",
+      "127.0.0.1/32",
+      "--idle-timeout",
+      "200ms",
+      "--log-format",
+      "json",
+    ], { io });
+    const port = await server.port();
+    for (
+      const [address, sourcePort, text] of [
+        ["203.0.113.7", 40000, "203.0.113.7:40000"],
+        ["2001:db8::7", 5555, "[2001:db8::7]:5555"],
+      ] as const
+    ) {
+      using conn = await connectAs(port, encodeProxyV2(client(address, port, sourcePort)));
+      // Silent: the idle timeout closes it, and both lines name the client the header carried.
+      strictEqual((await closedBy(conn)).length, 0);
+      const peer = text.replace(/[.[\]]/g, "\\$&");
+      await server.waitFor(new RegExp(`"message":"closed #\\d+ from ${peer}: idle"`));
+      await server.waitFor(
+        new RegExp(`"message":"#\\d+ closed: idle timeout;[^"]*".*"peer":"${peer}"`),
+      );
+    }
+  },
+);

@@ -63,3 +63,18 @@ Deno.test("fairness: the pauses end a while after the last starving connection w
   strictEqual(fairness.pause(later), undefined);
   strictEqual(fairness.pause(later + 10 * WORK_MS), undefined);
 });
+
+Deno.test("fairness: a new starvation counts its work from its own start", () => {
+  const fairness = new Fairness(1);
+  fairness.sent(0, T);
+  const first = T + STARVED_MS + 1;
+  ok(fairness.check(first));
+  strictEqual(fairness.pause(first), undefined); // work starts counting here
+  fairness.echoed(0);
+  // The window ends without a pause; much later another connection starves.
+  const later = first + 100 * STARVED_MS;
+  strictEqual(fairness.pause(later), undefined);
+  fairness.sent(0, later);
+  ok(fairness.check(later + STARVED_MS + 1));
+  strictEqual(fairness.pause(later + STARVED_MS + 2), undefined, "no pause before its own work");
+});

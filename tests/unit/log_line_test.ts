@@ -1,19 +1,42 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
-import { configure, getLogger, type LogRecord, reset } from "@logtape/logtape";
+import { AsyncLocalStorage } from "node:async_hooks";
+import {
+  type Config,
+  configure,
+  getLogger,
+  type LogRecord,
+  reset,
+  withContext,
+} from "@logtape/logtape";
 import { logLine } from "../../log/line.ts";
+import { markImmediate } from "../../log/log.ts";
 
-/** Runs `body` with LogTape sending `["test"]` records at `lowestLevel` and up to an array. */
+/**
+ * Runs `body` with LogTape sending `["test"]` records at `lowestLevel` and up
+ * to an array, through a sink marked immediate as the program's own is (so
+ * LogTape hands it the records as they are, uncopied).
+ */
 async function withRecords(
   lowestLevel: "debug" | "info",
   body: () => void,
+  more: Partial<Config<string, string>> = {},
 ): Promise<LogRecord[]> {
   const records: LogRecord[] = [];
+  // An immediate sink must not keep the record: keep a copy of what it shows.
+  const memory = markImmediate((record: LogRecord) =>
+    records.push({
+      ...record,
+      message: [...record.message],
+      properties: { ...record.properties },
+    })
+  );
   await configure({
-    sinks: { memory: (record) => records.push(record) },
+    sinks: { memory },
     loggers: [
       { category: ["test"], sinks: ["memory"], lowestLevel },
       { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
     ],
+    ...more,
   });
   try {
     body();
@@ -78,4 +101,40 @@ Deno.test("a line below the level is dropped, and one at it is kept", async () =
     logLine(log, "error", "#{id} failed", { id: 1 });
   });
   deepStrictEqual(records.map((record) => record.message.join("")), ["#1 failed"]);
+});
+
+Deno.test("an implicit context is added to the line, as LogTape adds it to its own", async () => {
+  const log = getLogger(["test"]);
+  const records = await withRecords(
+    "info",
+    () =>
+      withContext({ tenant: "a" }, () => {
+        logLine(log, "info", "#{id} opened from {peer}", { id: 1, peer: "127.0.0.1:5000" });
+        log.info("#{id} opened from {peer}", { id: 1, peer: "127.0.0.1:5000" });
+      }),
+    { contextLocalStorage: new AsyncLocalStorage() },
+  );
+  strictEqual(records.length, 2);
+  deepStrictEqual(seen(records[0]), seen(records[1]));
+  strictEqual(records[0].properties.tenant, "a");
+});
+
+Deno.test("a source location is captured for the line when a logger asks for it", async () => {
+  const log = getLogger(["test"]);
+  const records: LogRecord[] = [];
+  await configure({
+    sinks: { memory: (record) => records.push(record) },
+    loggers: [
+      { category: ["test"], sinks: ["memory"], lowestLevel: "info", captureSourceLocation: true },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+  });
+  try {
+    logLine(log, "info", "#{id} opened", { id: 1 });
+  } finally {
+    await reset();
+  }
+  strictEqual(records.length, 1);
+  strictEqual(records[0].message.join(""), "#1 opened");
+  strictEqual(typeof records[0].sourceLocation, "object");
 });

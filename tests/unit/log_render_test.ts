@@ -77,3 +77,24 @@ Deno.test("LogTape hands a sink marked immediate its own record, without copying
   await reset();
   strictEqual(seen.join(" "), "copy own");
 });
+
+Deno.test("a text line's start follows the record's time, level and category, even within one millisecond", async () => {
+  const { textFormatter } = await import("../../log/render.ts");
+  const format = textFormatter(undefined);
+  const at = (level: LogRecord["level"], category: readonly string[], timestamp: number) =>
+    format({ ...record("x", {}, ["x"]), level, category, timestamp });
+  strictEqual(at("info", ["echo-server", "conn"], 5), "1970-01-01T00:00:00.005Z INFO  conn: x\n");
+  strictEqual(at("info", ["echo-server", "conn"], 5), "1970-01-01T00:00:00.005Z INFO  conn: x\n");
+  strictEqual(
+    at("warning", ["echo-server", "conn"], 5),
+    "1970-01-01T00:00:00.005Z WARN  conn: x\n",
+  );
+  strictEqual(
+    at("warning", ["echo-server", "server"], 5),
+    "1970-01-01T00:00:00.005Z WARN  server: x\n",
+  );
+  strictEqual(
+    at("warning", ["echo-server", "server"], 6),
+    "1970-01-01T00:00:00.006Z WARN  server: x\n",
+  );
+});
