@@ -128,6 +128,8 @@ export class EchoClient implements AsyncDisposable {
   readonly address: string;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** Messages whose whole echo came back on this connection. */
+  #echoes = 0;
 
   /** Wraps an open connection, named `address` in messages; {@linkcode connect} is the usual way in. */
   constructor(conn: Deno.Conn, address?: string) {
@@ -199,7 +201,7 @@ export class EchoClient implements AsyncDisposable {
         const received = reply.subarray(0, got);
         if (verify) {
           if (!sameBytes(received, sent.subarray(0, got))) throw refused(this.address, received);
-          throw closedEarly(this.address, got, sent.length);
+          throw closedEarly(this.address, got, sent.length, this.#echoes);
         }
         throw new ClientError(
           "closed",
@@ -210,6 +212,7 @@ export class EchoClient implements AsyncDisposable {
       }
       got += n;
     }
+    this.#echoes++;
     return reply;
   }
 

@@ -37,17 +37,21 @@ export function rate(n: number): string {
 }
 
 /**
- * A number with a fixed number of decimals: `1.23`.
+ * A number with a fixed number of decimals, thousands grouped as {@linkcode int} groups them: `1.23`, `1,472.8`.
  *
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
  * import { fixed } from "./numbers.ts";
  * equal(fixed(1.234, 2), "1.23");
+ * equal(fixed(1472.84, 1), "1,472.8");
  * ```
  */
 export function fixed(n: number, digits: number): string {
-  return n.toFixed(digits);
+  return n.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
 }
 
 /**

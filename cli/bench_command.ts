@@ -14,6 +14,7 @@ import {
 } from "../bench/mod.ts";
 import { parseCidr } from "../admission/cidr.ts";
 import { DATAGRAM_HEADER, DATAGRAM_MAX, WINDOW_MAX } from "../bench/datagram.ts";
+import { int } from "../bench/numbers.ts";
 import { CONNECT_DEFAULTS } from "../client.ts";
 import { describeError } from "../text/address.ts";
 import { runCommand } from "./command.ts";
@@ -229,11 +230,11 @@ async function runBenchCommand(
     if (drawn) Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));
     console.log(json ? JSON.stringify(report) : formatReport(report));
     if (!report.ok) {
-      const timedOut = report.timedOut > 0 ? `, ${report.timedOut} timed out` : "";
+      const timedOut = report.timedOut > 0 ? `, ${int(report.timedOut)} timed out` : "";
       console.error(
-        `echo-server bench: ${report.mismatches} mismatches, ${report.errors} errors${timedOut}${
-          report.firstError ? ` (first: ${report.firstError})` : ""
-        }`,
+        `echo-server bench: ${int(report.mismatches)} mismatches, ${
+          int(report.errors)
+        } errors${timedOut}${report.firstError ? ` (first: ${report.firstError})` : ""}`,
       );
     }
     return report.ok ? 0 : 1;

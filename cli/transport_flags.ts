@@ -9,6 +9,7 @@
 import type { ClientTlsOptions } from "../client.ts";
 import { IO_ENGINES, type IoEngine, SERVE_DEFAULTS, type ServeTlsOptions } from "../server.ts";
 import { choiceFlag, type Flag, switchFlag, textFlag, UsageError } from "./flags.ts";
+import { encodeSockaddr } from "../epoll/sockaddr.ts";
 import { readCaFile, readServerTls } from "./pem_files.ts";
 
 /** `serve`'s transport flags, for its table. */
@@ -30,7 +31,8 @@ export const SERVE_TRANSPORT_FLAGS: {
   io: choiceFlag({
     choices: IO_ENGINES,
     default: SERVE_DEFAULTS.io,
-    help: "TCP engine: deno, or epoll (Linux, --allow-ffi; faster, less memory per connection)",
+    help:
+      "TCP engine: deno, or epoll (Linux, --allow-ffi, plain TCP only; faster, less memory per connection)",
   }),
 };
 
@@ -42,6 +44,8 @@ export interface ServeTransportValues {
   key?: string;
   /** `--unix`. */
   unix?: string;
+  /** `--host`. */
+  host: string;
   /** `--io`. */
   io: IoEngine;
   /** `--workers`. */
@@ -92,6 +96,15 @@ function checkEpoll(flags: ServeTransportValues): void {
   }
   if (flags.cert !== undefined) {
     throw new UsageError("--io epoll serves plain TCP: TLS (--cert) needs --io deno");
+  }
+  // The engine binds what libc is given and resolves no names; brackets around IPv6 are fine.
+  if (
+    flags.unix === undefined &&
+    encodeSockaddr(flags.host.replace(/^\[(.*)\]$/, "$1"), 0) === undefined
+  ) {
+    throw new UsageError(
+      `--io epoll takes an IP address for --host (such as 0.0.0.0, ::, 127.0.0.1) or localhost, not "${flags.host}"`,
+    );
   }
 }
 

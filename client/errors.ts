@@ -78,7 +78,9 @@ export function refused(address: string, bytes: Uint8Array): ClientError {
 /**
  * The server closed the connection before the whole echo came back: one
  * sentence in every mode, with the hint that nothing echoed at all is how a
- * refusal without a message looks.
+ * refusal without a message looks. `earlier` counts the messages of the same
+ * connection whose echoes did come back: a server that closes after some
+ * (an idle timeout, a lifetime, a shutdown) did not refuse.
  *
  * @example
  * ```ts
@@ -89,15 +91,27 @@ export function refused(address: string, bytes: Uint8Array): ClientError {
  *   "h:1 closed the connection before echoing anything (refused?)",
  * );
  * equal(closedEarly("h:1", 2, 5).message, "h:1 closed the connection after echoing 2 of 5 bytes");
+ * equal(
+ *   closedEarly("h:1", 0, 5, 3).message,
+ *   "h:1 closed the connection after 3 echoes, before echoing the next message",
+ * );
  * ```
  */
-export function closedEarly(address: string, echoed: number, expected: number): ClientError {
-  return new ClientError(
-    "closed",
-    echoed === 0
-      ? `${address} closed the connection before echoing anything (refused?)`
-      : `${address} closed the connection after echoing ${echoed} of ${expected} bytes`,
-  );
+export function closedEarly(
+  address: string,
+  echoed: number,
+  expected: number,
+  earlier = 0,
+): ClientError {
+  let message: string;
+  if (echoed > 0) {
+    message = `${address} closed the connection after echoing ${echoed} of ${expected} bytes`;
+  } else if (earlier > 0) {
+    const echoes = earlier === 1 ? "echo" : "echoes";
+    message =
+      `${address} closed the connection after ${earlier} ${echoes}, before echoing the next message`;
+  } else message = `${address} closed the connection before echoing anything (refused?)`;
+  return new ClientError("closed", message);
 }
 
 /**

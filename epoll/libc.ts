@@ -154,7 +154,7 @@ export function epollUnavailable(): string | undefined {
     return `--io epoll runs on Linux only (this is ${Deno.build.os}): use --io deno`;
   }
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-    return "--io epoll calls libc directly and needs --allow-ffi: run deno with --allow-ffi, or use --io deno";
+    return "--io epoll calls libc directly and needs --allow-ffi, unscoped (a grant for a path does not cover libc.so.6): run deno with --allow-ffi, or use --io deno";
   }
   try {
     openLibc();

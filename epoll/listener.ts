@@ -78,7 +78,7 @@ export function listenEpoll(options: TcpListenOptions): EpollListener {
   const address = encodeSockaddr(hostname, port);
   if (address === undefined) {
     throw new ListenError(
-      `cannot listen on ${where}: --io epoll takes an IP address (such as 0.0.0.0, ::, 127.0.0.1), not a name`,
+      `cannot listen on ${where}: --io epoll takes an IP address (such as 0.0.0.0, ::, 127.0.0.1) or localhost, not a name`,
     );
   }
   let reactor: Reactor | undefined;

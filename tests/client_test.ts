@@ -85,6 +85,30 @@ Deno.test("a server that closes mid-echo is reported with the byte counts", asyn
   await serving;
 });
 
+Deno.test("a server that closes after some echoes did not refuse: the message says how many came back", async () => {
+  using closing = Deno.listen(local);
+  // Echoes two messages whole, then reads the third and closes without echoing it
+  // (having read everything, it closes with a FIN, not a reset).
+  const serving = (async () => {
+    using conn = await closing.accept();
+    const buffer = new Uint8Array(3);
+    for (let i = 0; i < 3; i++) {
+      for (let got = 0; got < 3;) got += await conn.read(buffer.subarray(got)) ?? 3;
+      if (i < 2) await conn.write(buffer);
+    }
+  })();
+  await using client = await connect({ port: closing.addr.port });
+  strictEqual(new TextDecoder().decode(await client.send("one", { verify: true })), "one");
+  strictEqual(new TextDecoder().decode(await client.send("two", { verify: true })), "two");
+  await rejects(client.send("six", { verify: true }), {
+    name: "ClientError",
+    kind: "closed",
+    message:
+      /127\.0\.0\.1:\d+ closed the connection after 2 echoes, before echoing the next message$/,
+  });
+  await serving;
+});
+
 Deno.test("end half-closes and returns what came back beyond the echoes", async () => {
   await using server = serve(local);
   const client = await connect({ port: server.addr.port });
