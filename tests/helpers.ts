@@ -164,6 +164,17 @@ export interface CliOptions {
   deadlineMs?: number;
 }
 
+/** `serve`'s arguments for a server on a free loopback port that takes PROXY headers from 127.0.0.1. */
+export const PROXIED_SERVE_ARGS: readonly string[] = [
+  "--host",
+  "127.0.0.1",
+  "--port",
+  "0",
+  "--proxy-protocol",
+  "--trusted-proxy",
+  "127.0.0.1/32",
+];
+
 /** How long a {@linkcode Cli} process may run at most, unless told otherwise. */
 export const CLI_DEADLINE_MS = 60_000;
 

@@ -5,7 +5,7 @@
  * 127.0.0.5 and 127.0.0.6. Without haproxy they are ignored, saying why.
  */
 import { ok, strictEqual } from "node:assert/strict";
-import { Cli, connectFrom, testEngines } from "./helpers.ts";
+import { Cli, connectFrom, PROXIED_SERVE_ARGS, testEngines } from "./helpers.ts";
 
 /** Whether `haproxy` runs here; the reason in words when it does not. */
 async function haproxyMissing(): Promise<string | undefined> {
@@ -113,15 +113,7 @@ backend echo_v2
 testEngines(
   `system: HAProxy send-proxy and send-proxy-v2: exact echo, the client's address in the log${ignored}`,
   async (io) => {
-    await using server = new Cli([
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--proxy-protocol",
-      "--trusted-proxy",
-      "127.0.0.1/32",
-    ], { io });
+    await using server = new Cli([...PROXIED_SERVE_ARGS], { io });
     await using haproxy = new HaProxy(await server.port());
     await haproxy.ready();
     // Every byte value, through HAProxy and back.
@@ -142,17 +134,7 @@ testEngines(
 testEngines(
   `system: HAProxy: --max-conns-per-ip 1 counts the client behind the proxy${ignored}`,
   async (io) => {
-    await using server = new Cli([
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--proxy-protocol",
-      "--trusted-proxy",
-      "127.0.0.1/32",
-      "--max-conns-per-ip",
-      "1",
-    ], { io });
+    await using server = new Cli([...PROXIED_SERVE_ARGS, "--max-conns-per-ip", "1"], { io });
     await using haproxy = new HaProxy(await server.port());
     await haproxy.ready();
     const first = await connectFrom("127.0.0.5", haproxy.v1Port);

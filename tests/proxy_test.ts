@@ -14,6 +14,7 @@ import {
   Cli,
   exchange,
   pattern,
+  PROXIED_SERVE_ARGS,
   readN,
   readToEnd,
   runCli,
@@ -91,15 +92,7 @@ async function connectAs(port: number, header: Uint8Array): Promise<Deno.TcpConn
 testEngines(
   "PROXY v1 and v2: the carried address is the peer in the log; bad headers are closed, logged and counted",
   async (io) => {
-    await using server = new Cli([
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--proxy-protocol",
-      "--trusted-proxy",
-      "127.0.0.1/32",
-    ], { io });
+    await using server = new Cli([...PROXIED_SERVE_ARGS], { io });
     const port = await server.port();
 
     // v1, with the first bytes of the client in the same segment as the header.
@@ -398,13 +391,7 @@ testEngines(
   "PROXY: the carried address is the peer of the idle-timeout line and of the closed line's JSON",
   async (io) => {
     await using server = new Cli([
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--proxy-protocol",
-      "--trusted-proxy",
-      "127.0.0.1/32",
+      ...PROXIED_SERVE_ARGS,
       "--idle-timeout",
       "200ms",
       "--log-format",
