@@ -181,7 +181,7 @@ export function formatReport(r: BenchReport): string {
     ]),
     `  errors       ${int(r.errors)}  (${int(connectFailed)} connect, ${int(r.refused)} refused, ${
       int(r.resets)
-    } reset)${r.firstError === null ? "" : `  first: ${r.firstError}`}`,
+    } closed or reset)${r.firstError === null ? "" : `  first: ${r.firstError}`}`,
     `  mismatches   ${int(r.mismatches)}  (${int(r.corrupted)} corrupted, ${int(r.short)} short)`,
   );
   if (r.timedOut > 0) {

@@ -121,7 +121,7 @@ Deno.test("the report's text, line by line", () => {
       "  messages     123,456  (100,045 msg/s)",
       "  throughput   6.4 MB/s echoed  (sent 7.9 MB, received 7.9 MB)",
       "  connections  100 served (81/s), 0 closed by the server before echoing, 0 failed to connect",
-      "  errors       0  (0 connect, 0 refused, 0 reset)",
+      "  errors       0  (0 connect, 0 refused, 0 closed or reset)",
       "  mismatches   0  (0 corrupted, 0 short)",
       "  latency µs   round trip, 123,456 samples, mean 513, min 12",
       "    p50            400  ███████████████",
@@ -190,7 +190,7 @@ Deno.test("report wording: grouped counts, churn slots, IPv6 hosts, failures", (
   for (
     const line of [
       "  connections  100 served (81/s), 3 closed by the server before echoing, 2 failed to connect, 2 got no echo during the run (queued by the server, or this client could not keep up)",
-      "  errors       7  (2 connect, 3 refused, 2 reset)  first: no reply within the run",
+      "  errors       7  (2 connect, 3 refused, 2 closed or reset)  first: no reply within the run",
       "  mismatches   3  (1 corrupted, 2 short)",
       "  timed out    3  (no reply within the run)",
     ]
