@@ -10,6 +10,7 @@ import type { ClientTlsOptions } from "../client.ts";
 import { IO_ENGINES, type IoEngine, SERVE_DEFAULTS, type ServeTlsOptions } from "../server.ts";
 import { choiceFlag, type Flag, switchFlag, textFlag, UsageError } from "./flags.ts";
 import { encodeSockaddr } from "../epoll/sockaddr.ts";
+import { unbracket } from "../text/address.ts";
 import { readCaFile, readServerTls } from "./pem_files.ts";
 
 /** `serve`'s transport flags, for its table. */
@@ -97,11 +98,8 @@ function checkEpoll(flags: ServeTransportValues): void {
   if (flags.cert !== undefined) {
     throw new UsageError("--io epoll serves plain TCP: TLS (--cert) needs --io deno");
   }
-  // The engine binds what libc is given and resolves no names; brackets around IPv6 are fine.
-  if (
-    flags.unix === undefined &&
-    encodeSockaddr(flags.host.replace(/^\[(.*)\]$/, "$1"), 0) === undefined
-  ) {
+  // The engine binds what libc is given and resolves no names.
+  if (flags.unix === undefined && encodeSockaddr(unbracket(flags.host), 0) === undefined) {
     throw new UsageError(
       `--io epoll takes an IP address for --host (such as 0.0.0.0, ::, 127.0.0.1) or localhost, not "${flags.host}"`,
     );

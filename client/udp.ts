@@ -7,7 +7,7 @@
  * @module
  */
 import { lookup } from "node:dns/promises";
-import { describeError, formatAddress } from "../text/address.ts";
+import { describeError, formatAddress, unbracket } from "../text/address.ts";
 import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
 import { quoteBytes } from "../text/words.ts";
 import { ClientError } from "./errors.ts";
@@ -36,7 +36,7 @@ export interface UdpTarget extends Deno.NetAddr {
  * ```
  */
 export async function resolveUdp(host: string, port: number): Promise<UdpTarget> {
-  const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  const bare = unbracket(host);
   if (/^[\d.]+$/.test(bare) || bare.includes(":")) {
     return { transport: "udp", hostname: bare, port };
   }

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { describeError, formatAddress } from "../text/address.ts";
+import { describeError, formatAddress, unbracket } from "../text/address.ts";
 import {
   type Connection,
   type Listener,
@@ -69,8 +69,7 @@ export interface EpollListener extends Listener<TcpAddr> {
  */
 export function listenEpoll(options: TcpListenOptions): EpollListener {
   const { port } = options;
-  // `[::1]` is how an IPv6 address is often written where a port may follow; Deno takes it too.
-  const hostname = options.hostname.replace(/^\[(.*)\]$/, "$1");
+  const hostname = unbracket(options.hostname);
   const where = formatAddress(hostname, port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ListenError(`cannot listen on ${where}: invalid port, expected 0 to 65535`);

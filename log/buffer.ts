@@ -207,9 +207,9 @@ export class LogBuffer {
 
   /** `text` as UTF-8, in the reused scratch array when it fits (any chunk of `chunkChars` does). */
   #encode(text: string): Uint8Array {
+    // Only a single line longer than a chunk is taken whole, into an array of its own.
+    if (text.length > this.#chunkChars) return encoder.encode(text);
     // A UTF-16 code unit takes three bytes at most.
-    const most = text.length * 3;
-    if (most > this.#chunkChars * 3) return encoder.encode(text);
     this.#scratch ??= new Uint8Array(this.#chunkChars * 3);
     return this.#scratch.subarray(0, encoder.encodeInto(text, this.#scratch).written);
   }

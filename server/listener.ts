@@ -156,9 +156,9 @@ export interface Peer {
 }
 
 /**
- * An IP peer. Its text is made when a line needs it rather than kept: an
- * idle connection would otherwise hold three strings (88 bytes) for the two
- * lines it logs in its life.
+ * An IP peer. Its text is made when a line asks for it: at `--log-level
+ * warning` most peers are never named, and none is kept for a connection's
+ * life (the connection table names it again from the socket).
  */
 class IpPeer implements Peer {
   constructor(readonly host: string, readonly port: number) {}

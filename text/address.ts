@@ -19,6 +19,22 @@ export function formatAddress(hostname: string, port: number): string {
   return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }
 
+/**
+ * A host as written, without the brackets that `[::1]` wears where a port may
+ * follow (Deno's listeners take it either way).
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { unbracket } from "./address.ts";
+ * equal(unbracket("[::1]"), "::1");
+ * equal(unbracket("127.0.0.1"), "127.0.0.1");
+ * ```
+ */
+export function unbracket(hostname: string): string {
+  return hostname.replace(/^\[(.*)\]$/, "$1");
+}
+
 const PHRASES: ReadonlyArray<readonly [new (...args: never[]) => Error, string]> = [
   [Deno.errors.AddrInUse, "address already in use"],
   [Deno.errors.AddrNotAvailable, "address not available on this machine"],
