@@ -74,6 +74,12 @@ const CLOSE_REASON: Readonly<Record<ServerClose, CloseReason>> = {
   "listener lost": "listener-lost",
 };
 
+/**
+ * How long a connection cut at the drain timeout may still take to deliver
+ * what was echoed to it (see `Connection.closeGently`).
+ */
+export const CUT_GRACE_MS = 1000;
+
 const log = logger("server");
 const connLog = logger("conn");
 
@@ -152,6 +158,27 @@ export class ConnectionTable {
   }
 
   /**
+   * Ends every open connection at the drain timeout: gently where the
+   * connection can (what was echoed still reaches the peer, within
+   * {@linkcode CUT_GRACE_MS}), closed at once otherwise.
+   */
+  #cutAll(): void {
+    for (const entry of this.#open) {
+      if (entry.closedBy !== undefined) continue;
+      entry.closedBy = "shutdown";
+      if (entry.conn.closeGently === undefined) {
+        closeQuietly(entry.conn);
+        continue;
+      }
+      try {
+        entry.conn.closeGently(CUT_GRACE_MS);
+      } catch {
+        closeQuietly(entry.conn);
+      }
+    }
+  }
+
+  /**
    * Lets the open connections finish for up to `timeoutMs`, then closes the
    * rest; resolves once none is left.
    */
@@ -163,7 +190,7 @@ export class ConnectionTable {
       open: this.#open.size,
       timeout: formatDuration(timeoutMs),
     });
-    if (await sleepUnless(timeoutMs, this.#emptied.promise)) this.closeAll("shutdown");
+    if (await sleepUnless(timeoutMs, this.#emptied.promise)) this.#cutAll();
     await this.#emptied.promise;
   }
 

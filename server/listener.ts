@@ -29,6 +29,17 @@ export interface Connection extends Duplex {
    * `echoConnection`.
    */
   echo?(options: EchoOptions, done: EchoDone): void;
+  /**
+   * Ends the connection from the server's side without destroying what was
+   * already written to it: stops reading and echoing, shuts writing down (a
+   * FIN after the bytes still queued), and closes for real once the peer has
+   * taken them, has closed, or `graceMs` has passed. A running echo then ends
+   * as after `close()`, and its `bytesOut` counts only the bytes that left
+   * (those the peer acknowledged). Used at the drain timeout; without it the
+   * server calls `close()`, which with unread input sends a reset that can
+   * discard echoes the peer has not read yet.
+   */
+  closeGently?(graceMs: number): void;
 }
 
 /**
