@@ -26,6 +26,7 @@ import {
 import { migrateReqOn } from "../server/reuse_port.ts";
 import { MAX_WORKERS, startWorkers, type WorkerPool } from "../server/workers.ts";
 import { hasUnstableNet, needsUnstableNet } from "../text/unstable.ts";
+import { formatExactDuration } from "../text/duration.ts";
 import { runCommand } from "./command.ts";
 import {
   choiceFlag,
@@ -90,10 +91,16 @@ export const SERVE_FLAGS = {
     help: "share the port with another instance started so, for an upgrade (SO_REUSEPORT)",
   }),
   ...SERVE_TRANSPORT_FLAGS,
+  "shutdown-delay": durationFlag({
+    value: "DURATION",
+    default: 0,
+    help:
+      "on SIGINT/SIGTERM, first keep serving and accepting this long with /readyz at 503, so that a balancer stops sending new clients before the listener closes",
+  }),
   "drain-timeout": durationFlag({
     value: "DURATION",
     default: SERVE_DEFAULTS.drainTimeoutMs,
-    help: "on SIGINT/SIGTERM, how long open connections may finish",
+    help: "then, how long open connections may finish after the listener closed",
   }),
   "max-conns": intFlag({
     value: "N",
@@ -198,8 +205,10 @@ const RELOADABLE = [
 const SERVE_USAGE = `Usage: echo-server [serve] [FLAGS]
 
 Echoes every byte each client sends, until the client closes. SIGINT or
-SIGTERM stops accepting and lets open connections finish for --drain-timeout;
-a second signal (after the first ${SAME_SIGNAL_MS} ms) exits at once. With --config,
+SIGTERM turns /readyz to 503, keeps accepting for --shutdown-delay, then stops
+accepting and lets open connections finish for --drain-timeout; a second
+signal (after the first ${SAME_SIGNAL_MS} ms) skips what is left of the delay,
+and one during the drain exits at once. With --config,
 SIGHUP re-reads the file: its limits (max-conns, max-conns-per-ip, rate,
 burst, allow, deny, reject-message, log-level) apply at once, open connections
 stay open, and a bad file changes nothing. Durations: 500ms, 10s, 2m, 1h or plain seconds.
@@ -351,21 +360,43 @@ async function runServe(
       (server as Partial<WorkerPool>).setLogging?.(relogging);
     },
   });
-  let firstSignalAt: number | undefined;
+  const shutdownDelayMs = flags["shutdown-delay"];
+  let lastSignalAt: number | undefined;
+  /** Set while the shutdown delay runs: ends it early. */
+  let delay: ReturnType<typeof setTimeout> | undefined;
+  const drain = () => {
+    delay = undefined;
+    server.shutdown().catch(() => {}); // a failure surfaces through server.finished
+  };
   const onSignal = (signal: Deno.Signal) => () => {
-    if (firstSignalAt !== undefined) {
+    if (lastSignalAt !== undefined) {
       // One Ctrl-C can arrive twice: from the terminal, and forwarded by a
       // parent such as `deno task` or npx in the same process group.
-      if (performance.now() - firstSignalAt < SAME_SIGNAL_MS) return;
+      if (performance.now() - lastSignalAt < SAME_SIGNAL_MS) return;
+      lastSignalAt = performance.now();
+      if (delay !== undefined) {
+        clearTimeout(delay);
+        log.info("second {signal}: draining now", { signal });
+        return drain();
+      }
       log.warning("second {signal}: exiting now", { signal });
       // Now, but with the logs out first unless stderr's reader is stuck (then within 0.5 s).
       void flushLogs(500).then(() => Deno.exit(signal === "SIGINT" ? 130 : 143));
       return;
     }
-    firstSignalAt = performance.now();
+    lastSignalAt = performance.now();
+    // Not ready from now on, while the listener still accepts: a balancer's checks see the 503
+    // and stop sending new clients before anything is refused.
     draining = true;
-    log.info("{signal}: shutting down", { signal });
-    server.shutdown().catch(() => {}); // a failure surfaces through server.finished
+    if (shutdownDelayMs === 0) {
+      log.info("{signal}: shutting down", { signal });
+      return drain();
+    }
+    log.info("{signal}: not ready; accepting for {delay} more, then draining", {
+      signal,
+      delay: formatExactDuration(shutdownDelayMs),
+    });
+    delay = setTimeout(drain, shutdownDelayMs);
   };
   const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
     const handler = onSignal(signal);
