@@ -6,97 +6,17 @@
  * clients bound to 127.0.0.2x. Without haproxy they are ignored, saying why.
  */
 import { ok, strictEqual } from "node:assert/strict";
-import { type BoundClient, Cli, connectFrom, ROOT, testEngines } from "./helpers.ts";
+import { type BoundClient, connectFrom, testEngines } from "./helpers.ts";
+import { HAPROXY_CONFIG, haproxyMissing, startStack, until } from "./haproxy.ts";
 
-const CONFIG = `${ROOT}deploy/haproxy.cfg`;
-const text = Deno.readTextFileSync(CONFIG);
-
-/** Why `haproxy` cannot run here, or undefined. */
-function haproxyMissing(): string | undefined {
-  try {
-    const out = new Deno.Command("haproxy", { args: ["-v"], stdout: "null", stderr: "null" })
-      .outputSync();
-    return out.success ? undefined : "haproxy -v failed";
-  } catch {
-    return "haproxy is not installed";
-  }
-}
 const missing = haproxyMissing();
 const ignored = missing === undefined ? "" : ` (ignored: ${missing})`;
-
-/** The instances' command lines, from the file's comments (`#   echo-server --port …`). */
-const instanceArgs = [...text.matchAll(/^#\s+echo-server (--.+)$/gm)].map((m) =>
-  m[1].trim().split(/\s+/)
-);
-/** The backend's servers: name, echo port, check (metrics) port, in the file's order. */
-const servers = [...text.matchAll(/^\s*server (\S+) 127\.0\.0\.1:(\d+) check port (\d+)\s*$/gm)]
-  .map(([, name, port, check]) => ({ name, port, check }));
-
-/** The value after `flag` in `args`. */
-function flagValue(args: string[], flag: string): string {
-  const at = args.indexOf(flag);
-  ok(at >= 0 && at + 1 < args.length, `${flag} in ${args.join(" ")}`);
-  return args[at + 1];
-}
-
-/**
- * Resolves with `probe()`'s first defined value, asking every 20 ms (after
- * `step`, if given) for at most `ms`: HAProxy says nothing when it is ready
- * and the instances' logs come as they come.
- */
-async function until<T>(
-  what: string,
-  probe: () => T | undefined,
-  ms = 3000,
-  step?: () => Promise<void>,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    await step?.();
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** HAProxy in the foreground on `config`, its stderr collected. */
-class HaProxy implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly #stderr: Promise<void>;
-  log = "";
-
-  constructor(config: string) {
-    const child = new Deno.Command("haproxy", {
-      args: ["-f", config, "-db"],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    this.#child = child;
-    this.#stderr = (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        this.log += chunk;
-      }
-    })();
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await this.#child.status;
-    await this.#stderr;
-  }
-}
 
 Deno.test({
   name: `system: haproxy -c accepts deploy/haproxy.cfg as shipped${ignored}`,
   ignore: missing !== undefined,
   async fn() {
-    const out = await new Deno.Command("haproxy", { args: ["-c", "-f", CONFIG] }).output();
+    const out = await new Deno.Command("haproxy", { args: ["-c", "-f", HAPROXY_CONFIG] }).output();
     strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
   },
 });
@@ -104,42 +24,11 @@ Deno.test({
 testEngines(
   `system: deploy/haproxy.cfg spreads clients over its instances, carries their address, skips a draining one${ignored}`,
   async (io) => {
-    strictEqual(instanceArgs.length, servers.length, "one commented command line per server");
     await using stack = new AsyncDisposableStack();
-    const instances = instanceArgs.map((args) => {
-      strictEqual(flagValue(args, "--trusted-proxy"), "127.0.0.1");
-      ok(args.includes("--proxy-protocol"));
-      const local = args.map((arg, i) =>
-        args[i - 1] === "--port" ? "0" : args[i - 1] === "--metrics" ? "127.0.0.1:0" : arg
-      );
-      return stack.use(new Cli(local, { io }));
-    });
-    // The file with this run's ports: instances on theirs, the frontend on a free one.
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const front = probe.addr.port;
-    probe.close();
-    let config = text.replace(/^(\s*bind) :\d+$/m, `$1 127.0.0.1:${front}`)
+    const { instances, names, front, haproxy } = await startStack(stack, io, (config) =>
       // Checks 10 times as often, but each may take 2 s, as a loaded test machine needs.
-      .replace(/\binter 1s\b/, "inter 100ms")
-      .replace(/^backend echo$/m, "backend echo\n  timeout check 2s");
-    const names = new Map<Cli, string>();
-    for (const [i, cli] of instances.entries()) {
-      const port = await cli.port();
-      const metrics = (await cli.waitFor(/metrics on http:\/\/127\.0\.0\.1:(\d+)/))[1];
-      const server = servers.find((s) => s.port === flagValue(instanceArgs[i], "--port"));
-      ok(server && server.check === flagValue(instanceArgs[i], "--metrics").split(":")[1]);
-      names.set(cli, server.name);
-      config = config.replace(
-        new RegExp(`127\\.0\\.0\\.1:${server.port} check port ${server.check}\\b`),
-        `127.0.0.1:${port} check port ${metrics}`,
-      );
-    }
-    ok(config.includes(`bind 127.0.0.1:${front}`) && config.includes("timeout check 2s"));
-    ok(config.includes("inter 100ms"));
-    const dir = await Deno.makeTempDir({ prefix: "echo-haproxy-" });
-    stack.defer(() => Deno.remove(dir, { recursive: true }));
-    await Deno.writeTextFile(`${dir}/haproxy.cfg`, config);
-    const haproxy = stack.use(new HaProxy(`${dir}/haproxy.cfg`));
+      config.replace(/\binter 1s\b/, "inter 100ms")
+        .replace(/^backend echo$/m, "backend echo\n  timeout check 2s"));
 
     // Six clients, each echoing every byte value through HAProxy, all open at once.
     let connected: BoundClient | undefined;

@@ -10,6 +10,7 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { parseDuration } from "../text/duration.ts";
 import { Cli, ROOT, tryEcho } from "./helpers.ts";
+import { CUT_GRACE_MS } from "../server/connections.ts";
 
 const DEPLOY = `${ROOT}deploy/`;
 const read = (name: string): string => Deno.readTextFileSync(DEPLOY + name);
@@ -167,8 +168,15 @@ Deno.test("deploy/echo-server.service: hardened, stopped by SIGTERM after the dr
   // V8 needs writable executable memory: this setting would kill it at start.
   strictEqual(setting("Service.MemoryDenyWriteExecute"), undefined);
   strictEqual(execStart[0], "/usr/local/bin/echo-server");
+  // Not ready while still accepting for longer than a balancer takes to see it (haproxy.cfg's
+  // checks: 2 s), then the drain, then the last second of the connections it cuts, with slack.
+  const delayMs = parseDuration(flagValue(execStart, "--shutdown-delay") ?? "0");
+  ok(delayMs > 2000, "--shutdown-delay above deploy/haproxy.cfg's inter x fall");
   const drainMs = parseDuration(flagValue(execStart, "--drain-timeout") ?? "10s");
-  ok(parseDuration(setting("Service.TimeoutStopSec") ?? "0") >= drainMs + 10_000);
+  ok(
+    parseDuration(setting("Service.TimeoutStopSec") ?? "0") >=
+      delayMs + drainMs + CUT_GRACE_MS + 5_000,
+  );
   // A privileged port needs the capability, which the unit does not grant.
   ok(Number(flagValue(execStart, "--port")) >= 1024);
   // The template is the same service, taking turns on the port: only these differ.
@@ -346,12 +354,14 @@ Deno.test("deploy/kubernetes.yaml: probes, graceful stop, security, a Service on
   for (const [probe, path] of [["readinessProbe", "/readyz"], ["livenessProbe", "/healthz"]]) {
     deepStrictEqual(at(container, probe, "httpGet"), { path, port: "metrics" }, probe);
   }
-  // preStop gives the endpoints time to drop the pod, then the drain runs: both fit the grace.
-  const preStopSeconds = Number(at(container, "lifecycle", "preStop", "sleep", "seconds"));
-  ok(preStopSeconds >= 3, "preStop sleep");
+  // The shutdown delay gives the endpoints time to drop the pod while it still accepts, then
+  // the drain runs and the connections it cuts get their last second: all of it fits the grace.
+  const delayMs = parseDuration(flagValue(containerArgs, "--shutdown-delay") ?? "0");
+  ok(delayMs >= 3000, "--shutdown-delay of 3 s or more");
+  strictEqual(at(container, "lifecycle"), undefined, "no preStop hook: the delay does its work");
   const drainMs = parseDuration(flagValue(containerArgs, "--drain-timeout") ?? "10s");
   const graceMs = Number(at(pod, "terminationGracePeriodSeconds")) * 1000;
-  ok(graceMs >= preStopSeconds * 1000 + drainMs + 5000, `grace ${graceMs} ms`);
+  ok(graceMs >= delayMs + drainMs + CUT_GRACE_MS + 5000, `grace ${graceMs} ms`);
   strictEqual(at(pod, "securityContext", "runAsNonRoot"), true);
   ok(Number(at(pod, "securityContext", "runAsUser")) > 0);
   const security = at(container, "securityContext");

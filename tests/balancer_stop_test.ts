@@ -1,0 +1,131 @@
+/**
+ * A balancer's stop, for real: `deploy/haproxy.cfg` with its shipped timing
+ * (checks every 1 s, down after 2 failures) in front of the three instances
+ * its comments start (with their `--shutdown-delay`), the project's own
+ * bench churning connections through HAProxy, and SIGTERM to one instance
+ * mid-run. Not one connect may fail: the stopping instance says 503 on
+ * `/readyz` while it keeps accepting, HAProxy marks it down, and only then
+ * does its listener close. Run with `net.ipv4.tcp_migrate_req` at 0 (set by
+ * the test where it may, and restored), where connections queued on a closing
+ * listener are reset: none may be queued there. Named `system: …`: it needs
+ * `haproxy`; without it it is ignored, saying why.
+ */
+import { equal, ok } from "node:assert/strict";
+import { Cli, testEngines } from "./helpers.ts";
+import { flagValue, haproxyMissing, INSTANCE_ARGS, startStack, until } from "./haproxy.ts";
+import { MIGRATE_REQ_PATH } from "../server/reuse_port.ts";
+import { parseDuration } from "../text/duration.ts";
+
+const missing = haproxyMissing();
+
+/** Whether the test may set `net.ipv4.tcp_migrate_req` (root, on Linux 5.14+). */
+function canSetMigrateReq(): boolean {
+  try {
+    Deno.openSync(MIGRATE_REQ_PATH, { write: true }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Sets `net.ipv4.tcp_migrate_req` to `value`; the function returned puts it back. */
+function setMigrateReq(value: string): () => void {
+  const before = Deno.readTextFileSync(MIGRATE_REQ_PATH).trim();
+  Deno.writeTextFileSync(MIGRATE_REQ_PATH, value);
+  return () => Deno.writeTextFileSync(MIGRATE_REQ_PATH, before);
+}
+
+/** The bench's JSON report. */
+interface BenchReport {
+  connectionsOpened: number;
+  connectionsFailed: number;
+  refused: number;
+  errors: number;
+  resets: number;
+  mismatches: number;
+  ok: boolean;
+  firstError: string | null;
+}
+
+const settable = canSetMigrateReq();
+const ignored = missing !== undefined
+  ? ` (ignored: ${missing})`
+  : settable
+  ? ", tcp_migrate_req=0 (set by the test, then restored)"
+  : ", tcp_migrate_req as the machine has it";
+
+testEngines(
+  `system: SIGTERM to one of deploy/haproxy.cfg's instances under churn loses no connection${ignored}`,
+  async (io) => {
+    const delayMs = parseDuration(flagValue(INSTANCE_ARGS[0], "--shutdown-delay"));
+    await using stack = new AsyncDisposableStack();
+    if (settable) stack.defer(setMigrateReq("0"));
+    const { instances, names, front, haproxy } = await startStack(stack, io);
+    // Until HAProxy listens, connects are refused: the load starts once one gets through.
+    let ready: true | undefined;
+    await until("HAProxy to take a connection", () => ready, 10_000, async () => {
+      ready = await Deno.connect({ hostname: "127.0.0.1", port: front }).then(
+        (conn) => (conn.close(), true),
+        () => undefined,
+      );
+    });
+    // Longer than the stop takes: HAProxy's 2 checks, the delay, a drain of churn connections.
+    const loadMs = delayMs + 2_000;
+    const bench = stack.use(
+      new Cli(
+        [
+          "bench",
+          "--port",
+          String(front),
+          "--mode",
+          "churn",
+          "--connections",
+          "10",
+          "--duration",
+          `${loadMs}ms`,
+          "--json",
+        ],
+        { deadlineMs: loadMs + 30_000 },
+      ),
+    );
+    const stopping = instances[1];
+    // The load has reached the instance before it is told to stop.
+    await stopping.waitFor(/#20 opened from/, 10_000);
+    stopping.kill("SIGTERM");
+    const told = performance.now();
+    await stopping.waitFor(/SIGTERM: not ready/);
+    await until(
+      `HAProxy to mark ${names.get(stopping)} down`,
+      () =>
+        new RegExp(`Server echo/${names.get(stopping)} is DOWN, reason: Layer7 wrong status`)
+          .exec(haproxy.log) ?? undefined,
+      delayMs + 5_000,
+    );
+    const markedDownMs = performance.now() - told;
+    const { code, stderr } = await stopping.finished();
+    equal(code, 0, stderr);
+    // It kept accepting after SIGTERM: connections opened between "not ready" and the drain.
+    const afterSignal = stderr.slice(stderr.indexOf("SIGTERM: not ready"));
+    const lateOpens = afterSignal.slice(0, afterSignal.indexOf("stopped:")).match(/ opened from /g);
+    ok((lateOpens?.length ?? 0) > 0, `no connection accepted during the delay:\n${afterSignal}`);
+    ok(markedDownMs < delayMs, `HAProxy marked it down ${markedDownMs} ms after the signal`);
+
+    const { code: benchCode, stdout } = await bench.finished();
+    const report = JSON.parse(stdout) as BenchReport;
+    const lost = {
+      failed: report.connectionsFailed,
+      refused: report.refused,
+      errors: report.errors,
+      resets: report.resets,
+      mismatches: report.mismatches,
+    };
+    equal(
+      JSON.stringify(lost),
+      JSON.stringify({ failed: 0, refused: 0, errors: 0, resets: 0, mismatches: 0 }),
+      `first error: ${report.firstError}; ${report.connectionsOpened} connects`,
+    );
+    ok(report.ok && benchCode === 0, stdout);
+    ok(report.connectionsOpened > 100, `only ${report.connectionsOpened} connects`);
+  },
+  { ignore: missing !== undefined },
+);
