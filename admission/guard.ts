@@ -105,6 +105,8 @@ export interface AdmitOptions {
  * ```
  */
 export class Guard {
+  /** The configured cap, which {@link Guard.restoreCap} returns to. */
+  #maxConns: number;
   #maxConnsPerIp: number;
   #rate: RateLimit | undefined;
   #allow: readonly Cidr[];
@@ -127,6 +129,7 @@ export class Guard {
    */
   constructor(options: GuardOptions = {}) {
     const checked = checkGuardOptions(options);
+    this.#maxConns = checked.maxConns;
     this.#maxConnsPerIp = checked.maxConnsPerIp ?? Infinity;
     this.#rate = checked.rate;
     this.#allow = checked.allow;
@@ -163,6 +166,7 @@ export class Guard {
    */
   reconfigure(options: Omit<GuardOptions, "now" | "shared" | "maxRateKeys">): void {
     const checked = checkGuardOptions(options);
+    this.#maxConns = checked.maxConns;
     this.#maxConnsPerIp = checked.maxConnsPerIp ?? Infinity;
     this.#rate = checked.rate;
     this.#allow = checked.allow;
@@ -261,6 +265,23 @@ export class Guard {
    */
   lowerCap(limit: number): number {
     return this.#counts.lowerCap(limit);
+  }
+
+  /**
+   * Lifts a cap that {@link Guard.lowerCap} lowered back to the configured
+   * `maxConns` (with `shared`, for every Guard sharing the counts), waking
+   * whoever waits for room; returns the cap now in force.
+   *
+   * @example
+   * ```ts
+   * import { equal } from "node:assert/strict";
+   * const guard = new Guard({ maxConns: 10_000 });
+   * guard.lowerCap(1_000);
+   * equal(guard.restoreCap(), 10_000);
+   * ```
+   */
+  restoreCap(): number {
+    return this.#counts.setCap(this.#maxConns);
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
- * The HTTP endpoint beside the echo server, with `Deno.serve` on a listener
- * of its own: `/metrics` (Prometheus text), `/healthz` (200 while the process
- * runs) and `/readyz` (200 while the server accepts, 503 once it drains).
+ * The HTTP endpoint beside the echo server, on a listener of its own:
+ * `/metrics` (Prometheus text), `/healthz` (200 while the process runs) and
+ * `/readyz` (200 while the server accepts, 503 once it is stopping). It is
+ * served by `metrics/http.ts`, whose limits keep it answering under load.
  *
  * @module
  */
@@ -9,6 +10,7 @@ import { describeError, formatAddress } from "../text/address.ts";
 import { logger } from "../log/log.ts";
 import { ListenError } from "../server/listener.ts";
 import { EXPOSITION_CONTENT_TYPE, formatMetrics, type MetricFamily } from "./exposition.ts";
+import { type HttpCounts, type HttpReply, type HttpRequest, HttpServer, plain } from "./http.ts";
 
 /** Where the endpoint listens and what it reports. */
 export interface MetricsEndpointOptions {
@@ -32,13 +34,13 @@ export interface MetricsEndpointOptions {
 export interface MetricsEndpoint extends AsyncDisposable {
   /** The address it listens on, with the real port. */
   readonly addr: Deno.NetAddr;
+  /** What its HTTP server counted: failed accepts, evictions, timeouts. */
+  readonly counts: HttpCounts;
   /** Stops it, letting a scrape under way finish. */
   close(): Promise<void>;
 }
 
 const log = logger("server");
-
-const TEXT = { "content-type": "text/plain; charset=utf-8" };
 
 /**
  * Starts the endpoint and logs `metrics on http://HOST:PORT`.
@@ -46,18 +48,13 @@ const TEXT = { "content-type": "text/plain; charset=utf-8" };
  * @throws {ListenError} when it cannot listen.
  */
 export function serveMetrics(options: MetricsEndpointOptions): MetricsEndpoint {
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let listener: Deno.TcpListener;
   try {
-    server = Deno.serve({
+    listener = Deno.listen({
       hostname: options.hostname,
       port: options.port,
       ...(options.reusePort ? { reusePort: true } : {}),
-      onListen: () => {}, // the log line below says it, in the server's format
-      onError: (error) => {
-        log.error("metrics request failed: {error}", { error: describeError(error) });
-        return new Response("internal error\n", { status: 500, headers: TEXT });
-      },
-    }, (request) => handle(request, options));
+    });
   } catch (error) {
     throw new ListenError(
       `cannot serve metrics on ${formatAddress(options.hostname, options.port)}: ${
@@ -66,21 +63,16 @@ export function serveMetrics(options: MetricsEndpointOptions): MetricsEndpoint {
       { cause: error },
     );
   }
-  const addr = server.addr;
+  const addr = listener.addr;
+  const server = new HttpServer(listener, (request) => handle(request, options));
   log.info("metrics on http://{address}", { address: formatAddress(addr.hostname, addr.port) });
   let closing: Promise<void> | undefined;
-  const close = () => closing ??= server.shutdown();
-  return { addr, close, [Symbol.asyncDispose]: close };
+  const close = () => closing ??= server.close();
+  return { addr, counts: server.counts, close, [Symbol.asyncDispose]: close };
 }
 
-async function handle(request: Request, options: MetricsEndpointOptions): Promise<Response> {
-  if (request.method !== "GET" && request.method !== "HEAD") {
-    return new Response("method not allowed\n", {
-      status: 405,
-      headers: { ...TEXT, allow: "GET, HEAD" },
-    });
-  }
-  switch (new URL(request.url).pathname) {
+async function handle(request: HttpRequest, options: MetricsEndpointOptions): Promise<HttpReply> {
+  switch (request.path) {
     case "/metrics": {
       let text: string;
       try {
@@ -88,23 +80,15 @@ async function handle(request: Request, options: MetricsEndpointOptions): Promis
       } catch (error) {
         // A scrape that cannot be answered whole fails, rather than report partial sums.
         log.warning("metrics scrape failed: {error}", { error: describeError(error) });
-        return new Response(`scrape failed: ${describeError(error)}\n`, {
-          status: 503,
-          headers: TEXT,
-        });
+        return plain(503, `scrape failed: ${describeError(error)}\n`);
       }
-      return new Response(text, { headers: { "content-type": EXPOSITION_CONTENT_TYPE } });
+      return { status: 200, headers: { "content-type": EXPOSITION_CONTENT_TYPE }, body: text };
     }
     case "/healthz":
-      return new Response("ok\n", { headers: TEXT });
+      return plain(200, "ok\n");
     case "/readyz":
-      return options.ready()
-        ? new Response("ready\n", { headers: TEXT })
-        : new Response("draining\n", { status: 503, headers: TEXT });
+      return options.ready() ? plain(200, "ready\n") : plain(503, "draining\n");
     default:
-      return new Response("not found: try /metrics, /healthz or /readyz\n", {
-        status: 404,
-        headers: TEXT,
-      });
+      return plain(404, "not found: try /metrics, /healthz or /readyz\n");
   }
 }

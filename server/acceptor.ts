@@ -14,6 +14,7 @@ import { logger } from "../log/log.ts";
 import { closeQuietly, type Connection, type Listener, type Peer, peerOf } from "./listener.ts";
 import { sleepUnless } from "./wait.ts";
 import { isPeerGone } from "./echo.ts";
+import { DescriptorShortage, isOutOfDescriptors } from "./shortage.ts";
 
 /** An admitted connection's place in the guard's counts: the admission itself. */
 export interface Slot {
@@ -57,6 +58,7 @@ export class Acceptor {
   readonly #onAdmitted: AcceptorOptions["onAdmitted"];
   readonly #onRefused: AcceptorOptions["onRefused"];
   readonly #stopping = Promise.withResolvers<void>();
+  readonly #shortage: DescriptorShortage;
   #stopped = false;
   #acceptErrors = 0;
 
@@ -68,6 +70,7 @@ export class Acceptor {
     this.#rejectLine = options.rejectLine;
     this.#onAdmitted = options.onAdmitted;
     this.#onRefused = options.onRefused;
+    this.#shortage = new DescriptorShortage(options.guard);
   }
 
   /** Accepts until {@linkcode Acceptor.stop} or until the listener closes by itself. */
@@ -89,7 +92,13 @@ export class Acceptor {
             continue;
           }
           this.#acceptErrors++;
-          if (failures++ === 0) this.#reportFailure(error);
+          if (isOutOfDescriptors(error)) this.#shortage.failed();
+          else if (failures === 0) {
+            log.error("accept failed: {error}; retrying with backoff", {
+              error: describeError(error),
+            });
+          }
+          failures++;
           // Pause, growing, and retry, so that the loop neither spins nor gives up.
           backoffMs = Math.min(
             Math.max(backoffMs * 2, ACCEPT_BACKOFF_MIN_MS),
@@ -103,10 +112,13 @@ export class Acceptor {
         }
         if (next.done) return this.#stopped ? "stopped" : "listener closed";
         if (failures > 0) {
-          log.info("accepting again after {accepts}", {
-            failures,
-            accepts: plural(failures, "failed accept"),
-          });
+          // A shortage says when it is over itself, once the cap has held a while.
+          if (!this.#shortage.active) {
+            log.info("accepting again after {accepts}", {
+              failures,
+              accepts: plural(failures, "failed accept"),
+            });
+          }
           backoffMs = failures = 0;
         }
         this.#take(next.value);
@@ -118,6 +130,7 @@ export class Acceptor {
       // Connections still waiting for a slot are closed, not admitted, from now on.
       this.#stopped = true;
       this.#stopping.resolve();
+      this.#shortage.stop();
     }
   }
 
@@ -181,21 +194,6 @@ export class Acceptor {
       await Promise.race([this.#guard.whenNotFull(), this.#stopping.promise]);
     } catch (error) {
       log.error("waiting for a free slot failed: {error}", { error: describeError(error) });
-    }
-  }
-
-  #reportFailure(error: unknown): void {
-    const code = error instanceof Error && "code" in error ? error.code : undefined;
-    if ((code === "EMFILE" || code === "ENFILE") && this.#guard.open > 0) {
-      // The descriptors ran out at this many connections: hold no more than
-      // that, so that "wait" mode queues newcomers in the backlog instead of
-      // failing accept after accept.
-      log.warning(
-        "out of file descriptors with {open} connections open: pausing accepts, at most {open} connections from now on",
-        { open: this.#guard.lowerCap(this.#guard.open) },
-      );
-    } else {
-      log.error("accept failed: {error}; retrying with backoff", { error: describeError(error) });
     }
   }
 }

@@ -1,0 +1,413 @@
+/**
+ * A small HTTP/1.1 server for the metrics endpoint, on a TCP listener of its
+ * own, made to keep answering when the process is under stress: it holds at
+ * most a few connections (when full, the one waiting longest for a request
+ * makes room), each must send its request head within a timeout and is closed
+ * after an idle keep-alive, and an accept that fails (out of file
+ * descriptors, say) is retried with a pause, never thrown. While descriptors
+ * are short it gives back one it keeps in reserve, so that a health check can
+ * still be answered where the system allows. `Deno.serve` did none of this:
+ * out of descriptors it ended the process.
+ *
+ * Only what a scraper and a probe send is understood: `GET` or `HEAD`, a
+ * path, headers, no body.
+ *
+ * @module
+ */
+import { describeError } from "../text/address.ts";
+import { isPeerGone } from "../server/echo.ts";
+import { closeQuietly } from "../server/listener.ts";
+import { sleepUnless } from "../server/wait.ts";
+import { hasUnstableNet } from "../text/unstable.ts";
+import { logger } from "../log/log.ts";
+
+/** The limits of {@linkcode HttpServer}; the metrics endpoint uses {@linkcode HTTP_LIMITS}. */
+export interface HttpLimits {
+  /** Connections held at most; a new one then closes the one waiting longest for a request. */
+  maxConnections: number;
+  /** How long a connection may take from its first byte of a request to the end of its head. */
+  headerTimeoutMs: number;
+  /** How long a connection may wait between requests (or for its first) before it is closed. */
+  idleTimeoutMs: number;
+  /** The longest request head (request line and headers) taken; a longer one gets 431. */
+  maxHeadBytes: number;
+}
+
+/** The limits the metrics endpoint runs with (the README's "Metrics and health" lists them). */
+export const HTTP_LIMITS: HttpLimits = {
+  maxConnections: 32,
+  headerTimeoutMs: 5_000,
+  idleTimeoutMs: 30_000,
+  maxHeadBytes: 8 * 1024,
+};
+
+/** A request as the handler sees it. */
+export interface HttpRequest {
+  /** `GET` or `HEAD`; other methods are answered 405 before the handler. */
+  method: "GET" | "HEAD";
+  /** The path, without the query. */
+  path: string;
+}
+
+/** What the handler answers. */
+export interface HttpReply {
+  /** The status code. */
+  status: number;
+  /** Headers besides `content-length` and `connection`, lower-case names. */
+  headers: Readonly<Record<string, string>>;
+  /** The body; left out of the answer to `HEAD`. */
+  body: string;
+}
+
+/** Answers one request; a rejection is answered 500 and logged. */
+export type HttpHandler = (request: HttpRequest) => Promise<HttpReply> | HttpReply;
+
+/** What {@linkcode HttpServer} counts, for the endpoint's own metrics and tests. */
+export interface HttpCounts {
+  /** Accepts that failed (each retried). */
+  acceptErrors: number;
+  /** Connections closed to make room at `maxConnections`. */
+  evicted: number;
+  /** Connections closed by the header or idle timeout. */
+  timedOut: number;
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  200: "OK",
+  400: "Bad Request",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+  505: "HTTP Version Not Supported",
+};
+
+const ACCEPT_BACKOFF_MIN_MS = 5;
+const ACCEPT_BACKOFF_MAX_MS = 1000;
+/** How often the timeouts are checked: they are seconds long, so a quarter second is precise enough. */
+const SWEEP_MS = 250;
+
+const log = logger("server");
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** One connection: where it stands, for the sweep and for eviction. */
+interface Client {
+  readonly conn: Deno.Conn;
+  /** When it last finished a response (or opened): the idle timeout counts from here. */
+  idleSince: number;
+  /** When the current request's first byte came; undefined between requests. */
+  headSince: number | undefined;
+  /** True while a response is being made or written: not evicted then. */
+  busy: boolean;
+}
+
+/**
+ * Serves HTTP/1.1 on `listener` with `handler` until {@linkcode HttpServer.close}.
+ */
+export class HttpServer implements AsyncDisposable {
+  readonly #listener: Deno.Listener;
+  readonly #handler: HttpHandler;
+  readonly #limits: HttpLimits;
+  /** In the order they opened or last finished a request: the first is evicted first. */
+  readonly #clients = new Set<Client>();
+  readonly #closing = Promise.withResolvers<void>();
+  readonly #sweep: ReturnType<typeof setInterval>;
+  readonly #accepting: Promise<void>;
+  readonly #serving = new Set<Promise<void>>();
+  #reserve: Deno.DatagramConn | undefined;
+  #closed = false;
+  readonly counts: HttpCounts = { acceptErrors: 0, evicted: 0, timedOut: 0 };
+
+  /** Starts accepting on `listener` at once. */
+  constructor(listener: Deno.Listener, handler: HttpHandler, limits: HttpLimits = HTTP_LIMITS) {
+    this.#listener = listener;
+    this.#handler = handler;
+    this.#limits = limits;
+    this.#reserve = takeReserve();
+    this.#sweep = setInterval(() => this.#sweepOnce(), SWEEP_MS);
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /** Stops accepting, lets a response being written finish, and closes every connection. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#closing.resolve();
+      clearInterval(this.#sweep);
+      closeQuietly(this.#listener);
+      if (this.#reserve !== undefined) closeQuietly(this.#reserve);
+      this.#reserve = undefined;
+      // Idle ones at once; a busy one closes itself after its response.
+      for (const client of this.#clients) if (!client.busy) closeQuietly(client.conn);
+    }
+    await this.#accepting;
+    await Promise.all(this.#serving);
+  }
+
+  /** Closes it; see {@linkcode HttpServer.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    let backoffMs = 0;
+    let failing = false;
+    while (!this.#closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closed) return;
+        // Reset while it waited in the backlog: that one is gone, the next may come at once.
+        if (isPeerGone(error)) continue;
+        this.counts.acceptErrors++;
+        // Out of descriptors: give one back, so that this accept can succeed now.
+        if (outOfDescriptors(error) && this.#reserve !== undefined) {
+          closeQuietly(this.#reserve);
+          this.#reserve = undefined;
+          continue;
+        }
+        if (!failing) {
+          failing = true;
+          log.warning("metrics: accept failed: {error}; retrying with backoff", {
+            error: describeError(error),
+          });
+        }
+        backoffMs = Math.min(Math.max(backoffMs * 2, ACCEPT_BACKOFF_MIN_MS), ACCEPT_BACKOFF_MAX_MS);
+        await sleepUnless(backoffMs, this.#closing.promise);
+        continue;
+      }
+      if (failing) log.info("metrics: accepting again");
+      failing = false;
+      backoffMs = 0;
+      const serving = this.#serve(conn);
+      this.#serving.add(serving);
+      serving.finally(() => this.#serving.delete(serving));
+    }
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    this.#makeRoom();
+    const client: Client = {
+      conn,
+      idleSince: performance.now(),
+      headSince: undefined,
+      busy: false,
+    };
+    this.#clients.add(client);
+    try {
+      await this.#requests(client);
+    } catch (error) {
+      // A client that resets or is closed by a timeout ends here; anything else is worth a line.
+      if (!isPeerGone(error) && !(error instanceof Deno.errors.BadResource)) {
+        log.debug("metrics: connection ended: {error}", { error: describeError(error) });
+      }
+    } finally {
+      this.#clients.delete(client);
+      closeQuietly(conn);
+      // A descriptor has come back: take the reserve again if it was given away.
+      this.#reserve ??= this.#closed ? undefined : takeReserve();
+    }
+  }
+
+  /** Reads requests and answers them, until the client or a limit ends the connection. */
+  async #requests(client: Client): Promise<void> {
+    const buffer = new Uint8Array(this.#limits.maxHeadBytes);
+    let filled = 0;
+    while (!this.#closed) {
+      const at = headEnd(buffer, filled);
+      if (at === undefined) {
+        if (filled === buffer.length) {
+          client.busy = true;
+          return await this.#reply(client, plain(431, "request head too large\n"), "GET", false);
+        }
+        const n = await client.conn.read(buffer.subarray(filled));
+        if (n === null) return;
+        if (filled === 0) client.headSince = performance.now();
+        filled += n;
+        continue;
+      }
+      const head = parseHead(decoder.decode(buffer.subarray(0, at.end)));
+      const rest = buffer.slice(at.next, filled);
+      buffer.set(rest);
+      filled = rest.length;
+      client.headSince = filled > 0 ? performance.now() : undefined;
+      // From here until the response is written, neither evicted nor timed out.
+      client.busy = true;
+      if (typeof head === "string") {
+        return await this.#reply(client, plain(400, `${head}\n`), "GET", false);
+      }
+      if (head.hasBody) {
+        // No request here has a body; not reading one, the connection cannot go on.
+        return await this.#reply(client, notAllowed(head.method), "GET", false);
+      }
+      const method = head.method === "HEAD" ? "HEAD" : "GET";
+      const reply = head.method === method
+        ? await this.#answer({ method, path: head.path })
+        : notAllowed(head.method);
+      const keep = head.keepAlive && !this.#closed;
+      await this.#reply(client, reply, method, keep);
+      if (!keep) return;
+    }
+  }
+
+  async #answer(request: HttpRequest): Promise<HttpReply> {
+    try {
+      return await this.#handler(request);
+    } catch (error) {
+      log.error("metrics request failed: {error}", { error: describeError(error) });
+      return plain(500, "internal error\n");
+    }
+  }
+
+  /** Writes `reply`; `keep` says whether the connection stays open for another request. */
+  async #reply(client: Client, reply: HttpReply, method: string, keep: boolean): Promise<void> {
+    try {
+      const body = method === "HEAD" ? new Uint8Array() : encoder.encode(reply.body);
+      const length = method === "HEAD" ? encoder.encode(reply.body).length : body.length;
+      const lines = [
+        `HTTP/1.1 ${reply.status} ${STATUS_TEXT[reply.status] ?? "Unknown"}`,
+        ...Object.entries(reply.headers).map(([name, value]) => `${name}: ${value}`),
+        `content-length: ${length}`,
+        ...(keep ? [] : ["connection: close"]),
+        "",
+        "",
+      ];
+      const head = encoder.encode(lines.join("\r\n"));
+      const bytes = new Uint8Array(head.length + body.length);
+      bytes.set(head);
+      bytes.set(body, head.length);
+      for (let off = 0; off < bytes.length;) off += await client.conn.write(bytes.subarray(off));
+    } finally {
+      client.busy = false;
+      client.idleSince = performance.now();
+      // Last in line for eviction: it has just been served.
+      this.#clients.delete(client);
+      this.#clients.add(client);
+      if (this.#closed) closeQuietly(client.conn);
+    }
+  }
+
+  /** At the cap, closes the connection that has waited longest for a request. */
+  #makeRoom(): void {
+    if (this.#clients.size < this.#limits.maxConnections) return;
+    for (const client of this.#clients) {
+      if (client.busy) continue;
+      this.#clients.delete(client);
+      this.counts.evicted++;
+      closeQuietly(client.conn);
+      return;
+    }
+  }
+
+  #sweepOnce(): void {
+    const now = performance.now();
+    for (const client of this.#clients) {
+      if (client.busy) continue;
+      const late = client.headSince !== undefined
+        ? now - client.headSince >= this.#limits.headerTimeoutMs
+        : now - client.idleSince >= this.#limits.idleTimeoutMs;
+      if (!late) continue;
+      this.#clients.delete(client);
+      this.counts.timedOut++;
+      closeQuietly(client.conn);
+    }
+  }
+}
+
+/**
+ * Where the request head ends in the first `filled` bytes: the index of the
+ * line feed that ends its last line, and of the first byte after the blank
+ * line that follows (`\n\n` or `\n\r\n`); undefined while it is incomplete.
+ */
+function headEnd(buffer: Uint8Array, filled: number): { end: number; next: number } | undefined {
+  for (let i = 0; i + 1 < filled; i++) {
+    if (buffer[i] !== 10) continue;
+    if (buffer[i + 1] === 10) return { end: i, next: i + 2 };
+    if (buffer[i + 1] === 13 && i + 2 < filled && buffer[i + 2] === 10) {
+      return { end: i, next: i + 3 };
+    }
+  }
+  return undefined;
+}
+
+/** A request head, or what is wrong with it. */
+interface Head {
+  method: string;
+  path: string;
+  keepAlive: boolean;
+  hasBody: boolean;
+}
+
+/**
+ * Parses a request head (without its blank line): the request line and the
+ * headers that matter here.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual } from "node:assert/strict";
+ * import { parseHead } from "./http.ts";
+ * deepEqual(parseHead("GET /metrics?x=1 HTTP/1.1\r\nHost: a"), {
+ *   method: "GET", path: "/metrics", keepAlive: true, hasBody: false,
+ * });
+ * deepEqual(parseHead("GET / HTTP/1.0"), { method: "GET", path: "/", keepAlive: false, hasBody: false });
+ * ```
+ */
+export function parseHead(text: string): Head | string {
+  const [requestLine, ...headerLines] = text.split(/\r?\n/);
+  const request = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(requestLine);
+  if (request === null) return "bad request line";
+  const [, method, target, minor] = request;
+  let keepAlive = minor === "1";
+  let hasBody = false;
+  for (const line of headerLines) {
+    const colon = line.indexOf(":");
+    if (colon <= 0) return "bad header line";
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim().toLowerCase();
+    if (name === "connection") {
+      if (/\bclose\b/.test(value)) keepAlive = false;
+      else if (/\bkeep-alive\b/.test(value)) keepAlive = true;
+    } else if (name === "transfer-encoding" || (name === "content-length" && value !== "0")) {
+      hasBody = true;
+    }
+  }
+  const path = target.split("?")[0];
+  return { method, path, keepAlive, hasBody };
+}
+
+/** A plain-text reply. */
+export function plain(
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): HttpReply {
+  return { status, headers: { "content-type": "text/plain; charset=utf-8", ...headers }, body };
+}
+
+function notAllowed(method: string): HttpReply {
+  return plain(405, `method ${method} not allowed\n`, { allow: "GET, HEAD" });
+}
+
+/** True for an error that says the process or the system is out of file descriptors. */
+export function outOfDescriptors(error: unknown): boolean {
+  const code = error instanceof Error && "code" in error ? error.code : undefined;
+  return code === "EMFILE" || code === "ENFILE";
+}
+
+/**
+ * One descriptor held in reserve for the moment descriptors run out: a UDP
+ * socket on loopback that nothing is sent to (it needs Deno's unstable `net`
+ * API, which the program has; without it there is no reserve).
+ */
+function takeReserve(): Deno.DatagramConn | undefined {
+  if (!hasUnstableNet()) return undefined;
+  try {
+    return Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  } catch {
+    return undefined; // out of descriptors still: taken again at the next close
+  }
+}
