@@ -20,6 +20,8 @@ import { closeQuietly } from "../server/listener.ts";
 import { sleepUnless } from "../server/wait.ts";
 import { hasUnstableNet } from "../text/unstable.ts";
 import { logger } from "../log/log.ts";
+import { FailureEpisode, isOutOfDescriptors } from "../server/shortage.ts";
+import { plural } from "../text/words.ts";
 
 /** The limits of {@linkcode HttpServer}; the metrics endpoint uses {@linkcode HTTP_LIMITS}. */
 export interface HttpLimits {
@@ -154,38 +156,48 @@ export class HttpServer implements AsyncDisposable {
 
   async #acceptLoop(): Promise<void> {
     let backoffMs = 0;
-    let failing = false;
-    while (!this.#closed) {
-      let conn: Deno.Conn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#closed) return;
-        // Reset while it waited in the backlog: that one is gone, the next may come at once.
-        if (isPeerGone(error)) continue;
-        this.counts.acceptErrors++;
-        // Out of descriptors: give one back, so that this accept can succeed now.
-        if (outOfDescriptors(error) && this.#reserve !== undefined) {
-          closeQuietly(this.#reserve);
-          this.#reserve = undefined;
+    const failures = new FailureEpisode(
+      (error) =>
+        log.warning("metrics: accept failed: {error}; retrying with backoff", {
+          error: describeError(error),
+        }),
+      (count, seconds) =>
+        log.info("metrics: accepting again after {seconds} s ({accepts})", {
+          seconds: Math.round(seconds * 10) / 10,
+          accepts: plural(count, "failed accept"),
+        }),
+    );
+    try {
+      while (!this.#closed) {
+        let conn: Deno.Conn;
+        try {
+          conn = await this.#listener.accept();
+        } catch (error) {
+          if (this.#closed) return;
+          // Reset while it waited in the backlog: that one is gone, the next may come at once.
+          if (isPeerGone(error)) continue;
+          this.counts.acceptErrors++;
+          failures.failed(error);
+          // Out of descriptors: give one back, so that this accept can succeed now.
+          if (isOutOfDescriptors(error) && this.#reserve !== undefined) {
+            closeQuietly(this.#reserve);
+            this.#reserve = undefined;
+            continue;
+          }
+          backoffMs = Math.min(
+            Math.max(backoffMs * 2, ACCEPT_BACKOFF_MIN_MS),
+            ACCEPT_BACKOFF_MAX_MS,
+          );
+          await sleepUnless(backoffMs, this.#closing.promise);
           continue;
         }
-        if (!failing) {
-          failing = true;
-          log.warning("metrics: accept failed: {error}; retrying with backoff", {
-            error: describeError(error),
-          });
-        }
-        backoffMs = Math.min(Math.max(backoffMs * 2, ACCEPT_BACKOFF_MIN_MS), ACCEPT_BACKOFF_MAX_MS);
-        await sleepUnless(backoffMs, this.#closing.promise);
-        continue;
+        backoffMs = 0;
+        const serving = this.#serve(conn);
+        this.#serving.add(serving);
+        serving.finally(() => this.#serving.delete(serving));
       }
-      if (failing) log.info("metrics: accepting again");
-      failing = false;
-      backoffMs = 0;
-      const serving = this.#serve(conn);
-      this.#serving.add(serving);
-      serving.finally(() => this.#serving.delete(serving));
+    } finally {
+      failures.stop();
     }
   }
 
@@ -390,12 +402,6 @@ export function plain(
 
 function notAllowed(method: string): HttpReply {
   return plain(405, `method ${method} not allowed\n`, { allow: "GET, HEAD" });
-}
-
-/** True for an error that says the process or the system is out of file descriptors. */
-export function outOfDescriptors(error: unknown): boolean {
-  const code = error instanceof Error && "code" in error ? error.code : undefined;
-  return code === "EMFILE" || code === "ENFILE";
 }
 
 /**

@@ -37,6 +37,53 @@ export function isOutOfDescriptors(error: unknown): boolean {
   return code === "EMFILE" || code === "ENFILE";
 }
 
+/**
+ * Failures of one kind as episodes, so that a log says when they began and
+ * when they ended rather than once per failure: the first failure calls
+ * `began`, and `ended` is called once none has come for
+ * {@linkcode SHORTAGE_PROBE_MS}.
+ */
+export class FailureEpisode {
+  readonly #began: (error: unknown) => void;
+  readonly #ended: (failures: number, seconds: number) => void;
+  #since: number | undefined;
+  #lastAt = 0;
+  #failures = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /** Reports through `began` and `ended`; nothing runs before the first failure. */
+  constructor(
+    began: (error: unknown) => void,
+    ended: (failures: number, seconds: number) => void,
+  ) {
+    this.#began = began;
+    this.#ended = ended;
+  }
+
+  /** One more failure: the first of an episode is reported. */
+  failed(error: unknown): void {
+    this.#lastAt = performance.now();
+    this.#failures++;
+    if (this.#since !== undefined) return;
+    this.#since = this.#lastAt;
+    this.#began(error);
+    this.#timer = setInterval(() => {
+      const now = performance.now();
+      if (this.#since === undefined || now - this.#lastAt < SHORTAGE_PROBE_MS) return;
+      this.#ended(this.#failures, (now - this.#since) / 1000);
+      this.stop();
+    }, SHORTAGE_PROBE_MS / 4);
+  }
+
+  /** Ends the episode without a word (its owner stops). */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#since = undefined;
+    this.#failures = 0;
+  }
+}
+
 /** One accept loop's view of descriptor shortages: see the module's documentation. */
 export class DescriptorShortage {
   readonly #guard: Guard;
