@@ -132,6 +132,13 @@ export const SERVE_FLAGS = {
     default: SERVE_DEFAULTS.idleTimeoutMs,
     help: "close a connection that sends nothing for this long; 0 = never",
   }),
+  "handshake-timeout": durationFlag({
+    value: "DURATION",
+    default: SERVE_DEFAULTS.handshakeTimeoutMs,
+    positive: true,
+    help:
+      "with --cert: close a connection whose TLS handshake is not done by then (at most --idle-timeout)",
+  }),
   "max-lifetime": durationFlag({
     value: "DURATION",
     default: SERVE_DEFAULTS.maxLifetimeMs,
@@ -270,6 +277,7 @@ async function runServe(
     drainTimeoutMs: flags["drain-timeout"],
     whenFull: flags["when-full"],
     idleTimeoutMs: flags["idle-timeout"],
+    handshakeTimeoutMs: flags["handshake-timeout"],
     maxLifetimeMs: flags["max-lifetime"],
     io: flags.io,
     rejectMessage: flags["reject-message"],

@@ -21,7 +21,7 @@ import {
   type TcpAddr,
 } from "./listener.ts";
 import { type ServerStats, summary } from "./stats.ts";
-import { listenTls, type ServeTlsOptions } from "./tls.ts";
+import { listenTls, type ServeTlsOptions, TLS_DEFAULTS } from "./tls.ts";
 import { startUdp, type UdpEcho, type UdpOptions } from "./udp.ts";
 import { listenEpoll } from "../epoll/listener.ts";
 
@@ -46,10 +46,19 @@ export const SERVE_DEFAULTS = {
   maxLifetimeMs: 0,
   /** Deno's own sockets: nothing but `--allow-net` needed. */
   io: "deno",
+  /** A TLS handshake must finish this soon after admission (and never after the idle timeout). */
+  handshakeTimeoutMs: TLS_DEFAULTS.handshakeTimeoutMs,
 } as const satisfies Required<
   Pick<
     ServeOptions,
-    "hostname" | "port" | "drainTimeoutMs" | "whenFull" | "idleTimeoutMs" | "maxLifetimeMs" | "io"
+    | "hostname"
+    | "port"
+    | "drainTimeoutMs"
+    | "whenFull"
+    | "idleTimeoutMs"
+    | "maxLifetimeMs"
+    | "io"
+    | "handshakeTimeoutMs"
   >
 >;
 
@@ -63,12 +72,18 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
   listener?: Listener<A>;
   /**
    * Serve TLS with this certificate and key (PEM text) on `hostname` and
-   * `port`; each connection's handshake runs on its first read, under the
-   * idle timeout. Not with `proxyProtocol`: a PROXY header comes before the
-   * handshake, which Deno's TLS listener reads itself. For a Unix socket,
-   * pass `listener: await listenUnix(path)`. @default {plain TCP}
+   * `port`; each connection's handshake runs once it is admitted, within
+   * `handshakeTimeoutMs`. Not with `proxyProtocol` (yet: the PROXY header
+   * comes before the handshake). For a Unix socket, pass
+   * `listener: await listenUnix(path)`. @default {plain TCP}
    */
   tls?: ServeTlsOptions;
+  /**
+   * With `tls`: close a connection whose handshake has not finished this
+   * long after its admission, releasing its descriptor; never later than
+   * `idleTimeoutMs` when that is on. @default {SERVE_DEFAULTS.handshakeTimeoutMs}
+   */
+  handshakeTimeoutMs?: number;
   /** Address to listen on; `::` listens on IPv6 too. @default {SERVE_DEFAULTS.hostname} */
   hostname?: string;
   /** Port to listen on; 0 picks a free one (see {@linkcode EchoServer.addr}). @default {SERVE_DEFAULTS.port} */
@@ -197,7 +212,7 @@ export function serve(options: ServeOptions<Deno.Addr> = {}): EchoServer<Deno.Ad
     };
     const listener = options.listener ??
       (options.tls !== undefined
-        ? listenTls({ ...where, ...options.tls })
+        ? listenTls({ ...where, ...options.tls, handshakeTimeoutMs: handshakeTimeout(options) })
         : io === "epoll"
         ? listenEpoll(where)
         : listenTcp(where));
@@ -341,6 +356,13 @@ class Server implements EchoServer<Deno.Addr> {
       new Error(`stopped listening on ${describeAddr(this.addr)}: ${why}`, { cause }),
     );
   }
+}
+
+/** The handshake timeout in force: the option's, or the idle timeout where that is shorter. */
+function handshakeTimeout(options: ServeOptions<Deno.Addr>): number {
+  const handshake = options.handshakeTimeoutMs ?? SERVE_DEFAULTS.handshakeTimeoutMs;
+  const idle = options.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs;
+  return idle > 0 ? Math.min(handshake, idle) : handshake;
 }
 
 /** The bytes written to a refused connection: the message and a newline, or none. */

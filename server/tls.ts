@@ -1,23 +1,31 @@
 /**
- * The TLS listener: Deno's own (`Deno.listenTls`), as a {@linkcode Listener}
- * whose connections finish their handshake on their first read, so that the
- * acceptor never waits for a handshake and a failed one ends that connection
- * alone, with a readable reason in its `closed` log line.
+ * The TLS listener: TCP accepted by Deno (`Deno.listen`, so that the
+ * acceptor's back-off and the admission rules see every connection before
+ * any TLS work), and a server-side handshake by `node:tls` on each admitted
+ * connection (see `server/adopt.ts`), under a deadline of its own. A
+ * connection whose handshake does not finish in time, or that is refused or
+ * closed before it, is closed for real: its descriptor is released and the
+ * peer sees the end at once. (Deno's own TLS listener kept such a socket open
+ * as long as the peer stayed silent.)
  *
- * Deno's accept returns before the handshake, which runs on the first read.
- * A peer that never sends its ClientHello therefore sits in the connection
- * table like any silent client, and the idle timeout closes it and frees its
- * slot. (Deno keeps such a socket open until the peer sends a byte or goes
- * away, even after `close()`: see the README's TLS section.)
+ * A failed handshake ends that connection alone, with a readable reason in
+ * its `closed` log line; the echo itself runs on the TLS socket's events,
+ * reading nothing more from a peer that does not take its echoes.
  *
  * @module
  */
+import tls from "node:tls";
+import type { Buffer } from "node:buffer";
 import { describeError, formatAddress } from "../text/address.ts";
 import { describeTlsError } from "../text/tls.ts";
+import { formatExactDuration } from "../text/duration.ts";
+import { adoptTcp } from "./adopt.ts";
+import type { EchoCounters, EchoDone, EchoOptions } from "./echo.ts";
 import {
   type Connection,
   type Listener,
   ListenError,
+  listenTcp,
   peerOf,
   type TcpAddr,
   type TcpListenOptions,
@@ -77,9 +85,25 @@ function materialProblem(error: unknown): TlsMaterialProblem {
   return { kind: "other", text: describeError(error) };
 }
 
+/** What {@linkcode listenTls} uses for the options left out. */
+export const TLS_DEFAULTS = {
+  /** How long a connection may take to finish its handshake, from its admission. */
+  handshakeTimeoutMs: 10_000,
+} as const;
+
+/** Where and how {@linkcode listenTls} listens. */
+export interface TlsListenOptions extends TcpListenOptions, ServeTlsOptions {
+  /**
+   * Close a connection whose handshake has not finished this long after it
+   * was admitted. @default {TLS_DEFAULTS.handshakeTimeoutMs}
+   */
+  handshakeTimeoutMs?: number;
+}
+
 /**
- * Listens for TLS connections on a TCP port. Each connection's handshake runs
- * on its first read; one that fails rejects that read with a
+ * Listens for TLS connections on a TCP port. Each connection's handshake
+ * starts when the server first reads, writes or echoes it; one that fails
+ * or takes longer than `handshakeTimeoutMs` ends that connection with a
  * {@linkcode TransportError} naming the peer and what went wrong.
  *
  * @throws {ListenError} when the port cannot be had, or the certificate or
@@ -96,76 +120,246 @@ function materialProblem(error: unknown): TlsMaterialProblem {
  * });
  * ```
  */
-export function listenTls(options: TcpListenOptions & ServeTlsOptions): Listener<TcpAddr> {
+export function listenTls(options: TlsListenOptions): Listener<TcpAddr> {
   const { hostname, port, cert, key } = options;
-  let tls: Deno.TlsListener;
-  try {
-    tls = Deno.listenTls({ hostname, port, cert, key, reusePort: options.reusePort });
-  } catch (error) {
+  const problem = checkTlsMaterial({ cert, key });
+  if (problem !== undefined) {
     const where = formatAddress(hostname, port);
-    const problem = materialProblem(error);
     throw new ListenError(
       `cannot listen${problem.kind === "other" ? "" : " with TLS"} on ${where}: ${problem.text}`,
-      { cause: error },
     );
   }
-  const addr: TcpAddr = { transport: "tcp", hostname: tls.addr.hostname, port: tls.addr.port };
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? TLS_DEFAULTS.handshakeTimeoutMs;
+  if (!(handshakeTimeoutMs > 0)) {
+    throw new RangeError(`invalid handshakeTimeoutMs ${handshakeTimeoutMs}: must be above 0`);
+  }
+  const tcp = listenTcp(options);
+  const context: TlsContext = {
+    secure: tls.createSecureContext({ cert, key }),
+    handshakeTimeoutMs,
+  };
   return {
-    addr,
-    close: () => tls.close(),
+    addr: tcp.addr,
+    close: () => tcp.close(),
     [Symbol.asyncIterator]: () => {
-      const accepted = tls[Symbol.asyncIterator]();
+      const accepted = tcp[Symbol.asyncIterator]();
       return {
         next: async (): Promise<IteratorResult<Connection>> => {
           const next = await accepted.next();
-          return next.done ? next : { done: false, value: new TlsConnection(next.value) };
+          return next.done
+            ? next
+            : { done: false, value: new TlsConnection(next.value as Deno.TcpConn, context) };
         },
       };
     },
   };
 }
 
+/** What every connection of one listener shares. */
+interface TlsContext {
+  readonly secure: tls.SecureContext;
+  readonly handshakeTimeoutMs: number;
+}
+
+/** The errors of a Node socket that mean the peer went away: an echo's `reset`. */
+const PEER_GONE_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "ENOTCONN"]);
+
 /**
- * A TLS connection that completes its handshake before its first read and
- * turns a failed one into a {@linkcode TransportError}. Writes need no such
- * care: the echo writes only what it has read.
+ * One TLS connection: a TCP connection that becomes TLS when first used.
+ * Until then it is only a socket, which a refusal closes at once.
  */
 class TlsConnection implements Connection {
   readonly remoteAddr: Deno.NetAddr;
-  readonly #conn: Deno.TlsConn;
-  #handshaken = false;
+  readonly #conn: Deno.TcpConn;
+  readonly #context: TlsContext;
+  /** The TLS socket, once the connection has been handed to node:tls. */
+  #socket: tls.TLSSocket | undefined;
+  #starting: Promise<tls.TLSSocket> | undefined;
+  /** Closes what Deno still holds of the connection (see `server/adopt.ts`). */
+  #release: () => void;
+  #secure = false;
+  #closed = false;
+  /** Set when the handshake failed or timed out: the reason the connection ended. */
+  #failure: TransportError | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** What came before a read asked for it (read() only; the echo takes it as it comes). */
+  #unread: Buffer | undefined;
 
-  constructor(conn: Deno.TlsConn) {
+  constructor(conn: Deno.TcpConn, context: TlsContext) {
     this.#conn = conn;
+    this.#context = context;
     this.remoteAddr = conn.remoteAddr;
+    this.#release = () => conn.close();
   }
 
-  read(p: Uint8Array): Promise<number | null> {
-    return this.#handshaken ? this.#conn.read(p) : this.#firstRead(p);
+  setNoDelay(noDelay = true): void {
+    // The same socket: Nagle off here is off for the TLS records too.
+    this.#conn.setNoDelay(noDelay);
   }
 
-  write(p: Uint8Array): Promise<number> {
-    return this.#conn.write(p);
+  echo(options: EchoOptions, done: EchoDone): void {
+    this.#start().then(
+      (socket) => this.#echo(socket, options, done),
+      (error: unknown) => done.echoEnded("error", error),
+    );
+  }
+
+  #echo(socket: tls.TLSSocket, options: EchoOptions, done: EchoDone): void {
+    const counters: EchoCounters = options.counters ?? { bytesIn: 0, bytesOut: 0 };
+    const { onChunk } = options;
+    let ended = false;
+    const end = (how: "eof" | "reset" | "error", error?: unknown) => {
+      if (ended) return;
+      ended = true;
+      done.echoEnded(how, error);
+    };
+    const resume = () => socket.resume();
+    socket.on("data", (chunk: Buffer) => {
+      const n = chunk.length;
+      counters.bytesIn += n;
+      onChunk?.(n);
+      // Counted once the TLS layer has taken it, as a write to a socket is.
+      const flowing = socket.write(chunk, (error) => {
+        if (error === undefined || error === null) counters.bytesOut += n;
+      });
+      // The peer does not take its echoes: read nothing more from it until it does.
+      if (!flowing) {
+        socket.pause();
+        socket.once("drain", resume);
+      }
+    });
+    // The peer's close_notify or FIN: whatever is still queued goes out first (Node ends
+    // the writing side after it, allowHalfOpen being off), then "close" says it is over.
+    socket.on("close", () => {
+      if (this.#closed) {
+        return end("error", new Deno.errors.BadResource("the connection was closed"));
+      }
+      if (this.#failure !== undefined) return end("error", this.#failure);
+      if (!this.#secure) {
+        return end(
+          "error",
+          this.#handshakeError("the client closed the connection during the TLS handshake"),
+        );
+      }
+      end("eof");
+    });
+    socket.on("error", (error: Error & { code?: string }) => {
+      if (this.#closed || this.#failure !== undefined) return;
+      if (!this.#secure) {
+        this.#failure = this.#handshakeError(describeTlsError(error, "server"), error);
+      } else if (error.code !== undefined && PEER_GONE_CODES.has(error.code)) {
+        end("reset");
+      } else {
+        end("error", error);
+      }
+    });
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    const socket = await this.#start();
+    return await new Promise((resolve, reject) => {
+      const take = () => {
+        const chunk: Buffer | null = this.#unread ?? socket.read();
+        this.#unread = undefined;
+        if (chunk === null) return false;
+        const n = Math.min(p.length, chunk.length);
+        p.set(chunk.subarray(0, n));
+        if (n < chunk.length) this.#unread = chunk.subarray(n);
+        resolve(n);
+        return true;
+      };
+      if (take()) return;
+      const cleanup = () => {
+        socket.off("readable", onReadable);
+        socket.off("end", onEnd);
+        socket.off("close", onClose);
+        socket.off("error", onError);
+      };
+      const onReadable = () => {
+        if (take()) cleanup();
+      };
+      const onEnd = () => {
+        cleanup();
+        resolve(null);
+      };
+      const onClose = () => {
+        cleanup();
+        reject(this.#failure ?? new Deno.errors.BadResource("the connection was closed"));
+      };
+      const onError = (error: Error) => {
+        cleanup();
+        reject(this.#secure ? error : this.#failure ?? error);
+      };
+      socket.on("readable", onReadable);
+      socket.once("end", onEnd);
+      socket.once("close", onClose);
+      socket.once("error", onError);
+    });
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    const socket = await this.#start();
+    return await new Promise((resolve, reject) => {
+      socket.write(p, (error) => {
+        if (error === undefined || error === null) resolve(p.length);
+        else reject(this.#failure ?? error);
+      });
+    });
   }
 
   close(): void {
-    this.#conn.close();
+    if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    // Node's descriptor first, then whatever Deno still holds, which would shut the connection down.
+    this.#socket?.destroy();
+    this.#release();
   }
 
-  async #firstRead(p: Uint8Array): Promise<number | null> {
-    try {
-      await this.#conn.handshake();
-    } catch (error) {
-      // When the server itself closed it (idle timeout, shutdown), the
-      // connection table reports its own reason instead of this one.
-      throw new TransportError(
-        `TLS handshake with ${peerOf(this.remoteAddr).text} failed: ${
-          describeTlsError(error, "server")
-        }`,
-        { cause: error },
-      );
+  /**
+   * The TLS socket, made on first use: the connection goes to node:tls, the
+   * handshake starts, and its deadline with it.
+   */
+  #start(): Promise<tls.TLSSocket> {
+    if (this.#closed) {
+      return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
     }
-    this.#handshaken = true;
-    return await this.#conn.read(p);
+    if (this.#starting !== undefined) return this.#starting;
+    const { handshakeTimeoutMs } = this.#context;
+    this.#timer = setTimeout(() => {
+      this.#failure = this.#handshakeError(
+        `no handshake within ${formatExactDuration(handshakeTimeoutMs)}`,
+      );
+      // Closed for real: the descriptor goes, and the peer sees the end now.
+      if (this.#socket !== undefined) this.#socket.destroy();
+      else this.close();
+    }, handshakeTimeoutMs);
+    this.#starting = adoptTcp(this.#conn).then((adopted) => {
+      this.#release = adopted.release;
+      if (this.#closed) {
+        adopted.socket.destroy();
+        adopted.release();
+        throw this.#failure ?? new Deno.errors.BadResource("the connection was closed");
+      }
+      const socket = new tls.TLSSocket(adopted.socket, {
+        isServer: true,
+        secureContext: this.#context.secure,
+      });
+      this.#socket = socket;
+      socket.once("secure", () => {
+        this.#secure = true;
+        clearTimeout(this.#timer);
+      });
+      // Errors are taken by whoever uses the socket; this one keeps an unheard one from throwing.
+      socket.on("error", () => {});
+      return socket;
+    });
+    return this.#starting;
+  }
+
+  #handshakeError(why: string, cause?: unknown): TransportError {
+    return new TransportError(`TLS handshake with ${peerOf(this.remoteAddr).text} failed: ${why}`, {
+      cause,
+    });
   }
 }

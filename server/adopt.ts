@@ -1,0 +1,176 @@
+/**
+ * A TCP connection accepted by Deno (`Deno.listen`), handed to Node's stream
+ * machinery (`node:net`) so that `node:tls` can run a server-side handshake
+ * on it. Deno has no server-side TLS upgrade of its own, its TLS listener
+ * keeps a socket open for good when it is closed before the handshake (a
+ * silent client), and `node:net`'s listener stops accepting for good once
+ * descriptors run out; accepting with Deno and encrypting with Node avoids
+ * all three.
+ *
+ * It takes internals of Deno 2.9, all kept to this module and checked by its
+ * tests: the resource id on a `Deno.TcpConn` (a symbol property), and the
+ * `tcp_wrap` binding's `openFromRid`, which opens a duplicate of that
+ * socket's descriptor as a Node handle. Closing the `Deno.TcpConn` would shut
+ * the socket down (tokio does that when a stream's writing half is dropped),
+ * so Deno's descriptor is released another way: `Deno.startTls` takes the
+ * connection out of Deno's hands whole, without a shutdown, and, given a CA
+ * certificate that cannot be parsed, fails before it sends anything, dropping
+ * its descriptor. One descriptor per connection is left, Node's. Where that
+ * does not work, the connection keeps both descriptors, and Deno's is closed
+ * after Node's at the end.
+ *
+ * @module
+ */
+import net from "node:net";
+import process from "node:process";
+
+/** The parts of Deno's `tcp_wrap` binding used here. */
+interface TcpWrapBinding {
+  TCP: new (type: number) => { openFromRid(rid: number): number };
+  constants: { SOCKET: number };
+}
+
+let binding: TcpWrapBinding | undefined;
+
+/**
+ * Why a connection cannot be handed to `node:net` in this Deno, or
+ * `undefined` when it can.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { adoptionUnavailable } from "./adopt.ts";
+ * equal(adoptionUnavailable(), undefined);
+ * ```
+ */
+export function adoptionUnavailable(): string | undefined {
+  try {
+    loadBinding();
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+function loadBinding(): TcpWrapBinding {
+  if (binding !== undefined) return binding;
+  const found = (process as unknown as { binding(name: string): Partial<TcpWrapBinding> })
+    .binding("tcp_wrap");
+  const proto = found.TCP?.prototype as { openFromRid?: unknown } | undefined;
+  if (found.constants?.SOCKET === undefined || typeof proto?.openFromRid !== "function") {
+    throw new Error(
+      `this Deno (${Deno.version.deno}) cannot hand a TCP connection to node:tls; TLS needs Deno 2.9`,
+    );
+  }
+  binding = found as TcpWrapBinding;
+  return binding;
+}
+
+/** The resource id Deno keeps on a connection, under a symbol of its own. */
+function ridOf(conn: Deno.TcpConn): number {
+  const symbol = Object.getOwnPropertySymbols(conn).find((key) =>
+    key.description === "Deno.internal.rid"
+  );
+  const rid = symbol === undefined
+    ? undefined
+    : (conn as unknown as Record<symbol, unknown>)[symbol];
+  if (typeof rid !== "number") throw new Error("this Deno keeps no resource id on a connection");
+  return rid;
+}
+
+/** A connection in Node's hands, and how to let go of what Deno still holds of it. */
+export interface Adopted {
+  /** The socket, for `node:tls`. */
+  socket: net.Socket;
+  /**
+   * Closes what Deno still holds of the connection, if anything: call it
+   * after the socket is destroyed (it shuts the connection down).
+   */
+  release(): void;
+}
+
+/** Set once releasing Deno's descriptor has not worked: from then on, both are kept. */
+let releaseBroken = false;
+
+/** A CA certificate that Deno cannot parse: `Deno.startTls` fails on it before it sends a byte. */
+const UNPARSABLE_CA = "-----BEGIN CERTIFICATE-----\n!\n-----END CERTIFICATE-----\n";
+
+/**
+ * A `node:net` socket on the same TCP connection as `conn`, for `node:tls`,
+ * with Deno's own descriptor of it released where this Deno allows (see the
+ * module's documentation).
+ *
+ * @throws {Error} when this Deno cannot do it, or the descriptor cannot be
+ *   duplicated (an `EMFILE` carries its `code`).
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { adoptTcp } from "./adopt.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect(listener.addr);
+ * const { socket, release } = await adoptTcp(await listener.accept());
+ * const echoed = new Promise((resolve) => socket.once("data", (data) => resolve(String(data))));
+ * await client.write(new TextEncoder().encode("hi"));
+ * equal(await echoed, "hi");
+ * socket.destroy();
+ * release();
+ * client.close();
+ * listener.close();
+ * ```
+ */
+export async function adoptTcp(conn: Deno.TcpConn): Promise<Adopted> {
+  const { TCP, constants } = loadBinding();
+  const handle = new TCP(constants.SOCKET);
+  const status = handle.openFromRid(ridOf(conn));
+  if (status !== 0) {
+    // The binding says -1 when the descriptor could not be duplicated: usually EMFILE.
+    throw Object.assign(
+      new Error("cannot hand the connection to node:tls (out of file descriptors?)"),
+      { code: "EMFILE" },
+    );
+  }
+  let held = true;
+  if (!releaseBroken) {
+    held = !(await releasedByDeno(conn));
+    if (held) releaseBroken = true;
+  }
+  const socket = new net.Socket(
+    { handle, readable: true, writable: true } as net.SocketConstructorOpts,
+  );
+  return {
+    socket,
+    release: () => {
+      if (!held) return;
+      held = false;
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  };
+}
+
+/** Lets Deno drop its descriptor of `conn` without a shutdown; true when it did. */
+async function releasedByDeno(conn: Deno.TcpConn): Promise<boolean> {
+  let started: Deno.TlsConn | undefined;
+  try {
+    started = await Deno.startTls(conn, { caCerts: [UNPARSABLE_CA] });
+  } catch {
+    // Expected: Deno took the connection, then failed on the certificate and dropped it.
+  }
+  if (started !== undefined) {
+    // Never seen: a client handshake has begun on the connection, which cannot serve now.
+    releaseBroken = true;
+    started.close();
+    throw new Error(`Deno ${Deno.version.deno} started TLS with a certificate it cannot parse`);
+  }
+  try {
+    // Still in Deno's table if the release did not happen (the connection was busy, say).
+    conn.setNoDelay(true);
+    return false;
+  } catch {
+    return true;
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * TLS stragglers: TCP connections to the TLS port that never start their
+ * handshake. `--handshake-timeout` closes them for real (the peer sees the
+ * end, the server's descriptors come back), and rounds of them closed by
+ * their clients, under a small descriptor limit, leave the server able to
+ * serve a crowd afterwards. Named `system: …`: they need `openssl` for the
+ * certificates.
+ */
+import { equal, ok } from "node:assert/strict";
+import { Cli } from "./helpers.ts";
+import { opensslMissing, testCerts } from "./certs.ts";
+
+const missing = await opensslMissing();
+const ignore = missing !== undefined;
+const ignored = missing === undefined ? "" : ` (ignored: ${missing})`;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Descriptors the process `pid` holds now. */
+function descriptors(pid: number): number {
+  let count = 0;
+  for (const _ of Deno.readDirSync(`/proc/${pid}/fd`)) count++;
+  return count;
+}
+
+/** Waits until `probe` holds, polling every 50 ms for at most `ms`, or fails naming `what`. */
+async function until(what: string, probe: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A TLS server from the command line, optionally under `ulimit -n`; its pid and port. */
+async function tlsServer(flags: string[], limit?: number): Promise<{ cli: Cli; port: number }> {
+  const { certPath, keyPath } = await testCerts();
+  const args = [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--cert",
+    certPath,
+    "--key",
+    keyPath,
+    ...flags,
+  ];
+  const deno = [Deno.execPath(), "run", "--quiet", "--allow-net", "--allow-read"];
+  const cli = limit === undefined
+    ? new Cli(args, { permissions: ["--allow-net", "--allow-read"] })
+    : new Cli(["-c", `ulimit -n ${limit} && exec "$@"`, "bash", ...deno, "main.ts", ...args], {
+      executable: "bash",
+    });
+  return { cli, port: await cli.port() };
+}
+
+/** One TLS echo on a fresh connection: the reply, verified. */
+async function tlsEcho(port: number, ca: string, text: string): Promise<string> {
+  const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] });
+  try {
+    await conn.write(encoder.encode(text));
+    const reply = new Uint8Array(text.length);
+    for (let got = 0; got < reply.length;) {
+      const n = await conn.read(reply.subarray(got));
+      if (n === null) throw new Error(`closed after ${got} bytes of ${text.length}`);
+      got += n;
+    }
+    await conn.closeWrite();
+    return decoder.decode(reply);
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test({
+  name:
+    `system: TLS: 300 silent connections are closed by --handshake-timeout, each peer sees the end, and the descriptors come back${ignored}`,
+  ignore,
+  async fn() {
+    const { cli, port } = await tlsServer(["--handshake-timeout", "1s", "--idle-timeout", "2s"]);
+    await using _cli = cli;
+    const before = descriptors(cli.pid);
+    const silent = await Promise.all(
+      Array.from({ length: 300 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+    );
+    await until(
+      "300 connections open on the server",
+      () => (cli.stderr.match(/ opened from /g)?.length ?? 0) === 300,
+      10_000,
+    );
+    ok(descriptors(cli.pid) >= before + 300, "the server holds them meanwhile");
+    // Every peer reads the end of its connection: closed for real, not only in the books.
+    const ends = await Promise.all(silent.map(async (conn) => {
+      try {
+        return await conn.read(new Uint8Array(16));
+      } catch (error) {
+        return error instanceof Error ? error.name : String(error);
+      } finally {
+        conn.close();
+      }
+    }));
+    ok(ends.every((end) => end === null || end === "ConnectionReset"), String(ends.slice(0, 5)));
+    // Each says why in its closed line (the lines may come a moment after the ends).
+    await until(
+      "300 lines saying why",
+      () => cli.stderr.match(/failed: no handshake within 1s/g)?.length === 300,
+      5_000,
+    );
+    await until("the descriptors to come back", () => descriptors(cli.pid) <= before + 2, 5_000);
+    cli.kill("SIGTERM");
+    equal((await cli.finished()).code, 0);
+  },
+});
+
+Deno.test({
+  name:
+    `system: TLS under ulimit -n 100: rounds of 250 silent connects, then 60 clients are all served at the same time${ignored}`,
+  ignore,
+  async fn() {
+    const { ca } = await testCerts();
+    // The idle timeout also bounds the handshake: each round's silent peers are cut after 1 s.
+    const { cli, port } = await tlsServer(["--idle-timeout", "1s"], 100);
+    await using _cli = cli;
+    const baseline = descriptors(cli.pid);
+    for (let round = 1; round <= 3; round++) {
+      const silent: Deno.TcpConn[] = [];
+      for (let i = 0; i < 250; i++) {
+        silent.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      }
+      // More than the server can hold: it runs out, and cuts those it holds after a second.
+      await until(
+        `round ${round}: ${round} descriptor shortages`,
+        () => (cli.stderr.match(/out of file descriptors/g)?.length ?? 0) >= 1,
+        10_000,
+      );
+      // All at once, and the next round at once: the server frees them as it can.
+      for (const conn of silent) conn.close();
+    }
+    await until("the descriptors to come back", () => descriptors(cli.pid) <= baseline + 2, 10_000);
+    // A crowd afterwards, each client holding its connection until every one has its echo:
+    // only a server that holds 60 at once gets through (the cap came back up with the descriptors).
+    const everyone = Promise.withResolvers<void>();
+    let echoed = 0;
+    const crowd = Array.from({ length: 60 }, async (_, i) => {
+      const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] });
+      try {
+        const text = `client ${i}`;
+        await conn.write(encoder.encode(text));
+        const reply = new Uint8Array(text.length);
+        for (let got = 0; got < reply.length;) {
+          const n = await conn.read(reply.subarray(got));
+          if (n === null) throw new Error(`client ${i}: closed after ${got} bytes`);
+          got += n;
+        }
+        equal(decoder.decode(reply), text);
+        if (++echoed === 60) everyone.resolve();
+        await everyone.promise;
+      } finally {
+        conn.close();
+      }
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`only ${echoed} of 60 clients echoed at once within 20 s`)),
+        20_000,
+      );
+    });
+    try {
+      await Promise.race([Promise.all(crowd), late]);
+    } finally {
+      clearTimeout(timer);
+      everyone.resolve();
+      await Promise.allSettled(crowd);
+    }
+    cli.kill("SIGTERM");
+    const { code, stderr } = await cli.finished();
+    equal(code, 0, stderr);
+  },
+});
