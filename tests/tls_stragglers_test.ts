@@ -55,24 +55,6 @@ async function tlsServer(flags: string[], limit?: number): Promise<{ cli: Cli; p
   return { cli, port: await cli.port() };
 }
 
-/** One TLS echo on a fresh connection: the reply, verified. */
-async function tlsEcho(port: number, ca: string, text: string): Promise<string> {
-  const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] });
-  try {
-    await conn.write(encoder.encode(text));
-    const reply = new Uint8Array(text.length);
-    for (let got = 0; got < reply.length;) {
-      const n = await conn.read(reply.subarray(got));
-      if (n === null) throw new Error(`closed after ${got} bytes of ${text.length}`);
-      got += n;
-    }
-    await conn.closeWrite();
-    return decoder.decode(reply);
-  } finally {
-    conn.close();
-  }
-}
-
 Deno.test({
   name:
     `system: TLS: 300 silent connections are closed by --handshake-timeout, each peer sees the end, and the descriptors come back${ignored}`,
