@@ -108,7 +108,7 @@ const UNPARSABLE_CA = "-----BEGIN CERTIFICATE-----\n!\n-----END CERTIFICATE-----
  * import { equal } from "node:assert/strict";
  * import { adoptTcp } from "./adopt.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const client = await Deno.connect(listener.addr);
+ * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * const { socket, release } = await adoptTcp(await listener.accept());
  * const echoed = new Promise((resolve) => socket.once("data", (data) => resolve(String(data))));
  * await client.write(new TextEncoder().encode("hi"));
