@@ -257,9 +257,11 @@ export class HttpServer implements AsyncDisposable {
         return await this.#reply(client, notAllowed(head.method), "GET", false);
       }
       const method = head.method === "HEAD" ? "HEAD" : "GET";
-      const reply = head.method === method
-        ? await this.#answer({ method, path: head.path })
-        : notAllowed(head.method);
+      // A method it does not serve ends the connection too: such a client is not a scraper.
+      if (head.method !== method) {
+        return await this.#reply(client, notAllowed(head.method), "GET", false);
+      }
+      const reply = await this.#answer({ method, path: head.path });
       const keep = head.keepAlive && !this.#closed;
       await this.#reply(client, reply, method, keep);
       if (!keep) return;
@@ -365,11 +367,11 @@ interface Head {
  * deepEqual(parseHead("GET /metrics?x=1 HTTP/1.1\r\nHost: a"), {
  *   method: "GET", path: "/metrics", keepAlive: true, hasBody: false,
  * });
- * deepEqual(parseHead("GET / HTTP/1.0"), { method: "GET", path: "/", keepAlive: false, hasBody: false });
+ * deepEqual(parseHead("GET / HTTP/1.0\r"), { method: "GET", path: "/", keepAlive: false, hasBody: false });
  * ```
  */
 export function parseHead(text: string): Head | string {
-  const [requestLine, ...headerLines] = text.split(/\r?\n/);
+  const [requestLine, ...headerLines] = text.replace(/\r$/, "").split(/\r?\n/);
   const request = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(requestLine);
   if (request === null) return "bad request line";
   const [, method, target, minor] = request;

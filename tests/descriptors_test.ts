@@ -151,3 +151,27 @@ testEngines(
     match(stderr, /out of file descriptors/);
   },
 );
+
+Deno.test(
+  "system: 500 slowloris connections to the metrics port hold at most 32 descriptors, and /healthz still answers",
+  async () => {
+    const { cli, metrics } = await limitedServer("deno", 4096);
+    await using _cli = cli;
+    const before = [...Deno.readDirSync(`/proc/${cli.pid}/fd`)].length;
+    const slow: Deno.TcpConn[] = [];
+    try {
+      for (let i = 0; i < 500; i++) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: metrics });
+        await conn.write(new TextEncoder().encode("GET /metrics HTTP/1.1\r\nx-slow: "));
+        slow.push(conn);
+      }
+      equal(await status(metrics, "/healthz"), 200);
+      const held = [...Deno.readDirSync(`/proc/${cli.pid}/fd`)].length - before;
+      ok(held <= 33, `the server holds ${held} more descriptors`);
+    } finally {
+      for (const conn of slow) conn.close();
+    }
+    cli.kill("SIGTERM");
+    equal((await cli.finished()).code, 0);
+  },
+);

@@ -1,0 +1,178 @@
+/**
+ * The metrics endpoint's HTTP server on real sockets: what probes and
+ * scrapers send (HAProxy's header-less HTTP/1.0 check, keep-alive, HEAD),
+ * what they must not get away with (other methods, bodies, huge heads), and
+ * its limits (a slow head, an idle keep-alive, more connections than it
+ * holds), each with small limits so that the test is quick.
+ */
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { type HttpLimits, HttpServer, parseHead, plain } from "../metrics/http.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+const QUICK: HttpLimits = {
+  maxConnections: 4,
+  headerTimeoutMs: 300,
+  idleTimeoutMs: 600,
+  maxHeadBytes: 1024,
+};
+
+/** A server answering `METHOD PATH` in its body, on a free loopback port. */
+function start(limits: HttpLimits = QUICK): { server: HttpServer; port: number } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const server = new HttpServer(
+    listener,
+    (request) =>
+      plain(request.path === "/missing" ? 404 : 200, `${request.method} ${request.path}\n`),
+    limits,
+  );
+  return { server, port: listener.addr.port };
+}
+
+/** Everything the server sends on `conn` until it closes it, within `ms`. */
+async function readAll(conn: Deno.Conn, ms = 5_000): Promise<string> {
+  const deadline = setTimeout(() => conn.close(), ms);
+  let text = "";
+  const buffer = new Uint8Array(4096);
+  try {
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) return text;
+      text += decoder.decode(buffer.subarray(0, n));
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.BadResource) {
+      throw new Error(`the server did not close within ${ms} ms; it sent: ${text}`);
+    }
+    if (error instanceof Deno.errors.ConnectionReset) return text;
+    throw error;
+  } finally {
+    clearTimeout(deadline);
+  }
+}
+
+/** Sends `raw` on a new connection and returns all the server sends back before closing. */
+async function exchange(port: number, raw: string): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode(raw));
+  return await readAll(conn);
+}
+
+Deno.test("metrics HTTP: HAProxy's check (HTTP/1.0, no header) is answered and closed", async () => {
+  const { server, port } = start();
+  await using _server = server;
+  const answer = await exchange(port, "GET /readyz HTTP/1.0\r\n\r\n");
+  match(answer, /^HTTP\/1\.1 200 OK\r\n/);
+  match(answer, /\r\nconnection: close\r\n/);
+  ok(answer.endsWith("\r\n\r\nGET /readyz\n"), answer);
+});
+
+Deno.test("metrics HTTP: keep-alive requests, pipelined, each answered in order", async () => {
+  const { server, port } = start();
+  await using _server = server;
+  const answer = await exchange(
+    port,
+    "GET /a HTTP/1.1\r\nhost: x\r\n\r\nHEAD /b HTTP/1.1\r\nhost: x\r\n\r\nGET /missing?q=1 HTTP/1.1\r\nconnection: close\r\n\r\n",
+  );
+  const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
+  deepEqual(statuses, ["200", "200", "404"]);
+  // HEAD says how long the body would be, and sends none.
+  match(answer, /content-length: 8\r\n\r\nHTTP\/1\.1 404/);
+  ok(answer.endsWith("GET /missing\n"), answer);
+});
+
+Deno.test("metrics HTTP: other methods, bodies and bad requests are refused and closed", async () => {
+  const { server, port } = start();
+  await using _server = server;
+  const post = await exchange(port, "POST /metrics HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc");
+  match(post, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+  match(post, /\r\nallow: GET, HEAD\r\n/);
+  match(await exchange(port, "DELETE / HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 405 /);
+  match(await exchange(port, "hello there\r\n\r\n"), /^HTTP\/1\.1 400 /);
+  match(await exchange(port, "GET / HTTP/1.1\r\nno colon\r\n\r\n"), /^HTTP\/1\.1 400 /);
+  match(
+    await exchange(port, `GET / HTTP/1.1\r\nx: ${"y".repeat(2000)}\r\n\r\n`),
+    /^HTTP\/1\.1 431 /,
+  );
+});
+
+Deno.test("metrics HTTP: a head that is not complete in time is closed (slowloris)", async () => {
+  const { server, port } = start();
+  await using _server = server;
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode("GET /metrics HTTP/1.1\r\nx-slow: "));
+  const started = performance.now();
+  equal(await readAll(conn), "");
+  ok(performance.now() - started >= QUICK.headerTimeoutMs - 50);
+  equal(server.counts.timedOut, 1);
+});
+
+Deno.test("metrics HTTP: an idle keep-alive connection is closed after the idle timeout", async () => {
+  const { server, port } = start();
+  await using _server = server;
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode("GET /a HTTP/1.1\r\nhost: x\r\n\r\n"));
+  match(await readAll(conn), /^HTTP\/1\.1 200 OK\r\n[\s\S]*GET \/a\n$/);
+  equal(server.counts.timedOut, 1);
+});
+
+Deno.test("metrics HTTP: more connections than it holds: the one waiting longest makes room", async () => {
+  const { server, port } = start({ ...QUICK, headerTimeoutMs: 60_000, idleTimeoutMs: 60_000 });
+  await using _server = server;
+  // Four silent connections fill it; a fifth, a probe, is served, and the first is closed.
+  const silent = [];
+  for (let i = 0; i < 4; i++) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    // Each gets as far as the server's table before the next comes.
+    await conn.write(encoder.encode("G"));
+    silent.push(conn);
+  }
+  try {
+    match(await exchange(port, "GET /healthz HTTP/1.0\r\n\r\n"), /^HTTP\/1\.1 200 /);
+    equal(await readAll(silent[0]), "");
+    ok(server.counts.evicted >= 1);
+  } finally {
+    for (const conn of silent) conn.close();
+  }
+});
+
+Deno.test("metrics HTTP: close() ends idle connections and stops accepting", async () => {
+  const { server, port } = start();
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode("GET /a HTTP/1.1\r\nhost: x\r\n\r\n"));
+  const reply = new Uint8Array(512);
+  ok((await conn.read(reply) ?? 0) > 0);
+  await server.close();
+  equal(await readAll(conn), "");
+  let refused = false;
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+  } catch (error) {
+    refused = error instanceof Deno.errors.ConnectionRefused;
+  }
+  ok(refused, "nothing listens after close()");
+});
+
+Deno.test("parseHead: the request line and the headers that matter", () => {
+  deepEqual(parseHead("GET /readyz HTTP/1.0\r"), {
+    method: "GET",
+    path: "/readyz",
+    keepAlive: false,
+    hasBody: false,
+  });
+  deepEqual(parseHead("GET / HTTP/1.0\r\nConnection: Keep-Alive\r"), {
+    method: "GET",
+    path: "/",
+    keepAlive: true,
+    hasBody: false,
+  });
+  deepEqual(parseHead("PUT /faults HTTP/1.1\r\nTransfer-Encoding: chunked\r"), {
+    method: "PUT",
+    path: "/faults",
+    keepAlive: true,
+    hasBody: true,
+  });
+  equal(parseHead("GET / HTTP/2.0"), "bad request line");
+  equal(parseHead("GET / HTTP/1.1\r\n: empty name"), "bad header line");
+});
