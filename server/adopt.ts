@@ -12,12 +12,12 @@
  * `tcp_wrap` binding's `openFromRid`, which opens a duplicate of that
  * socket's descriptor as a Node handle. Closing the `Deno.TcpConn` would shut
  * the socket down (tokio does that when a stream's writing half is dropped),
- * so Deno's descriptor is released another way: `Deno.startTls` takes the
- * connection out of Deno's hands whole, without a shutdown, and, given a CA
- * certificate that cannot be parsed, fails before it sends anything, dropping
- * its descriptor. One descriptor per connection is left, Node's. Where that
- * does not work, the connection keeps both descriptors, and Deno's is closed
- * after Node's at the end.
+ * so Deno's descriptor is given back another way ({@linkcode Adopted.shed}):
+ * `Deno.startTls` takes the connection out of Deno's hands whole, without a
+ * shutdown, and, given a CA certificate that cannot be parsed, fails before
+ * it sends anything, dropping its descriptor. One descriptor is left, Node's.
+ * Where that does not work, the connection keeps both descriptors, and
+ * Deno's is closed after Node's at the end.
  *
  * @module
  */
@@ -78,27 +78,31 @@ function ridOf(conn: Deno.TcpConn): number {
   return rid;
 }
 
-/** A connection in Node's hands, and how to let go of what Deno still holds of it. */
+/** A connection in Node's hands, and Deno's own hold on it until {@linkcode Adopted.shed}. */
 export interface Adopted {
   /** The socket, for `node:tls`. */
-  socket: net.Socket;
+  readonly socket: net.Socket;
   /**
-   * Closes what Deno still holds of the connection, if anything: call it
-   * after the socket is destroyed (it shuts the connection down).
+   * Drops Deno's descriptor of the connection without shutting it down,
+   * where this Deno allows (see the module's documentation); the socket
+   * goes on. It costs about a tenth of a millisecond, so a caller does it
+   * for connections that last, not for each of a churn.
    */
-  release(): void;
+  shed(): Promise<void>;
+  /** Destroys the socket, then closes what Deno still holds of the connection. */
+  close(): void;
 }
 
-/** Set once releasing Deno's descriptor has not worked: from then on, both are kept. */
-let releaseBroken = false;
+/** Set once dropping Deno's descriptor has not worked: from then on, both are kept. */
+let shedBroken = false;
 
 /** A CA certificate that Deno cannot parse: `Deno.startTls` fails on it before it sends a byte. */
 const UNPARSABLE_CA = "-----BEGIN CERTIFICATE-----\n!\n-----END CERTIFICATE-----\n";
 
 /**
- * A `node:net` socket on the same TCP connection as `conn`, for `node:tls`,
- * with Deno's own descriptor of it released where this Deno allows (see the
- * module's documentation).
+ * A `node:net` socket on the same TCP connection as `conn`, for `node:tls`.
+ * Until {@linkcode Adopted.shed}, the connection has two descriptors, Deno's
+ * and Node's.
  *
  * @throws {Error} when this Deno cannot do it, or the descriptor cannot be
  *   duplicated (an `EMFILE` carries its `code`).
@@ -109,17 +113,17 @@ const UNPARSABLE_CA = "-----BEGIN CERTIFICATE-----\n!\n-----END CERTIFICATE-----
  * import { adoptTcp } from "./adopt.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
- * const { socket, release } = await adoptTcp(await listener.accept());
- * const echoed = new Promise((resolve) => socket.once("data", (data) => resolve(String(data))));
+ * const adopted = adoptTcp(await listener.accept());
+ * await adopted.shed();
+ * const echoed = new Promise((resolve) => adopted.socket.once("data", (data) => resolve(String(data))));
  * await client.write(new TextEncoder().encode("hi"));
  * equal(await echoed, "hi");
- * socket.destroy();
- * release();
+ * adopted.close();
  * client.close();
  * listener.close();
  * ```
  */
-export async function adoptTcp(conn: Deno.TcpConn): Promise<Adopted> {
+export function adoptTcp(conn: Deno.TcpConn): Adopted {
   const { TCP, constants } = loadBinding();
   const handle = new TCP(constants.SOCKET);
   const status = handle.openFromRid(ridOf(conn));
@@ -130,30 +134,35 @@ export async function adoptTcp(conn: Deno.TcpConn): Promise<Adopted> {
       { code: "EMFILE" },
     );
   }
-  let held = true;
-  if (!releaseBroken) {
-    held = !(await releasedByDeno(conn));
-    if (held) releaseBroken = true;
-  }
   const socket = new net.Socket(
     { handle, readable: true, writable: true } as net.SocketConstructorOpts,
   );
+  let held = true;
+  let shedding: Promise<void> | undefined;
   return {
     socket,
-    release: () => {
+    shed: () =>
+      shedding ??= (async () => {
+        if (shedBroken || !held) return;
+        const shed = await shedByDeno(conn);
+        if (shed) held = false;
+        else shedBroken = true;
+      })(),
+    close: () => {
+      socket.destroy();
       if (!held) return;
       held = false;
       try {
         conn.close();
       } catch {
-        // Already closed.
+        // Already closed, or taken by a shed under way (which then drops it).
       }
     },
   };
 }
 
 /** Lets Deno drop its descriptor of `conn` without a shutdown; true when it did. */
-async function releasedByDeno(conn: Deno.TcpConn): Promise<boolean> {
+async function shedByDeno(conn: Deno.TcpConn): Promise<boolean> {
   let started: Deno.TlsConn | undefined;
   try {
     started = await Deno.startTls(conn, { caCerts: [UNPARSABLE_CA] });
@@ -162,12 +171,12 @@ async function releasedByDeno(conn: Deno.TcpConn): Promise<boolean> {
   }
   if (started !== undefined) {
     // Never seen: a client handshake has begun on the connection, which cannot serve now.
-    releaseBroken = true;
+    shedBroken = true;
     started.close();
     throw new Error(`Deno ${Deno.version.deno} started TLS with a certificate it cannot parse`);
   }
   try {
-    // Still in Deno's table if the release did not happen (the connection was busy, say).
+    // Still in Deno's table if it was not dropped (the connection was busy, or closed meanwhile).
     conn.setNoDelay(true);
     return false;
   } catch {

@@ -19,7 +19,7 @@ import type { Buffer } from "node:buffer";
 import { describeError, formatAddress } from "../text/address.ts";
 import { describeTlsError } from "../text/tls.ts";
 import { formatExactDuration } from "../text/duration.ts";
-import { adoptTcp } from "./adopt.ts";
+import { type Adopted, adoptTcp } from "./adopt.ts";
 import type { EchoCounters, EchoDone, EchoOptions } from "./echo.ts";
 import {
   type Connection,
@@ -161,6 +161,13 @@ interface TlsContext {
   readonly handshakeTimeoutMs: number;
 }
 
+/**
+ * How old a connection gets before Deno's second descriptor of it is given
+ * back (see `server/adopt.ts`): it costs a tenth of a millisecond, which a
+ * churn of short connections should not pay.
+ */
+const SHED_AFTER_MS = 1000;
+
 /** The errors of a Node socket that mean the peer went away: an echo's `reset`. */
 const PEER_GONE_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "ENOTCONN"]);
 
@@ -172,11 +179,10 @@ class TlsConnection implements Connection {
   readonly remoteAddr: Deno.NetAddr;
   readonly #conn: Deno.TcpConn;
   readonly #context: TlsContext;
-  /** The TLS socket, once the connection has been handed to node:tls. */
+  /** The connection in node:tls's hands, once first used. */
+  #adopted: Adopted | undefined;
   #socket: tls.TLSSocket | undefined;
-  #starting: Promise<tls.TLSSocket> | undefined;
-  /** Closes what Deno still holds of the connection (see `server/adopt.ts`). */
-  #release: () => void;
+  #shedTimer: ReturnType<typeof setTimeout> | undefined;
   #secure = false;
   #closed = false;
   /** Set when the handshake failed or timed out: the reason the connection ended. */
@@ -189,7 +195,6 @@ class TlsConnection implements Connection {
     this.#conn = conn;
     this.#context = context;
     this.remoteAddr = conn.remoteAddr;
-    this.#release = () => conn.close();
   }
 
   setNoDelay(noDelay = true): void {
@@ -198,13 +203,7 @@ class TlsConnection implements Connection {
   }
 
   echo(options: EchoOptions, done: EchoDone): void {
-    this.#start().then(
-      (socket) => this.#echo(socket, options, done),
-      (error: unknown) => done.echoEnded("error", error),
-    );
-  }
-
-  #echo(socket: tls.TLSSocket, options: EchoOptions, done: EchoDone): void {
+    const socket = this.#start();
     const counters: EchoCounters = options.counters ?? { bytesIn: 0, bytesOut: 0 };
     const { onChunk } = options;
     let ended = false;
@@ -256,7 +255,7 @@ class TlsConnection implements Connection {
   }
 
   async read(p: Uint8Array): Promise<number | null> {
-    const socket = await this.#start();
+    const socket = this.#start();
     return await new Promise((resolve, reject) => {
       const take = () => {
         const chunk: Buffer | null = this.#unread ?? socket.read();
@@ -298,7 +297,7 @@ class TlsConnection implements Connection {
   }
 
   async write(p: Uint8Array): Promise<number> {
-    const socket = await this.#start();
+    const socket = this.#start();
     return await new Promise((resolve, reject) => {
       socket.write(p, (error) => {
         if (error === undefined || error === null) resolve(p.length);
@@ -311,50 +310,42 @@ class TlsConnection implements Connection {
     if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
     this.#closed = true;
     clearTimeout(this.#timer);
-    // Node's descriptor first, then whatever Deno still holds, which would shut the connection down.
-    this.#socket?.destroy();
-    this.#release();
+    clearTimeout(this.#shedTimer);
+    if (this.#adopted !== undefined) this.#adopted.close();
+    else this.#conn.close();
   }
 
   /**
    * The TLS socket, made on first use: the connection goes to node:tls, the
    * handshake starts, and its deadline with it.
    */
-  #start(): Promise<tls.TLSSocket> {
-    if (this.#closed) {
-      return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    }
-    if (this.#starting !== undefined) return this.#starting;
+  #start(): tls.TLSSocket {
+    if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
+    if (this.#socket !== undefined) return this.#socket;
+    const adopted = adoptTcp(this.#conn);
+    this.#adopted = adopted;
+    const socket = new tls.TLSSocket(adopted.socket, {
+      isServer: true,
+      secureContext: this.#context.secure,
+    });
+    this.#socket = socket;
     const { handshakeTimeoutMs } = this.#context;
     this.#timer = setTimeout(() => {
       this.#failure = this.#handshakeError(
         `no handshake within ${formatExactDuration(handshakeTimeoutMs)}`,
       );
       // Closed for real: the descriptor goes, and the peer sees the end now.
-      if (this.#socket !== undefined) this.#socket.destroy();
-      else this.close();
+      socket.destroy();
     }, handshakeTimeoutMs);
-    this.#starting = adoptTcp(this.#conn).then((adopted) => {
-      this.#release = adopted.release;
-      if (this.#closed) {
-        adopted.socket.destroy();
-        adopted.release();
-        throw this.#failure ?? new Deno.errors.BadResource("the connection was closed");
-      }
-      const socket = new tls.TLSSocket(adopted.socket, {
-        isServer: true,
-        secureContext: this.#context.secure,
-      });
-      this.#socket = socket;
-      socket.once("secure", () => {
-        this.#secure = true;
-        clearTimeout(this.#timer);
-      });
-      // Errors are taken by whoever uses the socket; this one keeps an unheard one from throwing.
-      socket.on("error", () => {});
-      return socket;
+    // A connection that lasts gives Deno's descriptor back; one of a churn is gone before.
+    this.#shedTimer = setTimeout(() => adopted.shed().catch(() => {}), SHED_AFTER_MS);
+    socket.once("secure", () => {
+      this.#secure = true;
+      clearTimeout(this.#timer);
     });
-    return this.#starting;
+    // Errors are taken by whoever uses the socket; this one keeps an unheard one from throwing.
+    socket.on("error", () => {});
+    return socket;
   }
 
   #handshakeError(why: string, cause?: unknown): TransportError {

@@ -161,3 +161,52 @@ Deno.test({
     equal(code, 0, stderr);
   },
 });
+
+Deno.test({
+  name:
+    `system: TLS: a connection that lasts holds one descriptor on the server, as a plain one does${ignored}`,
+  ignore,
+  async fn() {
+    const { ca } = await testCerts();
+    const { cli, port } = await tlsServer([]);
+    await using _cli = cli;
+    const before = descriptors(cli.pid);
+    const clients = await Promise.all(
+      Array.from(
+        { length: 50 },
+        () => Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] }),
+      ),
+    );
+    try {
+      for (const [i, conn] of clients.entries()) {
+        await conn.write(encoder.encode(`c${i}`));
+        equal(decoder.decode(await readExactly(conn, `c${i}`.length)), `c${i}`);
+      }
+      // Two each at first (Deno's and Node's), one each once they have lasted a second.
+      await until(
+        "one descriptor per connection",
+        () => descriptors(cli.pid) <= before + 50 + 1,
+        10_000,
+      );
+      for (const [i, conn] of clients.entries()) {
+        await conn.write(encoder.encode(`again ${i}`));
+        equal(decoder.decode(await readExactly(conn, `again ${i}`.length)), `again ${i}`);
+      }
+    } finally {
+      for (const conn of clients) conn.close();
+    }
+    cli.kill("SIGTERM");
+    equal((await cli.finished()).code, 0);
+  },
+});
+
+/** Reads exactly `n` bytes, failing if the connection ends first. */
+async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  for (let got = 0; got < n;) {
+    const read = await conn.read(out.subarray(got));
+    if (read === null) throw new Error(`closed after ${got} of ${n} bytes`);
+    got += read;
+  }
+  return out;
+}
