@@ -6,6 +6,7 @@
 import { equal, match, ok } from "node:assert/strict";
 import { assertRefused, Cli, testEngines, tryEcho } from "./helpers.ts";
 import type { IoEngine } from "../server.ts";
+import { opensslMissing, testCerts } from "./certs.ts";
 
 /** Starts a server on a free port with a metrics endpoint; resolves with both ports. */
 async function start(
@@ -84,4 +85,59 @@ Deno.test("--shutdown-delay takes a duration, and says so when it is not one", a
   const { code, stderr } = await cli.finished();
   equal(code, 2);
   match(stderr, /invalid --shutdown-delay "soon": expected a duration/);
+});
+
+/** A TLS client's echo of `text`, verified against the test CA. */
+async function tlsEcho(port: number, ca: string, text: string): Promise<string> {
+  using conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] });
+  await conn.write(new TextEncoder().encode(text));
+  const reply = new Uint8Array(text.length);
+  for (let got = 0; got < reply.length;) {
+    const n = await conn.read(reply.subarray(got));
+    if (n === null) throw new Error(`closed after ${got} bytes`);
+    got += n;
+  }
+  return new TextDecoder().decode(reply);
+}
+
+Deno.test({
+  name:
+    "system: --shutdown-delay with --workers 2 and TLS: every worker goes on accepting during the delay",
+  ignore: (await opensslMissing()) !== undefined,
+  async fn() {
+    const { certPath, keyPath, ca } = await testCerts();
+    const cli = new Cli(
+      [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--cert",
+        certPath,
+        "--key",
+        keyPath,
+        "--workers",
+        "2",
+        "--shutdown-delay",
+        "30s",
+      ],
+      { permissions: ["--allow-net", "--allow-read"] },
+    );
+    await using _cli = cli;
+    const port = await cli.port();
+    await cli.waitFor(/2 workers share/);
+    const metrics = Number((await cli.waitFor(/metrics on http:\/\/127\.0\.0\.1:(\d+)/))[1]);
+    cli.kill("SIGTERM");
+    await cli.waitFor(/not ready; accepting for 30s more/);
+    equal(await readyz(metrics), 503);
+    // Ten, which the kernel spreads over the workers.
+    for (let i = 0; i < 10; i++) equal(await tlsEcho(port, ca, `late ${i}`), `late ${i}`);
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    cli.kill("SIGTERM");
+    const { code, stderr } = await cli.finished();
+    equal(code, 0, stderr);
+    match(stderr, /stopped: served 10 connections/);
+  },
 });
