@@ -26,7 +26,7 @@ import process from "node:process";
 
 /** The parts of Deno's `tcp_wrap` binding used here. */
 interface TcpWrapBinding {
-  TCP: new (type: number) => { openFromRid(rid: number): number };
+  TCP: new (type: number) => { openFromRid(rid: number): number } & ReadingHandle;
   constants: { SOCKET: number };
 }
 
@@ -89,8 +89,24 @@ export interface Adopted {
    * for connections that last, not for each of a churn.
    */
   shed(): Promise<void>;
+  /**
+   * Stops reading from the connection at the socket's handle, under
+   * `node:tls` as well: pausing a TLS socket in Deno 2.9 stops what it
+   * hands to JavaScript, not what it reads from the network, so a peer that
+   * sends without reading its echoes would fill the process's memory with
+   * data decrypted and held (hundreds of MB a second, measured).
+   */
+  stopReading(): void;
+  /** Reads again after {@linkcode Adopted.stopReading}. */
+  startReading(): void;
   /** Destroys the socket, then closes what Deno still holds of the connection. */
   close(): void;
+}
+
+/** The part of a Node socket's handle that starts and stops reading. */
+interface ReadingHandle {
+  readStart(): number;
+  readStop(): number;
 }
 
 /** Set once dropping Deno's descriptor has not worked: from then on, both are kept. */
@@ -139,8 +155,11 @@ export function adoptTcp(conn: Deno.TcpConn): Adopted {
   );
   let held = true;
   let shedding: Promise<void> | undefined;
+  const reading = handle as unknown as ReadingHandle;
   return {
     socket,
+    stopReading: () => void reading.readStop(),
+    startReading: () => void reading.readStart(),
     shed: () =>
       shedding ??= (async () => {
         if (shedBroken || !held) return;

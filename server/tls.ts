@@ -212,7 +212,11 @@ class TlsConnection implements Connection {
       ended = true;
       done.echoEnded(how, error);
     };
-    const resume = () => socket.resume();
+    const adopted = this.#adopted;
+    const resume = () => {
+      adopted?.startReading();
+      socket.resume();
+    };
     socket.on("data", (chunk: Buffer) => {
       const n = chunk.length;
       counters.bytesIn += n;
@@ -224,6 +228,7 @@ class TlsConnection implements Connection {
       // The peer does not take its echoes: read nothing more from it until it does.
       if (!flowing) {
         socket.pause();
+        adopted?.stopReading();
         socket.once("drain", resume);
       }
     });

@@ -210,3 +210,43 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
   }
   return out;
 }
+
+Deno.test({
+  name:
+    `system: TLS: a client that sends without reading is read no further than its echoes can be written${ignored}`,
+  ignore,
+  async fn() {
+    const { ca } = await testCerts();
+    const { cli, port } = await tlsServer(["--drain-timeout", "1s"]);
+    await using _cli = cli;
+    using rude = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] });
+    // It writes for up to 3 s and never reads. A server that stops reading once its echoes
+    // stop leaving (the client's buffers full) makes these writes wait: a few MB get through,
+    // the kernels' buffers. One that read on regardless took 400 MB a second into its memory.
+    const chunk = new Uint8Array(64 * 1024);
+    let written = 0;
+    const deadline = Date.now() + 3_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      while (Date.now() < deadline && written < 64 * 1024 * 1024) {
+        const late = new Promise<"late">((resolve) => {
+          timer = setTimeout(() => resolve("late"), deadline - Date.now());
+        });
+        const n = await Promise.race([rude.write(chunk), late]);
+        clearTimeout(timer);
+        if (n === "late") break;
+        written += n;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    ok(written < 32 * 1024 * 1024, `the client wrote ${written} bytes unread`);
+    // Meanwhile the server serves others.
+    using polite = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] });
+    await polite.write(encoder.encode("still here"));
+    equal(decoder.decode(await readExactly(polite, 10)), "still here");
+    // (Deno's TLS client, closed with unread echoes, lingers: the drain cuts it after 1 s.)
+    cli.kill("SIGTERM");
+    equal((await cli.finished()).code, 0);
+  },
+});
