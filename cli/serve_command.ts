@@ -167,8 +167,10 @@ export const SERVE_FLAGS = {
   "log-level": choiceFlag({
     value: "LEVEL",
     choices: LOG_LEVELS,
+    // The text log writes warning as WARN: what it prints is accepted back.
+    aliases: { warn: "warning" },
     default: LOGGING_DEFAULTS.level,
-    help: `one of ${LOG_LEVELS.join(", ")}`,
+    help: `one of ${LOG_LEVELS.join(", ")} (or warn), in any letter case`,
   }),
   "log-format": choiceFlag({
     value: "FORMAT",
