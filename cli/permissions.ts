@@ -117,15 +117,19 @@ export function readOf(path: string): Deno.ReadPermissionDescriptor {
 
 /**
  * What a Unix socket at `path` needs, in the server and in a client alike:
- * Deno asks for both to create or to connect to a socket file.
+ * Deno asks for read and write to create or to connect to a socket file, and
+ * for the net too (access to `unix:PATH`).
  *
  * @example
  * ```ts
  * import { deepEqual } from "node:assert/strict";
  * import { unixNeed } from "./permissions.ts";
- * deepEqual(unixNeed("/run/e.sock").permissions.map((p) => p.name), ["read", "write"]);
+ * deepEqual(unixNeed("/run/e.sock").permissions.map((p) => p.name), ["read", "write", "net"]);
  * ```
  */
 export function unixNeed(path: string): PermissionNeed {
-  return { what: "--unix", permissions: [readOf(path), { name: "write", path }] };
+  return {
+    what: "--unix",
+    permissions: [readOf(path), { name: "write", path }, { name: "net", host: `unix:${path}` }],
+  };
 }

@@ -70,12 +70,18 @@ export function checkServeFlags(flags: ServeCheckValues): void {
 /**
  * The permissions `serve`'s flags need: the net for its ports, read and
  * write for `--unix`, read for `--cert`, `--key`, `--config` and for the
- * workers to load `entry`, FFI for `--io epoll`.
+ * workers to load `entry`, FFI for `--io epoll`. With `beforeConfig`, only
+ * what the config file cannot change: not where the server listens, which
+ * the file may say (`unix`, `host`, `port`).
  */
-export function serveNeeds(flags: ServeCheckValues, entry: URL): PermissionNeed[] {
+export function serveNeeds(
+  flags: ServeCheckValues,
+  entry: URL,
+  beforeConfig = false,
+): PermissionNeed[] {
   const needs: PermissionNeed[] = [];
   if (flags.unix !== undefined) needs.push(unixNeed(flags.unix));
-  else {
+  else if (!beforeConfig) {
     needs.push({
       what: `serving on ${netTo(flags.host, flags.port).host}`,
       permissions: [netTo(flags.host, flags.port)],

@@ -238,7 +238,7 @@ async function runServe(
   if (given.config !== undefined) {
     // The file cannot be read without them: whatever else the command line needs is said too.
     await setupLogging(logging(given));
-    throwIfMissing(serveNeeds(given, entry));
+    throwIfMissing(serveNeeds(given, entry, true));
     // The file's values go through the same flag table; the command line's win.
     ({ values: flags, given: fileGiven } = await readConfig(given.config, SERVE_FLAGS, cliGiven));
     blameConfig(checkServeFlags, flags, given, given.config);

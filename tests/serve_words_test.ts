@@ -82,6 +82,8 @@ Deno.test("missing permissions are listed all at once, in one line, exit 1", asy
     const sock = `${dir}/echo.sock`;
     const config = `${dir}/echo.json`;
     Deno.writeTextFileSync(config, "{}");
+    const unixConfig = `${dir}/unix.json`;
+    Deno.writeTextFileSync(unixConfig, JSON.stringify({ unix: sock }));
     const serveCases: [string[], string[], string][] = [
       [
         ["--unix", sock],
@@ -96,7 +98,13 @@ Deno.test("missing permissions are listed all at once, in one line, exit 1", asy
       [
         ["-H", "127.0.0.1", "-p", "0", "--metrics", "127.0.0.1:0", "--unix", sock],
         [],
-        "--unix needs --allow-read --allow-write, --metrics needs --allow-net: run deno with --allow-read --allow-write --allow-net",
+        "--unix needs --allow-read --allow-write --allow-net, --metrics needs --allow-net: run deno with --allow-read --allow-write --allow-net",
+      ],
+      [
+        // Where it listens comes from the file: no need for the default port's is made up.
+        ["--config", unixConfig],
+        ["--allow-read", "--allow-write"],
+        "--unix needs --allow-net: run deno with --allow-net",
       ],
     ];
     if (Deno.build.os === "linux") {
