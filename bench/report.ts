@@ -261,7 +261,8 @@ export function formatProgress(p: BenchProgress): string {
   return [
     `${fixed(p.elapsedS, 0).padStart(4)}s`,
     `${int(p.msgsPerS).padStart(11)} msg/s`,
-    `${fixed(p.mbPerS, 1).padStart(8)} MB/s`,
+    // 13 wide as before ("99,999.9 MB/s"), so the columns stay put; a slow run in kB/s, not 0.0 MB/s.
+    throughput(p.mbPerS * 1e6).padStart(13),
     `p99 ${int(p.p99Us).padStart(8)} µs`,
     p.mode === "churn"
       ? `${int(p.connectionsPerS ?? 0)} conn/s`

@@ -5,7 +5,7 @@
  * end cleanly on both sides.
  */
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
-import { type BenchReport, formatReport } from "../bench/mod.ts";
+import { type BenchReport, formatProgress, formatReport } from "../bench/mod.ts";
 import { volume } from "../bench/numbers.ts";
 import { Cli, runCli } from "./helpers.ts";
 import { opensslMissing, testCerts } from "./certs.ts";
@@ -77,6 +77,21 @@ Deno.test("report: small volumes in B and kB, not 0.0 MB; a connection without a
     interrupted,
   );
   ok(!small.includes("interrupted"), small);
+  // The progress line keeps its columns, and says kB/s rather than 0.0 MB/s.
+  const progress = (mbPerS: number) =>
+    formatProgress({
+      elapsedS: 1,
+      messages: 1,
+      msgsPerS: 1,
+      mbPerS,
+      p99Us: 1,
+      openConnections: 1,
+      errors: 0,
+      mismatches: 0,
+    });
+  ok(progress(0.0123).includes(" msg/s      12.3 kB/s  p99 "), progress(0.0123));
+  ok(progress(10.9).includes(" msg/s      10.9 MB/s  p99 "), progress(10.9));
+  ok(progress(0).includes(" msg/s          0 B/s  p99 "), progress(0));
 });
 
 Deno.test("bench against a real server: small volumes and starved connections read as such", async () => {
