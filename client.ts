@@ -25,7 +25,7 @@ import { type ClientTlsOptions, describeEndpoint, dial, endpointOf } from "./cli
 export { ClientError, type ClientErrorKind } from "./client/errors.ts";
 export type { ClientTlsOptions } from "./client/dial.ts";
 export { connectUdp, MAX_UDP_MESSAGE, UdpEchoClient } from "./client/udp.ts";
-export type { UdpConnectOptions, UdpSendOptions } from "./client/udp.ts";
+export type { UdpConnectOptions, UdpSendOptions, UdpTarget } from "./client/udp.ts";
 
 /** Where {@linkcode connect} goes when its options leave it out; the command line shows and uses the same. */
 export const CONNECT_DEFAULTS = {

@@ -11,6 +11,7 @@ import { UsageError } from "./cli/flags.ts";
 import { serveCommand } from "./cli/serve_command.ts";
 import { USAGE, VERSION } from "./cli/usage.ts";
 import { flushLogs, logger } from "./log/log.ts";
+import { didYouMean } from "./text/nearest.ts";
 import { inWorker, workerMain } from "./server/workers.ts";
 
 const COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
@@ -34,7 +35,11 @@ async function main(args: readonly string[]): Promise<number> {
     : undefined;
   if (command !== undefined) return await command(rest);
   if (first !== undefined && !first.startsWith("-")) {
-    throw new UsageError(`unknown command "${first}"`);
+    throw new UsageError(
+      `unknown command "${first}"${
+        didYouMean(first, Object.keys(COMMANDS), (name) => `"${name}"`)
+      }`,
+    );
   }
   return await COMMANDS.serve(args);
 }

@@ -53,6 +53,8 @@ export {
   checkTlsMaterial,
   listenTls,
   type ServeTlsOptions,
+  TLS_DEFAULTS,
+  type TlsListenOptions,
   type TlsMaterialProblem,
 } from "./server/tls.ts";
 export { listenUnix } from "./server/unix.ts";

@@ -55,7 +55,8 @@ export async function churn(
     link.clear();
     asked = true;
     const outcome = await exchange(run, conn, link, buf, slot);
-    run.release(conn);
+    if (answered(outcome)) run.finish(conn);
+    else run.release(conn);
     conn = null;
     const done = performance.now();
     if (outcome === "echoed") {

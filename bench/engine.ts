@@ -58,9 +58,13 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   if (options.udp) return await runUdpBench(options);
   const run = new Run(options);
   const external = options.signal;
-  const onAbort = () => run.stop();
+  const onAbort = () => {
+    // After the duration the run is stopping already: that is its normal end.
+    if (!run.stopping) run.interrupted = true;
+    run.stop();
+  };
   external?.addEventListener("abort", onAbort, { once: true });
-  if (external?.aborted) run.stop();
+  if (external?.aborted) onAbort();
   try {
     return await execute(run, options);
   } finally {
@@ -143,6 +147,7 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
     if (ticker !== undefined) clearInterval(ticker);
     run.closeAll();
     await all;
+    await run.ended();
   }
   return summarize(run, o);
 }
@@ -183,6 +188,7 @@ function summarize(run: Run, o: BenchOptions): BenchReport {
     timedOut: run.timedOut,
     starved: run.starved,
     firstError: run.firstError,
+    interrupted: run.interrupted,
     ok: errors === 0 && mismatches === 0 && run.timedOut === 0 && verified,
     latencyUs: latencyOf(h),
   };

@@ -69,6 +69,45 @@ export function mb(n: number): string {
 }
 
 /**
+ * A volume of bytes in the unit that shows it, decimal as {@linkcode mb}:
+ * `512 B`, `20.9 kB`, `35.1 MB`, so that a small volume does not read as
+ * `0.0 MB`.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { volume } from "./numbers.ts";
+ * equal(volume(0), "0 B");
+ * equal(volume(512), "512 B");
+ * equal(volume(20_984), "21.0 kB");
+ * equal(volume(7_901_184), "7.9 MB");
+ * equal(volume(1_234_567_890), "1,234.6 MB");
+ * ```
+ */
+export function volume(n: number): string {
+  if (n < 1000) return `${int(n)} B`;
+  if (n < 1e6) return `${fixed(n / 1000, 1)} kB`;
+  return mb(n);
+}
+
+/**
+ * A throughput in bytes per second, in the unit that shows it: `11.7 MB/s`,
+ * `52.3 kB/s`, `12 B/s`.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { throughput } from "./numbers.ts";
+ * equal(throughput(11_700_000), "11.7 MB/s");
+ * equal(throughput(52_300), "52.3 kB/s");
+ * equal(throughput(0), "0 B/s");
+ * ```
+ */
+export function throughput(bytesPerS: number): string {
+  return `${volume(bytesPerS)}/s`;
+}
+
+/**
  * A message size in the unit it was most likely given in: `64 B`, `4 KiB`, `16 MiB`.
  *
  * @example

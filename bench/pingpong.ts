@@ -85,5 +85,7 @@ export async function pingpong(
   }
   run.fairness.echoed(index);
   if (asked && !fed && !failed) run.starved++;
-  run.release(conn);
+  // Every echo is in: nothing is left to read, so it can end cleanly.
+  if (failed) run.release(conn);
+  else run.finish(conn);
 }

@@ -6,7 +6,7 @@
  */
 import { formatAddress } from "../text/address.ts";
 import { plural } from "../text/words.ts";
-import { fixed, int, mb, rate, size } from "./numbers.ts";
+import { fixed, int, rate, size, throughput, volume } from "./numbers.ts";
 import type { Histogram } from "./histogram.ts";
 import type { BenchOptions, BenchProgress } from "./options.ts";
 import { type UdpFigures, udpLines, udpWhat } from "./udp_report.ts";
@@ -73,7 +73,10 @@ export interface BenchReport {
   rateAchievedFraction: number | null;
   /** Echoed megabytes (10^6 bytes) per second. */
   mbPerS: number;
-  /** Connections established and served (churn: one per echo), not counting `refused`. */
+  /**
+   * Connections established (churn: one per connect), not counting `refused`;
+   * those of them that got no echo are counted in `starved` too.
+   */
   connectionsOpened: number;
   /** Connection attempts that failed to connect, plus `refused`. */
   connectionsFailed: number;
@@ -107,6 +110,11 @@ export interface BenchReport {
   starved: number;
   /** The first error seen, or why a run without errors is not OK; `null` when none. */
   firstError: string | null;
+  /**
+   * The run was ended early by `signal` (Ctrl-C, in the command) rather than
+   * at the end of its duration: the figures cover the part that ran.
+   */
+  interrupted: boolean;
   /**
    * No errors, no mismatches, nothing timed out and at least one verified
    * echo: what a CLI's exit code should follow.
@@ -151,6 +159,8 @@ export function formatReport(r: BenchReport): string {
     ? ""
     : `, PROXY v${o.proxy} headers from ${o.proxySources ?? "the real address"}`;
   const connectFailed = r.connectionsFailed - r.refused;
+  // A connection that got no echo was not served: it is counted with the starved instead.
+  const served = Math.max(0, r.connectionsOpened - r.starved);
   const starvedWho = o.mode === "churn" ? counted(r.starved, "slot") : int(r.starved);
   const starved = r.starved > 0
     ? `, ${starvedWho} got no echo during the run (queued by the server, or this client could not keep up)`
@@ -159,8 +169,15 @@ export function formatReport(r: BenchReport): string {
     `bench ${what}, ${fixed(r.elapsedS, 2)} s against ${benchTarget(o)} (${
       o.tls ? "TLS, " : ""
     }${pace}${proxy})`,
-    `  messages     ${int(r.messages)}  (${int(r.msgsPerS)} msg/s)`,
   ];
+  if (r.interrupted) {
+    lines.push(
+      `  interrupted  after ${fixed(r.elapsedS, 2)} s of the ${
+        fixed(o.durationMs / 1000, 2)
+      } s asked for: the figures are for that part`,
+    );
+  }
+  lines.push(`  messages     ${int(r.messages)}  (${int(r.msgsPerS)} msg/s)`);
   if (
     o.rate !== null && r.rateAchievedFraction !== null && r.rateAchievedFraction < RATE_SHORTFALL
   ) {
@@ -171,11 +188,11 @@ export function formatReport(r: BenchReport): string {
     );
   }
   lines.push(
-    `  throughput   ${fixed(r.mbPerS, 1)} MB/s echoed  (sent ${mb(r.bytesSent)}, received ${
-      mb(r.bytesReceived)
+    `  throughput   ${throughput(r.mbPerS * 1e6)} echoed  (sent ${volume(r.bytesSent)}, received ${
+      volume(r.bytesReceived)
     })`,
     ...(r.udp !== undefined ? udpLines(r.udp) : [
-      `  connections  ${int(r.connectionsOpened)} served (${int(r.connectionsPerS)}/s), ${
+      `  connections  ${int(served)} served (${int(r.elapsedS > 0 ? served / r.elapsedS : 0)}/s), ${
         int(r.refused)
       } closed by the server before echoing, ${int(connectFailed)} failed to connect${starved}`,
     ]),
@@ -244,7 +261,8 @@ export function formatProgress(p: BenchProgress): string {
   return [
     `${fixed(p.elapsedS, 0).padStart(4)}s`,
     `${int(p.msgsPerS).padStart(11)} msg/s`,
-    `${fixed(p.mbPerS, 1).padStart(8)} MB/s`,
+    // 13 wide as before ("99,999.9 MB/s"), so the columns stay put; a slow run in kB/s, not 0.0 MB/s.
+    throughput(p.mbPerS * 1e6).padStart(13),
     `p99 ${int(p.p99Us).padStart(8)} µs`,
     p.mode === "churn"
       ? `${int(p.connectionsPerS ?? 0)} conn/s`

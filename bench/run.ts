@@ -13,6 +13,12 @@ import { Pattern, PERIOD } from "./pattern.ts";
 import { type ProxyHeaders, proxyHeaders } from "./proxy.ts";
 import { TIMER_SLACK_MS, Wakeups } from "./schedule.ts";
 
+/**
+ * How long a TLS connection the run ends may take to close cleanly: the
+ * server's close_notify and FIN after ours, or the connection is closed anyway.
+ */
+export const GENTLE_CLOSE_MS = 1000;
+
 /** Distinct message payloads per connection in pingpong and churn. */
 export const SLOTS = 64;
 /** Read buffer size cap. */
@@ -61,6 +67,8 @@ export class Run {
   readonly stopped: Promise<void>;
   #resolveStopped: () => void;
   readonly #wakeups = new Wakeups();
+  /** TLS connections being closed cleanly; the run waits for them before it reports. */
+  readonly #ending = new Set<Promise<void>>();
 
   /** When the first connects began (performance.now() clock). */
   dialStartedAt = 0;
@@ -94,6 +102,8 @@ export class Run {
   starved = 0;
   /** The first error noted. */
   firstError: string | null = null;
+  /** Stopped by the caller's signal before the duration was up. */
+  interrupted = false;
 
   /** Prepares a run of `o`, validated; nothing is opened yet. */
   constructor(o: BenchOptions) {
@@ -179,6 +189,27 @@ export class Run {
     }
   }
 
+  /**
+   * Ends a connection that is done, with nothing left to read: as
+   * {@linkcode release}, except over TLS, where closing at once (and the
+   * process exiting soon after) makes the server see a reset instead of the
+   * end. There the connection ends in the background as a client should:
+   * close_notify and FIN, then the server's own, within {@linkcode GENTLE_CLOSE_MS};
+   * {@linkcode ended} waits for it. Not for a connection with a read pending.
+   */
+  finish(conn: Deno.Conn): void {
+    if (this.endpoint.transport !== "tls" || !this.open.has(conn)) return this.release(conn);
+    this.open.delete(conn);
+    const ending = closeGently(conn, GENTLE_CLOSE_MS);
+    this.#ending.add(ending);
+    void ending.then(() => this.#ending.delete(ending));
+  }
+
+  /** Resolves once the connections being closed cleanly are closed (each within a bound). */
+  async ended(): Promise<void> {
+    while (this.#ending.size > 0) await Promise.all(this.#ending);
+  }
+
   /** Keeps the first error for the report: a sentence, or an error put into words. */
   noteError(err: unknown): void {
     this.firstError ??= typeof err === "string" ? err : describeError(err);
@@ -190,5 +221,38 @@ export class Run {
     this.stop();
     this.teardown.abort();
     for (const conn of [...this.open]) this.release(conn);
+  }
+}
+
+/**
+ * Closes `conn` as a well-behaved client does: shuts its writing down (over
+ * TLS: close_notify, then FIN), reads what is left up to the server's own
+ * close, then closes; at `ms` it closes whatever the state.
+ */
+async function closeGently(conn: Deno.Conn, ms: number): Promise<void> {
+  const timer = setTimeout(() => closeQuietly(conn), ms);
+  try {
+    try {
+      await conn.closeWrite();
+    } catch {
+      // Shut already (a half-close of the stream mode): read on to the end all the same.
+    }
+    const sink = new Uint8Array(READ_MAX);
+    while (await conn.read(sink) !== null) {
+      // Whatever the server still sends is not measured any more.
+    }
+  } catch {
+    // A reset, or closed at the time limit: either way it is over.
+  } finally {
+    clearTimeout(timer);
+    closeQuietly(conn);
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
   }
 }

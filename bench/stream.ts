@@ -40,6 +40,8 @@ class StreamState {
   banner: string | null = null;
   /** Where the first corrupted read went wrong; reported once it cannot be a refusal line. */
   bad: string | null = null;
+  /** Over TLS, writing was shut down at the normal end, so that the server's close ends the read. */
+  halfClosed = false;
   /** Wrote something; read something before the run stopped; ended in an error. */
   asked = false;
   fed = false;
@@ -110,7 +112,9 @@ export async function stream(run: Run, conn: Deno.Conn, index: number): Promise<
     if (st.bad !== null && !refused) {
       run.noteError(st.bad);
     }
-    run.release(conn);
+    // The normal end has every echo in, so nothing is left to read: it can end cleanly.
+    if (err === undefined) run.finish(conn);
+    else run.release(conn);
   };
   const writer = async () => {
     try {
@@ -142,7 +146,16 @@ export async function stream(run: Run, conn: Deno.Conn, index: number): Promise<
       finish(err);
     }
     st.writerDone = true;
-    if (st.received >= st.sent) finish();
+    if (st.received < st.sent || st.finished) return;
+    if (run.endpoint.transport !== "tls") return finish();
+    // Every echo is in and the reader waits in a read. Closing now would reset a TLS
+    // connection; shutting writing down instead makes the server close, which ends that read.
+    st.halfClosed = true;
+    try {
+      await conn.closeWrite();
+    } catch (err) {
+      finish(err);
+    }
   };
   const reader = async () => {
     const buf = new Uint8Array(READ_MAX);
@@ -150,7 +163,8 @@ export async function stream(run: Run, conn: Deno.Conn, index: number): Promise<
       while (!(st.writerDone && st.received >= st.sent)) {
         const n = await conn.read(buf);
         if (n === null) {
-          finish(EOF);
+          // After our half-close with every echo in, the server's close is the normal end.
+          finish(st.halfClosed && st.received >= st.sent ? undefined : EOF);
           return;
         }
         run.bytesReceived += n;

@@ -12,14 +12,20 @@
  *
  * @module
  */
-import { openUdpSocket, resolveUdp } from "../client/udp.ts";
-import { describeError } from "../text/address.ts";
+import { openUdpSocket, resolveUdp, udpPortUnbound, udpRefused } from "../client/udp.ts";
+import { describeError, formatAddress } from "../text/address.ts";
 import type { BenchOptions } from "./options.ts";
 import { startProgress } from "./progress.ts";
 import { type BenchReport, latencyOf, reportedOptions } from "./report.ts";
 import { type Timer, TIMER_SLACK_MS } from "./schedule.ts";
 import type { UdpFigures } from "./udp_report.ts";
 import { Flow, UdpRun } from "./udp_run.ts";
+
+/**
+ * How long a run waits for its first echo before it asks whether anything
+ * listens on the server's port (as `client --udp` does).
+ */
+const REFUSED_GRACE_MS = 200;
 
 /**
  * Runs a UDP bench of `o` (already validated, `o.udp` set) and resolves with
@@ -38,14 +44,26 @@ export async function runUdpBench(o: BenchOptions): Promise<BenchReport> {
   }
   if (run.flows.length === 0) throw new Error(run.firstError ?? "cannot open a UDP socket");
   const external = o.signal;
-  const onAbort = () => run.stop();
+  const onAbort = () => {
+    // After the duration the run is stopping already: that is its normal end.
+    if (!run.stopping) run.interrupted = true;
+    run.stop();
+  };
   external?.addEventListener("abort", onAbort, { once: true });
   const receiving = run.flows.map((flow) => flow.receive());
   const timers: Timer[] = [];
   try {
     run.startedAt = performance.now();
-    if (external?.aborted) run.stop();
+    if (external?.aborted) onAbort();
     timers.push(setTimeout(() => run.stop(), o.durationMs));
+    // No echo yet after a grace: if nothing listens on the port here, that is the answer, at once.
+    timers.push(setTimeout(() => {
+      if (run.echoed === 0 && udpPortUnbound(target) === true) {
+        run.refused = true;
+        run.noteError(udpRefused(formatAddress(target.hostname, target.port)));
+        run.stop();
+      }
+    }, Math.min(REFUSED_GRACE_MS, o.durationMs)));
     timers.push(setInterval(() => sweep(run), Math.max(10, run.lossWaitMs / 4)));
     if (o.onProgress !== undefined) {
       timers.push(startProgress(
@@ -119,7 +137,8 @@ function sweep(run: UdpRun): void {
 
 /** After sending stopped: waits until every datagram is echoed or given up on. */
 async function drain(run: UdpRun): Promise<void> {
-  if (run.inFlight === 0) return;
+  // Refused datagrams are not coming back: nothing to wait for.
+  if (run.inFlight === 0 || run.refused) return;
   const quiet = Promise.withResolvers<void>();
   run.onQuiet = () => {
     if (run.inFlight === 0) quiet.resolve();
@@ -146,7 +165,9 @@ function summarize(run: UdpRun, o: BenchOptions): BenchReport {
       "no datagram came back: over UDP nothing says why (is the server started with --udp?)",
     );
   }
-  const errors = run.socketsFailed + run.flowsFailed;
+  // Every socket was refused: each counts as a refused connection does over TCP.
+  const refused = run.refused ? run.flows.length : 0;
+  const errors = run.socketsFailed + run.flowsFailed + refused;
   const mismatches = run.corrupted + run.short;
   const msgsPerS = per(run.echoed);
   const h = run.total;
@@ -160,6 +181,7 @@ function summarize(run: UdpRun, o: BenchOptions): BenchReport {
     duplicated: run.duplicated,
     reordered: run.reordered,
     lossWaitMs: run.lossWaitMs,
+    ...(run.refused ? { refused: true } : {}),
   };
   return {
     options: { ...reportedOptions(o), udp: true, window: run.window },
@@ -171,8 +193,8 @@ function summarize(run: UdpRun, o: BenchOptions): BenchReport {
     rateAchievedFraction: o.rate === undefined ? null : msgsPerS / o.rate,
     mbPerS: per(run.bytesReceived) / 1e6,
     connectionsOpened: run.flows.length,
-    connectionsFailed: run.socketsFailed,
-    refused: 0,
+    connectionsFailed: run.socketsFailed + refused,
+    refused,
     connectionsPerS: 0,
     errors,
     resets: run.flowsFailed,
@@ -182,6 +204,7 @@ function summarize(run: UdpRun, o: BenchOptions): BenchReport {
     timedOut: 0,
     starved: 0,
     firstError: run.firstError,
+    interrupted: run.interrupted,
     // Loss is UDP's nature and is reported, not failed on; a wrong byte is a failure.
     ok: errors === 0 && mismatches === 0 && run.echoed > 0,
     latencyUs: latencyOf(h),

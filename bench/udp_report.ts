@@ -39,6 +39,11 @@ export interface UdpFigures {
   reordered: number;
   /** How long a datagram may take before it is given up on (its window slot freed). */
   lossWaitMs: number;
+  /**
+   * Set when nothing listened on the server's UDP port on this machine (the
+   * kernel refuses such datagrams): the run stopped at once.
+   */
+  refused?: boolean;
 }
 
 /**
@@ -61,7 +66,8 @@ export function udpWhat(sockets: number, size: string, window: number, open: boo
 /**
  * The report's lines about datagrams, in place of the TCP connection line.
  * Lost datagrams get a line that says what usually loses them on one
- * machine: the server's reply limit per source address.
+ * machine: the server's reply limit per source address; unless the port
+ * refused them (nothing listened there), which the line says instead.
  *
  * @example
  * ```ts
@@ -84,7 +90,9 @@ export function udpLines(u: UdpFigures): string[] {
       u.lost > 0 && u.sent > 0 ? ` (${fixed(100 * u.lost / u.sent, 2)} %)` : ""
     }  (${int(u.duplicated)} duplicated, ${int(u.reordered)} reordered)`,
   ];
-  if (u.lost > 0) {
+  if (u.refused) {
+    lines.push("               refused: nothing listens on that UDP port of this machine");
+  } else if (u.lost > 0) {
     lines.push(
       `               no echo within ${fixed(u.lossWaitMs / 1000, 1)} s: a server drops what ` +
         `exceeds its reply limit per source address (serve --udp-rate, ${

@@ -72,6 +72,10 @@ export class UdpRun {
   flowsFailed = 0;
   /** The first error noted, in words. */
   firstError: string | null = null;
+  /** Nothing on this machine listens on the target's UDP port: the run stopped at once. */
+  refused = false;
+  /** Stopped by the caller's signal before the duration was up. */
+  interrupted = false;
   /** Called when the last datagram in a window is answered or given up on, during the drain. */
   onQuiet: (() => void) | undefined;
 

@@ -38,6 +38,9 @@ import {
   clientTransport,
 } from "./transport_flags.ts";
 
+/** The message size when `--size` is not given. */
+const DEFAULT_SIZE = 64;
+
 /** The flags of `bench`, with the bounds of {@linkcode runBench}. */
 export const BENCH_FLAGS = {
   host: hostFlag({ default: CONNECT_DEFAULTS.host, help: "server to load" }),
@@ -58,14 +61,17 @@ export const BENCH_FLAGS = {
     positive: true,
     help: "how long to load",
   }),
-  size: intFlag({
-    short: "s",
-    value: "BYTES",
-    min: 1,
-    max: BENCH_LIMITS.maxSize,
-    default: 64,
-    help: "message size (pingpong, churn)",
-  }),
+  // No default in the table: stream mode refuses a size, so it must tell one given from none.
+  size: {
+    ...intFlag({
+      short: "s",
+      value: "BYTES",
+      min: 1,
+      max: BENCH_LIMITS.maxSize,
+      help: "message size (pingpong, churn)",
+    }),
+    shownDefault: String(DEFAULT_SIZE),
+  },
   mode: choiceFlag({
     short: "m",
     value: "MODE",
@@ -162,10 +168,16 @@ export function benchCommand(args: readonly string[]): Promise<number> {
       if (flags.mode === "stream" && flags.rate !== undefined) {
         throw new UsageError("--rate applies to pingpong and churn, not to stream");
       }
+      if (flags.mode === "stream" && flags.size !== undefined) {
+        throw new UsageError(
+          "--size applies to pingpong and churn, not to stream (it writes flat out, about 64 KiB at a time)",
+        );
+      }
+      const size = flags.size ?? DEFAULT_SIZE;
       if (flags.sources !== undefined && flags.proxy === undefined) {
         throw new UsageError("--sources needs --proxy");
       }
-      checkUdpFlags(flags);
+      checkUdpFlags({ ...flags, size });
       let transport: ClientTransport;
       try {
         transport = clientTransport(flags);
@@ -179,7 +191,7 @@ export function benchCommand(args: readonly string[]): Promise<number> {
         ...transport,
         connections: flags.connections,
         durationMs: flags.duration,
-        size: flags.size,
+        size,
         mode: flags.mode,
         rate: flags.rate,
         proxy: flags.proxy === undefined ? undefined : flags.proxy === "v1" ? 1 : 2,

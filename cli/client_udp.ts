@@ -11,6 +11,7 @@ import {
   type UdpEchoClient,
   writeAll,
 } from "../client.ts";
+import { udpPortUnbound, udpRefused } from "../client/udp.ts";
 import { describeError } from "../text/address.ts";
 import { formatDuration } from "../text/duration.ts";
 
@@ -33,6 +34,13 @@ export interface UdpClientOptions {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const NEWLINE = 10;
+
+/**
+ * How long a datagram goes unanswered before the client asks whether
+ * anything listens on the server's port: far longer than a reply from this
+ * machine takes, short enough to read as at once.
+ */
+export const REFUSED_GRACE_MS = 200;
 
 /**
  * Runs `client --udp` and resolves with its exit code: replies on stdout; no
@@ -77,11 +85,22 @@ async function exchange(
       `a message of ${bytes.length} bytes does not fit in a datagram (${MAX_UDP_MESSAGE} at most)`,
     );
   }
+  // A reply from this machine comes within the grace, or the kernel can tell
+  // that nothing listens on the port: then say so at once, not at the timeout.
+  const refusal = new AbortController();
+  const grace = setTimeout(() => {
+    if (udpPortUnbound(client.target) === true) {
+      refusal.abort(new ClientError("connect", udpRefused(client.address)));
+    }
+  }, Math.min(REFUSED_GRACE_MS, timeoutMs));
   try {
-    return await client.send(bytes, { signal: AbortSignal.timeout(timeoutMs), verify: true });
+    return await client.send(bytes, {
+      signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), refusal.signal]),
+      verify: true,
+    });
   } catch (error) {
     if (error instanceof DOMException && error.name === "TimeoutError") {
-      // UDP has no refusal: every reason for silence looks the same from here.
+      // Past the refusal checked above, every reason for silence looks the same from here.
       throw new ClientError(
         "timeout",
         `no reply from ${client.address} within ${
@@ -90,6 +109,8 @@ async function exchange(
       );
     }
     throw error;
+  } finally {
+    clearTimeout(grace);
   }
 }
 

@@ -7,6 +7,7 @@
  * @module
  */
 import { describeError, describeFileError } from "../text/address.ts";
+import { didYouMean } from "../text/nearest.ts";
 import type { FlagTable } from "./flags.ts";
 import type { GivenFlags } from "./parse.ts";
 
@@ -24,7 +25,8 @@ export class ConfigError extends Error {
  * have given: numbers and strings become the flag's text (`20` → `"20"`),
  * `true` gives a switch and `false` leaves it out, an array gives a
  * repeatable flag once per item. Keys not in `table`, or in `refused` (such
- * as `config` itself), are errors. The values are not read here: the flag
+ * as `config` itself), are errors, which name the nearest known key if any
+ * is near. The values are not read here: the flag
  * table's readers do that, with the command line's rules and messages.
  *
  * @throws {ConfigError} naming the key (the file is named by the caller).
@@ -44,6 +46,9 @@ export class ConfigError extends Error {
  *   new Map([["max-conns", ["20"]], ["udp", [""]], ["allow", ["10.0.0.0/8"]]]),
  * );
  * throws(() => configToGiven({ port: 1 }, table), { message: 'unknown key "port"' });
+ * throws(() => configToGiven({ "max-con": 1 }, table), {
+ *   message: 'unknown key "max-con" (did you mean "max-conns"?)',
+ * });
  * throws(() => configToGiven([], table), { message: "expected a JSON object of flag values" });
  * ```
  */
@@ -58,7 +63,12 @@ export function configToGiven(
   const given = new Map<string, string[]>();
   for (const [key, value] of Object.entries(json)) {
     const flag = Object.hasOwn(table, key) && !refused.includes(key) ? table[key] : undefined;
-    if (flag === undefined) throw new ConfigError(`unknown key "${key}"`);
+    if (flag === undefined) {
+      const known = Object.keys(table).filter((name) => !refused.includes(name));
+      throw new ConfigError(
+        `unknown key "${key}"${didYouMean(key, known, (name) => `"${name}"`)}`,
+      );
+    }
     if (flag.type === "boolean") {
       if (typeof value !== "boolean") throw new ConfigError(`"${key}": expected true or false`);
       if (value) given.set(key, [""]);

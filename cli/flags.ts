@@ -6,6 +6,7 @@
  * @module
  */
 import { DurationError, formatExactDuration, LONGEST_MS, parseDuration } from "../text/duration.ts";
+import { didYouMean } from "../text/nearest.ts";
 
 /** The largest TCP port. */
 export const PORT_MAX = 65535;
@@ -196,7 +197,10 @@ export function durationFlag<D extends number | undefined = undefined>(
 }
 
 /**
- * One of a fixed set of words; the placeholder defaults to them all, `a|b`.
+ * One of a fixed set of words, in any letter case; `aliases` names other
+ * words for some of them (`warn` for `warning`). The placeholder defaults to
+ * the words, `a|b`. A bad value is refused with the list, and the nearest
+ * word when one is near.
  *
  * @example
  * ```ts
@@ -204,7 +208,11 @@ export function durationFlag<D extends number | undefined = undefined>(
  * import { choiceFlag } from "./flags.ts";
  * const format = choiceFlag({ choices: ["text", "json"], default: "text", help: "format" });
  * equal(format.read(["json"], "format"), "json");
+ * equal(format.read(["JSON"], "format"), "json");
  * throws(() => format.read(["xml"], "format"), /expected one of text, json/);
+ * throws(() => format.read(["jsno"], "format"), /expected one of text, json \(did you mean json\?\)$/);
+ * const level = choiceFlag({ choices: ["info", "warning"], aliases: { warn: "warning" }, help: "" });
+ * equal(level.read(["WARN"], "level"), "warning");
  * ```
  */
 export function choiceFlag<const T extends string, D extends T | undefined = undefined>(
@@ -212,13 +220,21 @@ export function choiceFlag<const T extends string, D extends T | undefined = und
     readonly choices: readonly T[];
     readonly default?: D;
     readonly value?: string;
+    /** Other words for some choices, lower case, e.g. `{ warn: "warning" }`. */
+    readonly aliases?: Readonly<Record<string, T>>;
   },
 ): Flag<T | D> {
-  const { choices, value = choices.join("|"), ...help } = spec;
+  const { choices, aliases = {}, value = choices.join("|"), ...help } = spec;
   return single({ ...help, value }, (text, name) => {
-    const found = choices.find((choice) => choice === text);
+    const lower = text.toLowerCase();
+    const found = choices.find((choice) => choice.toLowerCase() === lower) ??
+      (Object.hasOwn(aliases, lower) ? aliases[lower] : undefined);
     if (found === undefined) {
-      throw new UsageError(`invalid --${name} "${text}": expected one of ${choices.join(", ")}`);
+      throw new UsageError(
+        `invalid --${name} "${text}": expected one of ${choices.join(", ")}${
+          didYouMean(text, choices)
+        }`,
+      );
     }
     return found;
   }, { shownDefault: spec.default });

@@ -13,8 +13,13 @@ export interface MetricsAddress {
   port: number;
 }
 
+/** The host of `--metrics :PORT`: every IPv4 address, as `--host`'s default. */
+export const METRICS_ANY_HOST = "0.0.0.0";
+
 /**
- * Reads `HOST:PORT`, with IPv6 hosts in brackets (`[::1]:9100`).
+ * Reads `HOST:PORT`, with IPv6 hosts in brackets (`[::1]:9100`); `:PORT`
+ * alone means every address ({@linkcode METRICS_ANY_HOST}), as the echo
+ * port's default host does.
  *
  * @throws {UsageError} naming `--name` and the bad value.
  *
@@ -24,28 +29,29 @@ export interface MetricsAddress {
  * import { parseHostPort } from "./metrics_flag.ts";
  * deepEqual(parseHostPort("127.0.0.1:9100", "metrics"), { hostname: "127.0.0.1", port: 9100 });
  * deepEqual(parseHostPort("[::1]:0", "metrics"), { hostname: "::1", port: 0 });
+ * deepEqual(parseHostPort(":9100", "metrics"), { hostname: "0.0.0.0", port: 9100 });
  * throws(() => parseHostPort("9100", "metrics"), {
- *   message: 'invalid --metrics "9100": expected HOST:PORT, e.g. 127.0.0.1:9100 or [::1]:9100',
+ *   message: 'invalid --metrics "9100": expected HOST:PORT or :PORT, e.g. 127.0.0.1:9100, [::1]:9100 or :9100',
  * });
  * ```
  */
 export function parseHostPort(text: string, name: string): MetricsAddress {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(text);
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+))?:(\d{1,5})$/.exec(text);
   const port = Number(match?.[3]);
-  const hostname = match?.[1] ?? match?.[2];
-  if (hostname === undefined || !(port <= PORT_MAX)) {
+  if (match === null || !(port <= PORT_MAX)) {
     throw new UsageError(
-      `invalid --${name} "${text}": expected HOST:PORT, e.g. 127.0.0.1:9100 or [::1]:9100`,
+      `invalid --${name} "${text}": expected HOST:PORT or :PORT, e.g. 127.0.0.1:9100, [::1]:9100 or :9100`,
     );
   }
-  return { hostname, port };
+  return { hostname: match[1] ?? match[2] ?? METRICS_ANY_HOST, port };
 }
 
 /** `--metrics HOST:PORT`: off unless given; the last one given wins. */
 export const METRICS_FLAG: Flag<MetricsAddress | undefined> = {
   type: "string",
   value: "HOST:PORT",
-  help: "serve /metrics (Prometheus), /healthz and /readyz over HTTP here (default: off)",
+  help:
+    "serve /metrics (Prometheus), /healthz and /readyz over HTTP here; :PORT for every address (default: off)",
   read: (given, name) => {
     const last = given.at(-1);
     return last === undefined ? undefined : parseHostPort(last, name);

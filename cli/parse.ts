@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { didYouMean } from "../text/nearest.ts";
 import { type FlagTable, type FlagValues, UsageError } from "./flags.ts";
 
 /** What was given for each flag of a table, as strings, before any value is read. */
@@ -12,8 +13,9 @@ export type GivenFlags = ReadonlyMap<string, readonly string[]>;
 
 /**
  * Splits `args` by `table` without reading any value yet, so that `--help`
- * can win over a bad value. Unknown flags, missing values and stray arguments
- * become a {@linkcode UsageError}.
+ * can win over a bad value. Unknown flags (with the nearest known one, if
+ * any is near), missing values and stray arguments become a
+ * {@linkcode UsageError}.
  *
  * The checks work on parseArgs' tokens rather than its strict mode, whose
  * errors tell their kinds apart only in their message text.
@@ -26,6 +28,9 @@ export type GivenFlags = ReadonlyMap<string, readonly string[]>;
  * const table = { port: intFlag({ short: "p", min: 0, max: 65535, help: "port" }) };
  * deepEqual(scanFlags(["-p", "-1"], table), new Map([["port", ["-1"]]]));
  * throws(() => scanFlags(["--port"], table), { message: "--port needs a value" });
+ * throws(() => scanFlags(["--prot", "1"], table), {
+ *   message: "unknown flag --prot (did you mean --port?)",
+ * });
  * ```
  */
 export function scanFlags(args: readonly string[], table: FlagTable): GivenFlags {
@@ -47,7 +52,13 @@ export function scanFlags(args: readonly string[], table: FlagTable): GivenFlags
     if (token.kind === "positional") throw new UsageError(`unexpected argument "${token.value}"`);
     if (token.kind !== "option") continue;
     const flag = Object.hasOwn(table, token.name) ? table[token.name] : undefined;
-    if (flag === undefined) throw new UsageError(`unknown flag ${token.rawName}`);
+    if (flag === undefined) {
+      // A one-letter alias has no near name worth guessing at.
+      const hint = token.rawName.startsWith("--")
+        ? didYouMean(token.name, Object.keys(table), (name) => `--${name}`)
+        : "";
+      throw new UsageError(`unknown flag ${token.rawName}${hint}`);
+    }
     const name = `--${token.name}`;
     let value = "";
     if (flag.type === "boolean") {

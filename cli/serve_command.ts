@@ -43,12 +43,15 @@ import {
   textFlag,
   UsageError,
 } from "./flags.ts";
-import { formatFlags, scanFlags } from "./parse.ts";
+import { formatFlags, type GivenFlags, scanFlags } from "./parse.ts";
 import { METRICS_FLAG } from "./metrics_flag.ts";
 import { collectServer, type StatsSource } from "../metrics/collect.ts";
 import { serveMetrics } from "../metrics/endpoint.ts";
-import { loadConfig, watchReloads } from "./reload.ts";
-import { checkServeTransport, SERVE_TRANSPORT_FLAGS, serveTls } from "./transport_flags.ts";
+import { blameConfig, readConfig, watchReloads } from "./reload.ts";
+import { explainEchoListenError, explainMetricsListenError } from "./listen_hints.ts";
+import { describeMissing, type PermissionNeed } from "./permissions.ts";
+import { checkServeFlags, serveNeeds } from "./serve_checks.ts";
+import { SERVE_TRANSPORT_FLAGS, serveTls } from "./transport_flags.ts";
 
 /** Signals this close to the first are the same keypress delivered twice, not a second request. */
 const SAME_SIGNAL_MS = 300;
@@ -181,8 +184,10 @@ export const SERVE_FLAGS = {
   "log-level": choiceFlag({
     value: "LEVEL",
     choices: LOG_LEVELS,
+    // The text log writes warning as WARN: what it prints is accepted back.
+    aliases: { warn: "warning" },
     default: LOGGING_DEFAULTS.level,
-    help: `one of ${LOG_LEVELS.join(", ")}`,
+    help: `one of ${LOG_LEVELS.join(", ")} (or warn), in any letter case`,
   }),
   "log-format": choiceFlag({
     value: "FORMAT",
@@ -242,27 +247,20 @@ async function runServe(
   entry: URL,
   args: readonly string[],
 ): Promise<number> {
-  // The file's values go through the same flag table; the command line's win.
-  const flags = given.config === undefined
-    ? given
-    : await loadConfig(given.config, SERVE_FLAGS, scanFlags(args, SERVE_FLAGS));
-  if (flags.burst !== undefined && flags.rate === undefined) {
-    throw new UsageError("--burst needs --rate");
-  }
-  // On a Unix socket every peer is trusted: the socket file's permissions decide who connects.
-  if (flags["proxy-protocol"] && flags["trusted-proxy"].length === 0 && flags.unix === undefined) {
-    throw new UsageError("--proxy-protocol needs at least one --trusted-proxy CIDR");
-  }
-  if (!flags["proxy-protocol"] && flags["trusted-proxy"].length > 0) {
-    throw new UsageError("--trusted-proxy needs --proxy-protocol");
-  }
-  if (!flags.udp && (flags["udp-rate"] !== undefined || flags["udp-burst"] !== undefined)) {
-    throw new UsageError("--udp-rate and --udp-burst need --udp");
-  }
-  checkServeTransport(flags);
-  if (flags["reuse-port"] && flags.unix !== undefined) {
-    throw new UsageError("--reuse-port is for TCP ports, not with --unix");
-  }
+  const logging = (f: typeof given) => ({ level: f["log-level"], format: f["log-format"] });
+  const cliGiven = scanFlags(args, SERVE_FLAGS);
+  let fileGiven: GivenFlags | undefined;
+  let flags = given;
+  if (given.config !== undefined) {
+    // The file cannot be read without them: whatever else the command line needs is said too.
+    await setupLogging(logging(given));
+    throwIfMissing(serveNeeds(given, entry, true));
+    // The file's values go through the same flag table; the command line's win.
+    ({ values: flags, given: fileGiven } = await readConfig(given.config, SERVE_FLAGS, cliGiven));
+    blameConfig(checkServeFlags, flags, given, given.config);
+  } else checkServeFlags(flags);
+  await setupLogging(logging(flags));
+  throwIfMissing(serveNeeds(flags, entry));
   const limits = {
     maxConns: flags["max-conns"],
     maxConnsPerIp: flags["max-conns-per-ip"],
@@ -286,13 +284,6 @@ async function runServe(
       : undefined,
     udp: flags.udp && { rate: flags["udp-rate"], burst: flags["udp-burst"] },
   };
-  if (flags.workers > 1 && !canLoad(entry)) {
-    throw new UsageError(
-      "--workers needs --allow-read, so that each worker can load the program (deno run --allow-net --allow-read …)",
-    );
-  }
-  const logging = { level: flags["log-level"], format: flags["log-format"] };
-  await setupLogging(logging);
   const log = logger("server");
   const unstable = [
     flags.workers > 1 && "--workers",
@@ -312,16 +303,23 @@ async function runServe(
   let started = false;
   // Not ready from the first signal on, before the listener closes, so that balancers stop first.
   let draining = false;
-  const metrics = flags.metrics && serveMetrics({
-    ...flags.metrics,
-    reusePort: flags["reuse-port"],
-    collect: async () => collectServer(await starting.promise),
-    ready: () => started && !draining,
-  });
+  const metricsAt = flags.metrics;
+  const metrics = metricsAt && hinted(() =>
+    serveMetrics({
+      ...metricsAt,
+      reusePort: flags["reuse-port"],
+      collect: async () => collectServer(await starting.promise),
+      ready: () => started && !draining,
+    }), (error) => explainMetricsListenError(error, metricsAt, flags["reuse-port"]));
   const server = await startServer().catch(async (error: unknown) => {
     starting.reject(error);
     await metrics?.close();
-    throw error;
+    throw explainEchoListenError(error, {
+      host: flags.host,
+      port: flags.port,
+      reusePort: flags["reuse-port"],
+      metrics: metrics?.addr,
+    });
   });
   starting.resolve(server);
   started = true;
@@ -331,7 +329,7 @@ async function runServe(
       ? await startWorkers({
         entry,
         count: flags.workers,
-        config: { serve: { ...options, tls }, guard: limits, logging },
+        config: { serve: { ...options, tls }, guard: limits, logging: logging(flags) },
         reusePort: flags["reuse-port"],
       })
       : unix !== undefined
@@ -346,8 +344,10 @@ async function runServe(
   using _reloads = flags.config === undefined ? undefined : watchReloads({
     path: flags.config,
     table: SERVE_FLAGS,
-    args: scanFlags(args, SERVE_FLAGS),
+    args: cliGiven,
     initial: flags,
+    initialGiven: fileGiven,
+    check: checkServeFlags,
     reloadable: RELOADABLE,
     apply: async (next, before) => {
       server.reconfigure({
@@ -420,8 +420,17 @@ async function runServe(
   }
 }
 
-/** Workers load `entry` again; from a file, that takes read permission. */
-function canLoad(entry: URL): boolean {
-  if (entry.protocol !== "file:") return true;
-  return Deno.permissions.querySync({ name: "read", path: entry }).state === "granted";
+/** What `make` returns, or its error as `explain` puts it. */
+function hinted<T>(make: () => T, explain: (error: unknown) => unknown): T {
+  try {
+    return make();
+  } catch (error) {
+    throw explain(error);
+  }
+}
+
+/** Fails, naming every missing permission at once, when any of `needs` lacks one. */
+function throwIfMissing(needs: PermissionNeed[]): void {
+  const missing = describeMissing(needs);
+  if (missing !== undefined) throw new Error(missing);
 }

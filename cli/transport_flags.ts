@@ -12,6 +12,7 @@ import { choiceFlag, type Flag, switchFlag, textFlag, UsageError } from "./flags
 import { encodeSockaddr } from "../epoll/sockaddr.ts";
 import { unbracket } from "../text/address.ts";
 import { readCaFile, readServerTls } from "./pem_files.ts";
+import { describeMissing, netTo, type PermissionNeed, readOf, unixNeed } from "./permissions.ts";
 
 /** `serve`'s transport flags, for its table. */
 export const SERVE_TRANSPORT_FLAGS: {
@@ -154,12 +155,41 @@ export interface ClientTransport {
 }
 
 /**
+ * The permissions `client` and `bench` need to reach the server: read and
+ * write for a `--unix` socket, the net otherwise, read for `--ca`.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual } from "node:assert/strict";
+ * import { clientNeeds } from "./transport_flags.ts";
+ * deepEqual(clientNeeds({ host: "127.0.0.1", port: 7, ca: "ca.pem" }), [
+ *   { what: "connecting to 127.0.0.1:7", permissions: [{ name: "net", host: "127.0.0.1:7" }] },
+ *   { what: "--ca", permissions: [{ name: "read", path: "ca.pem" }] },
+ * ]);
+ * ```
+ */
+export function clientNeeds(
+  flags: { host: string; port: number; ca?: string; unix?: string },
+): PermissionNeed[] {
+  const needs: PermissionNeed[] = [];
+  if (flags.unix !== undefined) needs.push(unixNeed(flags.unix));
+  else {
+    const net = netTo(flags.host, flags.port);
+    needs.push({ what: `connecting to ${net.host}`, permissions: [net] });
+  }
+  if (flags.ca !== undefined) needs.push({ what: "--ca", permissions: [readOf(flags.ca)] });
+  return needs;
+}
+
+/**
  * Reads `client`'s or `bench`'s transport flags: a {@linkcode UsageError} for
- * a combination that cannot work, a plain error for a `--ca` file that
- * cannot be read.
+ * a combination that cannot work, a plain error for a missing permission
+ * (every one named at once) or for a `--ca` file that cannot be read.
  */
 export function clientTransport(
   flags: {
+    host: string;
+    port: number;
     tls: boolean;
     ca?: string;
     servername?: string;
@@ -183,6 +213,8 @@ export function clientTransport(
   if (flags.udp && (flags.tls || flags.unix !== undefined)) {
     throw new UsageError(`--udp cannot be combined with --${flags.tls ? "tls" : "unix"}`);
   }
+  const missing = describeMissing(clientNeeds(flags));
+  if (missing !== undefined) throw new Error(missing);
   return {
     tls: flags.tls
       ? {

@@ -1,8 +1,11 @@
 /**
  * A UDP client for echo servers: send a datagram, get that datagram back.
- * UDP has no connection and no refusal: a server that is not there, does not
- * echo UDP, or drops the datagram (a rate limit, a deny rule) all look the
- * same, as a reply that does not come within the time allowed.
+ * UDP has no connection, and its refusal (ICMP "port unreachable") reaches
+ * only connected sockets, which Deno's are not: a server that does not echo
+ * UDP or drops the datagram (a rate limit, a deny rule) looks the same as one
+ * that is not there, a reply that does not come within the time allowed.
+ * Only for an address of this machine can {@linkcode udpPortUnbound} tell
+ * that nothing listens there.
  *
  * @module
  */
@@ -73,6 +76,54 @@ export function openUdpSocket(target: UdpTarget): Deno.DatagramConn {
   return Deno.listenDatagram({ transport: "udp", hostname, port: 0 });
 }
 
+/**
+ * Whether nothing on this machine receives datagrams sent to `target`:
+ * `true` when `target` is an address of this machine and no socket is bound
+ * to its port (the kernel answers such a datagram with ICMP "port
+ * unreachable", the refusal of UDP); `false` when one is; `undefined` when it
+ * cannot be told, as for another machine's address.
+ *
+ * Deno's datagram sockets are unconnected, and the kernel reports ICMP errors
+ * only to connected ones, so the refusal is asked of the kernel another way:
+ * a socket that binds the same address and port without sharing it (no
+ * SO_REUSEADDR) is refused exactly when another socket holds them there or on
+ * every address. It is closed at once; a server starting in that instant
+ * would find the port busy, a price paid only when datagrams went unanswered.
+ * A port forwarded by the firewall (Docker, Kubernetes) without a local
+ * socket also reads as unbound: call this after a datagram had time to be
+ * answered, not before sending.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { udpPortUnbound } from "./udp.ts";
+ * const held = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+ * const port = (held.addr as Deno.NetAddr).port;
+ * equal(udpPortUnbound({ transport: "udp", hostname: "127.0.0.1", port }), false);
+ * held.close();
+ * equal(udpPortUnbound({ transport: "udp", hostname: "127.0.0.1", port }), true);
+ * ```
+ */
+export function udpPortUnbound(target: UdpTarget): boolean | undefined {
+  if (!hasUnstableNet() || target.port === 0) return undefined;
+  try {
+    Deno.listenDatagram({ transport: "udp", hostname: target.hostname, port: target.port }).close();
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) return false;
+    // Not an address of this machine, or no permission to bind: nothing can be told.
+    return undefined;
+  }
+}
+
+/**
+ * The sentence for a datagram refused: nothing on this machine listens on
+ * the UDP port of `address`.
+ */
+export function udpRefused(address: string): string {
+  return `cannot reach ${address} over UDP: refused (nothing listens on that UDP port of this machine)`;
+}
+
 /** Options for {@linkcode connectUdp}. */
 export interface UdpConnectOptions {
   /** Host name or address of the server. @default {"127.0.0.1"} */
@@ -98,6 +149,8 @@ export interface UdpSendOptions {
 export class UdpEchoClient implements AsyncDisposable {
   /** The server, as `host:port`. */
   readonly address: string;
+  /** The server, as datagrams are sent to it (an IP address, never a name). */
+  readonly target: UdpTarget;
   readonly #socket: Deno.DatagramConn;
   readonly #target: UdpTarget;
   /** Replies received and not yet taken by a `send`. */
@@ -111,6 +164,7 @@ export class UdpEchoClient implements AsyncDisposable {
   constructor(socket: Deno.DatagramConn, target: UdpTarget) {
     this.#socket = socket;
     this.#target = target;
+    this.target = target;
     this.address = formatAddress(target.hostname, target.port);
     this.#receive();
   }

@@ -5,7 +5,7 @@
  * @module
  */
 import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "../admission/refusals.ts";
-import { plural } from "../text/words.ts";
+import { grouped, plural } from "../text/words.ts";
 import { addDatagrams, type DatagramStats, datagramSummary } from "./udp.ts";
 import {
   addDurations,
@@ -38,25 +38,35 @@ export interface ServerStats {
 }
 
 /**
- * The one-line summary a server logs when it stops: what it served and,
- * when anything was refused or closed by a limit, how many by reason.
+ * The one-line summary a server logs when it stops: what it served, how many
+ * connections the drain timeout cut, and, when anything was refused or
+ * closed by a limit, how many by reason; counts grouped by thousands.
  *
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
  * import { noRefusals } from "../admission/refusals.ts";
+ * import { noCloses } from "./closes.ts";
  * import { summary } from "./stats.ts";
  * const refusals = { ...noRefusals(), "per-ip": 2, idle: 1 };
  * equal(
  *   summary({ open: 0, served: 3, bytesIn: 10, bytesOut: 10, refusals }),
  *   "served 3 connections, echoed 10 bytes; refused or closed by limits: per-ip 2, idle 1",
  * );
+ * const closed = { ...noCloses(), shutdown: 2 };
+ * equal(
+ *   summary({ open: 0, served: 1500, bytesIn: 2e6, bytesOut: 2e6, refusals: noRefusals(), closed }),
+ *   "served 1,500 connections, echoed 2,000,000 bytes, 2 cut at the drain timeout",
+ * );
  * ```
  */
 export function summary(stats: ServerStats): string {
   const limited = Object.entries(stats.refusals).filter(([, n]) => n > 0)
-    .map(([reason, n]) => `${reason} ${n}`);
-  return `served ${plural(stats.served, "connection")}, echoed ${plural(stats.bytesOut, "byte")}${
+    .map(([reason, n]) => `${reason} ${grouped(n)}`);
+  const cut = stats.closed?.shutdown ?? 0;
+  return `served ${plural(stats.served, "connection", grouped)}, echoed ${
+    plural(stats.bytesOut, "byte", grouped)
+  }${cut > 0 ? `, ${grouped(cut)} cut at the drain timeout` : ""}${
     limited.length > 0 ? `; refused or closed by limits: ${limited.join(", ")}` : ""
   }${stats.datagrams === undefined ? "" : `; ${datagramSummary(stats.datagrams)}`}`;
 }

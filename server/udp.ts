@@ -20,6 +20,7 @@ import { addressKey } from "../admission/cidr.ts";
 import { logger } from "../log/log.ts";
 import { LogThrottle } from "../log/throttle.ts";
 import { describeError, formatAddress } from "../text/address.ts";
+import { grouped, plural } from "../text/words.ts";
 import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
 import type { Guard } from "../admission/guard.ts";
 import { describeAddr, ListenError } from "./listener.ts";
@@ -90,11 +91,13 @@ export function noDatagrams(): DatagramStats {
  */
 export function datagramSummary(stats: DatagramStats): string {
   const reasons = DATAGRAM_DROPS.filter((reason) => stats.dropped[reason] > 0)
-    .map((reason) => `${reason} ${stats.dropped[reason]}`);
+    .map((reason) => `${reason} ${grouped(stats.dropped[reason])}`);
   const dropped = DATAGRAM_DROPS.reduce((sum, reason) => sum + stats.dropped[reason], 0);
-  return `datagrams: ${stats.echoed} echoed (${stats.bytesEchoed} bytes), ${dropped} dropped${
-    reasons.length > 0 ? ` (${reasons.join(", ")})` : ""
-  }${stats.failed > 0 ? `, ${stats.failed} failed to send` : ""}`;
+  return `datagrams: ${grouped(stats.echoed)} echoed (${
+    plural(stats.bytesEchoed, "byte", grouped)
+  }), ${grouped(dropped)} dropped${reasons.length > 0 ? ` (${reasons.join(", ")})` : ""}${
+    stats.failed > 0 ? `, ${grouped(stats.failed)} failed to send` : ""
+  }`;
 }
 
 /**

@@ -97,7 +97,9 @@ testEngines(
     await until(
       `HAProxy to mark ${names.get(stopping)} down`,
       () =>
-        new RegExp(`Server echo/${names.get(stopping)} is DOWN, reason: Layer7 wrong status, code: 503`)
+        new RegExp(
+          `Server echo/${names.get(stopping)} is DOWN, reason: Layer7 wrong status, code: 503`,
+        )
           .exec(haproxy.log) ?? undefined,
       delayMs + 5_000,
     );

@@ -46,14 +46,16 @@ testEngines(
     // Tightened: a second connection is refused at once; the open one stays.
     config.write({ "max-conns-per-ip": 1, "reject-message": "refused" });
     cli.kill("SIGHUP");
-    await cli.waitFor(/SIGHUP: reloaded \S+: changed max-conns-per-ip\n/);
+    await cli.waitFor(/SIGHUP: reloaded \S+: max-conns-per-ip 2 → 1\n/);
     strictEqual(await refusalLine(port), "refused\n");
     strictEqual(await tryEcho(held, "a2"), "a2");
 
     // Loosened: two more are admitted.
     config.write({ "max-conns-per-ip": 3 });
     cli.kill("SIGHUP");
-    await cli.waitFor(/SIGHUP: reloaded \S+: changed max-conns-per-ip, reject-message\n/);
+    await cli.waitFor(
+      /SIGHUP: reloaded \S+: max-conns-per-ip 1 → 3, reject-message "refused" → none\n/,
+    );
     const third = await connect(port);
     const fourth = await connect(port);
     strictEqual(await tryEcho(third, "c"), "c");
@@ -67,7 +69,7 @@ testEngines(
         /not reloaded, nothing changed: .*invalid --max-conns-per-ip "0"/,
       ],
       [{ "max-conn": 5 }, /not reloaded, nothing changed: .*unknown key "max-conn"/],
-      [{ burst: 4 }, /not reloaded, nothing changed: invalid burst 4: requires rate to be set/],
+      [{ burst: 4 }, /not reloaded, nothing changed: --config \S+: --burst needs --rate\n/],
     ];
     for (const [text, reason] of broken) {
       config.write(text);

@@ -273,7 +273,7 @@ Deno.test({
     const withoutRead = await runCli(["--cert", certPath, "--key", keyPath]);
     strictEqual(withoutRead.code, 1);
     ok(
-      withoutRead.stderr.includes("permission denied (run with --allow-read)"),
+      withoutRead.stderr.includes("--cert and --key need --allow-read: run deno with --allow-read"),
       withoutRead.stderr,
     );
     const caAlone = await runCli(["client", "--ca", certPath, "-m", "x"]);

@@ -161,5 +161,5 @@ Deno.test("Unix socket flags: what --unix cannot be combined with is a usage err
   }
   const { code, stderr } = await runCli(["--unix", "/tmp/echo-server-unwritable.sock"]);
   strictEqual(code, 1);
-  ok(stderr.includes("permission denied (run with --allow-"), stderr);
+  ok(stderr.includes("--unix needs --allow-read --allow-write: run deno with"), stderr);
 });

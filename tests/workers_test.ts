@@ -65,9 +65,9 @@ testEngines("--workers 2 --max-conns 10: the cap holds across workers", async (i
   ok(/ w1 server: refused/.test(stderr) || / w2 server: refused/.test(stderr), stderr);
 });
 
-Deno.test("--workers without read permission is a clear usage error", async () => {
+Deno.test("--workers without read permission is one clear line, exit 1", async () => {
   const { code, stderr } = await runCli(["-p", "0", "--workers", "2"]);
-  strictEqual(code, 2);
+  strictEqual(code, 1);
   ok(stderr.includes("--workers needs --allow-read"), stderr);
 });
 

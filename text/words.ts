@@ -24,6 +24,22 @@ export function plural(
   return `${format(count)} ${noun}${count === 1 ? "" : "s"}`;
 }
 
+/**
+ * A whole number with its thousands grouped, as people read large counts:
+ * `1,234,567`.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { grouped } from "./words.ts";
+ * equal(grouped(1234567), "1,234,567");
+ * equal(grouped(12), "12");
+ * ```
+ */
+export function grouped(count: number): string {
+  return count.toLocaleString("en-US", { maximumFractionDigits: 0 });
+}
+
 /** Bytes shown at the most by {@linkcode quoteBytes}. */
 const QUOTED_MAX = 60;
 

@@ -111,7 +111,7 @@ Deno.test("--metrics HOST:PORT is read strictly", () => {
   equal(parseHostPort("0.0.0.0:9100", "metrics").port, 9100);
   equal(parseHostPort("localhost:1", "metrics").hostname, "localhost");
   equal(parseHostPort("[2001:db8::1]:80", "metrics").hostname, "2001:db8::1");
-  for (const bad of ["", ":9100", "host:", "host:65536", "::1:80", "host:12a", "a b:1"]) {
+  for (const bad of ["", ":", "host:", "host:65536", "::1:80", "host:12a", "a b:1"]) {
     throws(() => parseHostPort(bad, "metrics"), { message: /expected HOST:PORT/ });
   }
 });
