@@ -7,14 +7,7 @@
 import { parseCidr } from "../admission/cidr.ts";
 import { DATAGRAM_DEFAULTS } from "../admission/datagrams.ts";
 import { Guard, GUARD_DEFAULTS } from "../admission/guard.ts";
-import {
-  flushLogs,
-  LOG_FORMATS,
-  LOG_LEVELS,
-  logger,
-  LOGGING_DEFAULTS,
-  setupLogging,
-} from "../log/log.ts";
+import { LOG_FORMATS, LOG_LEVELS, logger, LOGGING_DEFAULTS, setupLogging } from "../log/log.ts";
 import {
   epollUnavailable,
   listenUnix,
@@ -26,8 +19,8 @@ import {
 import { migrateReqOn } from "../server/reuse_port.ts";
 import { MAX_WORKERS, startWorkers, type WorkerPool } from "../server/workers.ts";
 import { hasUnstableNet, needsUnstableNet } from "../text/unstable.ts";
-import { formatExactDuration } from "../text/duration.ts";
 import { runCommand } from "./command.ts";
+import { onStopSignals, SAME_SIGNAL_MS } from "./stop_signals.ts";
 import {
   choiceFlag,
   durationFlag,
@@ -52,9 +45,6 @@ import { explainEchoListenError, explainMetricsListenError } from "./listen_hint
 import { describeMissing, type PermissionNeed } from "./permissions.ts";
 import { checkServeFlags, serveNeeds } from "./serve_checks.ts";
 import { SERVE_TRANSPORT_FLAGS, serveTls } from "./transport_flags.ts";
-
-/** Signals this close to the first are the same keypress delivered twice, not a second request. */
-const SAME_SIGNAL_MS = 300;
 
 const WHEN_FULL = ["wait", "refuse"] as const satisfies readonly WhenFull[];
 
@@ -368,54 +358,15 @@ async function runServe(
       (server as Partial<WorkerPool>).setLogging?.(relogging);
     },
   });
-  const shutdownDelayMs = flags["shutdown-delay"];
-  let lastSignalAt: number | undefined;
-  /** Set while the shutdown delay runs: ends it early. */
-  let delay: ReturnType<typeof setTimeout> | undefined;
-  const drain = () => {
-    delay = undefined;
-    server.shutdown().catch(() => {}); // a failure surfaces through server.finished
-  };
-  const onSignal = (signal: Deno.Signal) => () => {
-    if (lastSignalAt !== undefined) {
-      // One Ctrl-C can arrive twice: from the terminal, and forwarded by a
-      // parent such as `deno task` or npx in the same process group.
-      if (performance.now() - lastSignalAt < SAME_SIGNAL_MS) return;
-      lastSignalAt = performance.now();
-      if (delay !== undefined) {
-        clearTimeout(delay);
-        log.info("second {signal}: draining now", { signal });
-        return drain();
-      }
-      log.warning("second {signal}: exiting now", { signal });
-      // Now, but with the logs out first unless stderr's reader is stuck (then within 0.5 s).
-      void flushLogs(500).then(() => Deno.exit(signal === "SIGINT" ? 130 : 143));
-      return;
-    }
-    lastSignalAt = performance.now();
-    // Not ready from now on, while the listener still accepts: a balancer's checks see the 503
-    // and stop sending new clients before anything is refused.
-    draining = true;
-    if (shutdownDelayMs === 0) {
-      log.info("{signal}: shutting down", { signal });
-      return drain();
-    }
-    log.info("{signal}: not ready; accepting for {delay} more, then draining", {
-      signal,
-      delay: formatExactDuration(shutdownDelayMs),
-    });
-    delay = setTimeout(drain, shutdownDelayMs);
-  };
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
-    const handler = onSignal(signal);
-    Deno.addSignalListener(signal, handler);
-    return [signal, handler] as const;
+  using _signals = onStopSignals({
+    shutdownDelayMs: flags["shutdown-delay"],
+    notReady: () => draining = true,
+    drain: () => server.shutdown().catch(() => {}), // a failure surfaces through server.finished
   });
   try {
     await server.finished;
     return 0;
   } finally {
-    for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
     await metrics?.close();
   }
 }

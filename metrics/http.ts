@@ -22,6 +22,7 @@ import { hasUnstableNet } from "../text/unstable.ts";
 import { logger } from "../log/log.ts";
 import { FailureEpisode, isOutOfDescriptors } from "../server/shortage.ts";
 import { plural } from "../text/words.ts";
+import { headEnd, parseHead } from "./request_head.ts";
 
 /** The limits of {@linkcode HttpServer}; the metrics endpoint uses {@linkcode HTTP_LIMITS}. */
 export interface HttpLimits {
@@ -330,67 +331,6 @@ export class HttpServer implements AsyncDisposable {
       closeQuietly(client.conn);
     }
   }
-}
-
-/**
- * Where the request head ends in the first `filled` bytes: the index of the
- * line feed that ends its last line, and of the first byte after the blank
- * line that follows (`\n\n` or `\n\r\n`); undefined while it is incomplete.
- */
-function headEnd(buffer: Uint8Array, filled: number): { end: number; next: number } | undefined {
-  for (let i = 0; i + 1 < filled; i++) {
-    if (buffer[i] !== 10) continue;
-    if (buffer[i + 1] === 10) return { end: i, next: i + 2 };
-    if (buffer[i + 1] === 13 && i + 2 < filled && buffer[i + 2] === 10) {
-      return { end: i, next: i + 3 };
-    }
-  }
-  return undefined;
-}
-
-/** A request head, or what is wrong with it. */
-interface Head {
-  method: string;
-  path: string;
-  keepAlive: boolean;
-  hasBody: boolean;
-}
-
-/**
- * Parses a request head (without its blank line): the request line and the
- * headers that matter here.
- *
- * @example
- * ```ts
- * import { deepEqual } from "node:assert/strict";
- * import { parseHead } from "./http.ts";
- * deepEqual(parseHead("GET /metrics?x=1 HTTP/1.1\r\nHost: a"), {
- *   method: "GET", path: "/metrics", keepAlive: true, hasBody: false,
- * });
- * deepEqual(parseHead("GET / HTTP/1.0\r"), { method: "GET", path: "/", keepAlive: false, hasBody: false });
- * ```
- */
-export function parseHead(text: string): Head | string {
-  const [requestLine, ...headerLines] = text.replace(/\r$/, "").split(/\r?\n/);
-  const request = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(requestLine);
-  if (request === null) return "bad request line";
-  const [, method, target, minor] = request;
-  let keepAlive = minor === "1";
-  let hasBody = false;
-  for (const line of headerLines) {
-    const colon = line.indexOf(":");
-    if (colon <= 0) return "bad header line";
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim().toLowerCase();
-    if (name === "connection") {
-      if (/\bclose\b/.test(value)) keepAlive = false;
-      else if (/\bkeep-alive\b/.test(value)) keepAlive = true;
-    } else if (name === "transfer-encoding" || (name === "content-length" && value !== "0")) {
-      hasBody = true;
-    }
-  }
-  const path = target.split("?")[0];
-  return { method, path, keepAlive, hasBody };
 }
 
 /** A plain-text reply. */

@@ -24,6 +24,7 @@ import { type ServerStats, summary } from "./stats.ts";
 import { listenTls, type ServeTlsOptions, TLS_DEFAULTS } from "./tls.ts";
 import { startUdp, type UdpEcho, type UdpOptions } from "./udp.ts";
 import { listenEpoll } from "../epoll/listener.ts";
+import { logListening } from "./listening.ts";
 
 /** The I/O engines: Deno's own sockets, or epoll driven through libc (Linux, `--allow-ffi`). */
 export const IO_ENGINES = ["deno", "epoll"] as const;
@@ -359,56 +360,6 @@ function handshakeTimeout(options: ServeOptions<Deno.Addr>): number {
   const handshake = options.handshakeTimeoutMs ?? SERVE_DEFAULTS.handshakeTimeoutMs;
   const idle = options.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs;
   return idle > 0 ? Math.min(handshake, idle) : handshake;
-}
-
-/**
- * What a listener serves beyond plain TCP on Deno's sockets, as the
- * `listening on` line names it: `TLS`, `Unix socket`, `PROXY protocol`, the
- * `epoll` engine; and the same facts as log fields, each there when it holds.
- *
- * @example
- * ```ts
- * import { deepEqual } from "node:assert/strict";
- * import { listeningFacts } from "./serve.ts";
- * deepEqual(
- *   listeningFacts({ transport: "tcp", hostname: "127.0.0.1", port: 1 }, { io: "epoll", proxyProtocol: { trustedProxies: [] } }),
- *   { words: ["PROXY protocol", "epoll"], fields: { proxyProtocol: true, io: "epoll" } },
- * );
- * ```
- */
-export function listeningFacts(
-  addr: Deno.Addr,
-  options: Pick<ServeOptions<Deno.Addr>, "tls" | "io" | "proxyProtocol" | "listener">,
-): { words: string[]; fields: Record<string, string | boolean> } {
-  const words: string[] = [];
-  const fields: Record<string, string | boolean> = {};
-  // A listener passed in is TLS when its connections are; only ours is known to be.
-  if (options.tls !== undefined && options.listener === undefined) {
-    words.push("TLS");
-    fields.tls = true;
-  }
-  if (addr.transport === "unix") {
-    words.push("Unix socket");
-    fields.unix = true;
-  }
-  if (options.proxyProtocol !== undefined) {
-    words.push("PROXY protocol");
-    fields.proxyProtocol = true;
-  }
-  // The default engine goes unnamed, the other always named: which one runs is never a guess.
-  if (options.io === "epoll" && options.listener === undefined) {
-    words.push("epoll");
-    fields.io = "epoll";
-  }
-  return { words, fields };
-}
-
-/** `listening on 127.0.0.1:8443 (TLS)`, with a field per fact in JSON lines. */
-function logListening(addr: Deno.Addr, options: ServeOptions<Deno.Addr>): void {
-  const { words, fields } = listeningFacts(addr, options);
-  const address = describeAddr(addr);
-  if (words.length === 0) log.info("listening on {address}", { address });
-  else log.info("listening on {address} ({what})", { address, what: words.join(", "), ...fields });
 }
 
 /** The bytes written to a refused connection: the message and a newline, or none. */

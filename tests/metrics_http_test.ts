@@ -6,7 +6,8 @@
  * holds), each with small limits so that the test is quick.
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import { type HttpLimits, HttpServer, parseHead, plain } from "../metrics/http.ts";
+import { type HttpLimits, HttpServer, plain } from "../metrics/http.ts";
+import { parseHead } from "../metrics/request_head.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
