@@ -6,7 +6,15 @@
  * clients bound to 127.0.0.2x. Without haproxy they are ignored, saying why.
  */
 import { ok, strictEqual } from "node:assert/strict";
-import { type BoundClient, Cli, connectFrom, ROOT, testEngines } from "./helpers.ts";
+import {
+  type BoundClient,
+  Cli,
+  commandOutput,
+  connectFrom,
+  ROOT,
+  testEngines,
+  until,
+} from "./helpers.ts";
 
 const CONFIG = `${ROOT}deploy/haproxy.cfg`;
 const text = Deno.readTextFileSync(CONFIG);
@@ -37,27 +45,6 @@ function flagValue(args: string[], flag: string): string {
   const at = args.indexOf(flag);
   ok(at >= 0 && at + 1 < args.length, `${flag} in ${args.join(" ")}`);
   return args[at + 1];
-}
-
-/**
- * Resolves with `probe()`'s first defined value, asking every 20 ms (after
- * `step`, if given) for at most `ms`: HAProxy says nothing when it is ready
- * and the instances' logs come as they come.
- */
-async function until<T>(
-  what: string,
-  probe: () => T | undefined,
-  ms = 3000,
-  step?: () => Promise<void>,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    await step?.();
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** HAProxy in the foreground on `config`, its stderr collected. */
@@ -96,7 +83,7 @@ Deno.test({
   name: `system: haproxy -c accepts deploy/haproxy.cfg as shipped${ignored}`,
   ignore: missing !== undefined,
   async fn() {
-    const out = await new Deno.Command("haproxy", { args: ["-c", "-f", CONFIG] }).output();
+    const out = await commandOutput("haproxy", { args: ["-c", "-f", CONFIG] });
     strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
   },
 });
@@ -142,11 +129,12 @@ testEngines(
     const haproxy = stack.use(new HaProxy(`${dir}/haproxy.cfg`));
 
     // Six clients, each echoing every byte value through HAProxy, all open at once.
-    let connected: BoundClient | undefined;
+    // (HAProxy says nothing when it is ready, and the instances' logs come as they come.)
     const bytes = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i)).join("");
-    const first = await until("haproxy to listen", () => connected, 3000, async () => {
-      connected = await connectFrom("127.0.0.21", front).catch(() => undefined);
-    });
+    const first = await until(
+      "haproxy to listen",
+      () => connectFrom("127.0.0.21", front).catch(() => undefined),
+    );
     const clients: BoundClient[] = [first];
     stack.defer(() => clients.forEach((client) => client.close()));
     for (let n = 22; n <= 26; n++) clients.push(await connectFrom(`127.0.0.${n}`, front));
