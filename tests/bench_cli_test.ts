@@ -1,5 +1,5 @@
 import { ok, strictEqual } from "node:assert/strict";
-import { Cli, runCli } from "./helpers.ts";
+import { Cli, runCli, within } from "./helpers.ts";
 
 Deno.test("bench verifies a real server and reports JSON", async () => {
   await using server = new Cli(["-H", "127.0.0.1", "-p", "0"]);
@@ -81,7 +81,7 @@ Deno.test("bench catches a server that corrupts echoes and exits 1", async () =>
     "--json",
   ]);
   liar.close();
-  await serving;
+  await within(serving, "the corrupting server to end once the bench closed its connections");
   strictEqual(code, 1);
   ok(JSON.parse(stdout).mismatches > 0, stdout);
   ok(stderr.includes("mismatches"), stderr);

@@ -446,8 +446,8 @@ export async function runCli(
   });
   if (options.stdin !== undefined) {
     const writer = cli.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
+    await within(writer.write(new TextEncoder().encode(options.stdin)), "the child to read stdin");
+    await within(writer.close(), "the child's stdin to close");
   }
   return await cli.finished();
 }
