@@ -48,12 +48,13 @@ export async function within<T>(
 
 /**
  * Asks `probe` every `everyMs` until it returns something other than
- * `undefined` or `false`, and resolves with that; rejects naming `what`
- * after `ms`. For states that nothing announces (a log line of HAProxy's, a
- * counter in a server's stats); an event, where there is one, is better.
+ * `undefined` or `false`, and resolves with that; rejects naming `what` (or
+ * what `what()` says then) after `ms`. For states that nothing announces (a
+ * log line of HAProxy's, a counter in a server's stats); an event, where
+ * there is one, is better.
  */
 export async function until<T>(
-  what: string,
+  what: string | (() => string),
   probe: () => T | undefined | false | Promise<T | undefined | false>,
   ms = WAIT_MS,
   everyMs = 20,
@@ -63,7 +64,9 @@ export async function until<T>(
     const value = await probe();
     if (value !== undefined && value !== false) return value;
     if (performance.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${typeof what === "string" ? what : what()}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }

@@ -173,10 +173,12 @@ async function echoWhileStderrStalls(io: IoEngine, flags: string[]): Promise<voi
     const started = performance.now();
     const steadying = steady(conn, () => loading);
     const churning = Array.from({ length: 20 }, () => churn(port, () => loading, made));
-    let droppedWhileStalled: number;
+    let droppedWhileStalled = 0;
     try {
       droppedWhileStalled = await until(
-        "echo_log_lines_dropped_total above 0 (the log queue full)",
+        () =>
+          `echo_log_lines_dropped_total above 0 (the log queue full) after ${made.count} ` +
+          "churned connections",
         async () => {
           const count = await dropped();
           if (count !== undefined && count > 0) return count;
@@ -190,6 +192,8 @@ async function echoWhileStderrStalls(io: IoEngine, flags: string[]): Promise<voi
       );
     } finally {
       loading = false;
+      // Each of their steps has a deadline: the clients end soon after they are told to.
+      await Promise.allSettled([steadying, ...churning]);
     }
     const [steadyEchoes, ...churned] = await Promise.all([steadying, ...churning]);
     const connections = churned.reduce((sum, n) => sum + n, 0);
