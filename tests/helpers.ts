@@ -157,8 +157,8 @@ export async function readN(conn: Deno.Conn, n: number, ms = WAIT_MS): Promise<U
 }
 
 /**
- * Resolves once the peer ends the stream, asserting that nothing more came
- * first; fails after `ms` naming `what` closes it.
+ * Resolves once the peer ends the stream; rejects when bytes come instead,
+ * or nothing within `ms`. `what` says who was to close it, for the message.
  */
 export async function readEnd(conn: Deno.Conn, what: string, ms = WAIT_MS): Promise<void> {
   const n = await within(conn.read(new Uint8Array(1)), `${what} (${describePeer(conn)})`, ms);
@@ -457,8 +457,7 @@ export async function runCli(
 
 /**
  * Waits for `child` to exit and collects its output, as `child.output()`
- * does; after `ms` kills it and rejects, naming `what` (the command line
- * unless told).
+ * does; after `ms` kills it and rejects, naming `what` (the program).
  */
 export async function outputOf(
   child: Deno.ChildProcess,
