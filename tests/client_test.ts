@@ -1,4 +1,6 @@
 import { ok, rejects, strictEqual } from "node:assert/strict";
+import { once } from "node:events";
+import net from "node:net";
 import { ClientError, connect } from "../client.ts";
 import { serve } from "../server.ts";
 import { fillBacklog, pattern, readN, sameBytes, within } from "./helpers.ts";
@@ -155,4 +157,40 @@ Deno.test("send with verify tells a refusal from an echo that differs", async ()
     message: 'echo differs: sent "abc", got "`cb"',
   });
   await within(lying, "the lying server to end");
+});
+
+Deno.test("a refusal that ends in a reset, not a close, is still a refusal", async () => {
+  // A server that closes with the client's bytes unread makes its kernel reset the connection
+  // after what it wrote, instead of ending it: which of the two a refused client sees is a
+  // matter of timing. This server takes the bytes, then always resets (SO_LINGER 0).
+  let line = "";
+  const server = net.createServer((socket) => {
+    socket.on("error", () => {});
+    socket.once("data", () => socket.write(line, () => socket.resetAndDestroy()));
+  });
+  server.listen(0, "127.0.0.1");
+  await within(once(server, "listening"), "the resetting server to listen");
+  const port = (server.address() as net.AddressInfo).port;
+  try {
+    line = "go away\n";
+    for (const message of ["hi", "a message longer than the refusal"]) {
+      await using client = await connect({ port });
+      await rejects(within(client.send(message, { verify: true }), "the refusal"), {
+        name: "ClientError",
+        kind: "refused",
+        message:
+          `127.0.0.1:${port} sent "go away\\n" instead of an echo and closed the connection (refused?)`,
+      });
+    }
+    line = "";
+    await using client = await connect({ port });
+    await rejects(within(client.send("hi", { verify: true }), "the refusal"), {
+      name: "ClientError",
+      kind: "closed",
+      message: `127.0.0.1:${port} closed the connection before echoing anything (refused?)`,
+    });
+  } finally {
+    server.close();
+    await within(once(server, "close"), "the resetting server to close");
+  }
 });
