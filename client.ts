@@ -195,7 +195,7 @@ export class EchoClient implements AsyncDisposable {
   async #readExactly(sent: Uint8Array, verify: boolean): Promise<Uint8Array> {
     const reply = new Uint8Array(sent.length);
     for (let got = 0; got < sent.length;) {
-      const n = await this.#conn.read(reply.subarray(got));
+      const n = await this.#read(reply.subarray(got), verify);
       if (n === null) {
         this.close();
         const received = reply.subarray(0, got);
@@ -222,7 +222,7 @@ export class EchoClient implements AsyncDisposable {
    * Closes the connection either way.
    */
   async #refusalOr(received: Uint8Array, otherwise: ClientError): Promise<ClientError> {
-    const rest = await this.#readRest(false, AbortSignal.timeout(REFUSAL_WAIT_MS))
+    const rest = await this.#readRest(false, AbortSignal.timeout(REFUSAL_WAIT_MS), true)
       .catch(() => null);
     this.close();
     return rest === null
@@ -335,15 +335,36 @@ export class EchoClient implements AsyncDisposable {
     }
   }
 
+  /**
+   * Reads into `buffer`; with `resetEnds`, a reset reads as the end of the
+   * stream. A server that closes the connection while bytes we sent are
+   * still unread (a refusal right after the accept, before it read
+   * anything) makes its kernel reset the connection instead of ending it,
+   * after the bytes it wrote: the same close, to whoever tells a refusal
+   * from an echo. Which of the two comes depends only on timing.
+   */
+  async #read(buffer: Uint8Array, resetEnds: boolean): Promise<number | null> {
+    try {
+      return await this.#conn.read(buffer);
+    } catch (error) {
+      if (resetEnds && error instanceof Deno.errors.ConnectionReset) return null;
+      throw error;
+    }
+  }
+
   /** Reads until the server closes, not waiting for queued sends (callers in the queue use it). */
-  async #readRest(halfClose: boolean, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  async #readRest(
+    halfClose: boolean,
+    signal: AbortSignal | undefined,
+    resetEnds = false,
+  ): Promise<Uint8Array> {
     const abort = () => this.close();
     signal?.addEventListener("abort", abort, { once: true });
     try {
       if (halfClose) await this.#conn.closeWrite();
       const rest: number[] = [];
       const buffer = new Uint8Array(4096);
-      for (let n; (n = await this.#conn.read(buffer)) !== null;) {
+      for (let n; (n = await this.#read(buffer, resetEnds)) !== null;) {
         rest.push(...buffer.subarray(0, n));
       }
       return new Uint8Array(rest);

@@ -22,6 +22,8 @@ import {
   ioPermissions,
   testEngines,
   tryEcho,
+  WAIT_MS,
+  within,
 } from "./helpers.ts";
 
 const encoder = new TextEncoder();
@@ -74,7 +76,7 @@ testEngines(
         if (held.length === 50) firstFifty.resolve();
       })
     );
-    await firstFifty.promise;
+    await within(firstFifty.promise, "the first 50 echoes");
     // The acceptor holds back at the cap: the rest wait in the kernel's backlog.
     strictEqual(server.stats().served, 50);
     strictEqual(guard.open, 50);
@@ -137,11 +139,16 @@ testEngines("--idle-timeout closes a silent connection and spares an active one"
   using silent = await Deno.connect(server.addr);
   using active = await Deno.connect(server.addr);
   const started = performance.now();
-  const silentEnd = silent.read(new Uint8Array(1));
-  // The active client talks every 50 ms for 600 ms, twice the timeout.
-  for (let i = 0; i < 12; i++) {
-    strictEqual(await tryEcho(active, `tick ${i}`), `tick ${i}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+  let silentClosed = false;
+  const silentEnd = silent.read(new Uint8Array(1)).finally(() => silentClosed = true);
+  silentEnd.catch(() => {}); // awaited below; a failure before then must not go unhandled
+  // The active client talks back to back until the silent one is closed, and then some: on a
+  // busy machine a pause between its messages would have to outlast the timeout to matter.
+  let ticks = 0;
+  while (!silentClosed || ticks < 12) {
+    strictEqual(await tryEcho(active, `tick ${ticks}`), `tick ${ticks}`);
+    ok(performance.now() - started < WAIT_MS, "the silent connection was never closed");
+    ticks++;
   }
   strictEqual(await silentEnd, null);
   ok(performance.now() - started >= 300);
@@ -156,7 +163,8 @@ testEngines("--max-lifetime closes even a busy connection", async (io) => {
   let replies = 0;
   while (await tryEcho(conn, "busy") === "busy") {
     replies++;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    ok(performance.now() - started < WAIT_MS, "the busy connection outlived its lifetime");
+    await new Promise((resolve) => setTimeout(resolve, 20)); // its pace, not a wait
   }
   ok(replies > 0);
   ok(performance.now() - started >= 200);
@@ -254,10 +262,10 @@ testEngines(
     for (let i = 0; i < 20; i++) {
       const rude = net.createConnection({ host: "127.0.0.1", port: server.addr.port });
       rude.on("error", () => {});
-      await once(rude, "connect");
+      await within(once(rude, "connect"), `connection ${i} to the full server`);
       const closed = once(rude, "close");
       rude.resetAndDestroy(); // SO_LINGER 0: a reset, while it is still queued
-      await closed;
+      await within(closed, `connection ${i} to close after its reset`);
     }
     using next = await Deno.connect(server.addr);
     holder.close();

@@ -11,8 +11,8 @@
  * `haproxy`; without it it is ignored, saying why.
  */
 import { equal, ok } from "node:assert/strict";
-import { Cli, testEngines } from "./helpers.ts";
-import { flagValue, haproxyMissing, INSTANCE_ARGS, startStack, until } from "./haproxy.ts";
+import { Cli, testEngines, until } from "./helpers.ts";
+import { flagValue, haproxyMissing, INSTANCE_ARGS, startStack } from "./haproxy.ts";
 import { MIGRATE_REQ_PATH } from "../server/reuse_port.ts";
 import { parseDuration } from "../text/duration.ts";
 
@@ -62,13 +62,14 @@ testEngines(
     if (settable) stack.defer(setMigrateReq("0"));
     const { instances, names, front, haproxy } = await startStack(stack, io);
     // Until HAProxy listens, connects are refused: the load starts once one gets through.
-    let ready: true | undefined;
-    await until("HAProxy to take a connection", () => ready, 10_000, async () => {
-      ready = await Deno.connect({ hostname: "127.0.0.1", port: front }).then(
-        (conn) => (conn.close(), true),
-        () => undefined,
-      );
-    });
+    await until(
+      "HAProxy to take a connection",
+      () =>
+        Deno.connect({ hostname: "127.0.0.1", port: front }).then(
+          (conn) => (conn.close(), true),
+          () => undefined,
+        ),
+    );
     // Longer than the stop takes: HAProxy's 2 checks, the delay, a drain of churn connections.
     const loadMs = delayMs + 2_000;
     const bench = stack.use(

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { commandOutput } from "./helpers.ts";
 
 /** The files and their PEM text. */
 export interface TestCerts {
@@ -31,11 +32,11 @@ export interface TestCerts {
 /** Why the TLS tests cannot run here, or undefined when `openssl` runs. */
 export async function opensslMissing(): Promise<string | undefined> {
   try {
-    const { success } = await new Deno.Command("openssl", {
+    const { success } = await commandOutput("openssl", {
       args: ["version"],
       stdout: "null",
       stderr: "null",
-    }).output();
+    });
     return success ? undefined : "openssl version failed";
   } catch {
     return "openssl is not installed";
@@ -124,11 +125,11 @@ async function make(): Promise<TestCerts> {
 }
 
 async function openssl(args: string[]): Promise<void> {
-  const { success, stderr } = await new Deno.Command("openssl", {
+  const { success, stderr } = await commandOutput("openssl", {
     args,
     stdout: "null",
     stderr: "piped",
-  }).output();
+  });
   if (!success) {
     throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`);
   }

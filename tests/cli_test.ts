@@ -5,9 +5,11 @@ import {
   exchange,
   fillBacklog,
   pattern,
+  readEnd,
   runCli,
   sameBytes,
   testEngines,
+  within,
 } from "./helpers.ts";
 
 const encoder = new TextEncoder();
@@ -46,7 +48,7 @@ testEngines(
     await assertRefused({ hostname: "127.0.0.1", port });
     strictEqual(decoder.decode(await exchange(conn, encoder.encode("during"))), "during");
     await conn.closeWrite();
-    strictEqual(await conn.read(new Uint8Array(1)), null);
+    await readEnd(conn, "the server to close the drained connection");
     const { code, stderr } = await cli.finished();
     strictEqual(code, 0);
     ok(/stopped: served 1 connection, echoed 12 bytes/.test(stderr), stderr);
@@ -61,7 +63,7 @@ testEngines("after the drain timeout the rest are closed and the server exits 0"
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   strictEqual(decoder.decode(await exchange(conn, encoder.encode("x"))), "x");
   cli.kill("SIGINT");
-  strictEqual(await conn.read(new Uint8Array(1)), null);
+  await readEnd(conn, "the server to close the connection at the drain timeout");
   const { code, stderr } = await cli.finished();
   strictEqual(code, 0);
   ok(stderr.includes("closed: shutdown"), stderr);
@@ -97,7 +99,7 @@ testEngines("one Ctrl-C delivered twice (terminal and deno task) still drains", 
   await cli.waitFor(/draining 1 connection/);
   strictEqual(decoder.decode(await exchange(conn, encoder.encode("still"))), "still");
   await conn.closeWrite();
-  strictEqual(await conn.read(new Uint8Array(1)), null);
+  await readEnd(conn, "the server to close the drained connection");
   const { code, stderr } = await cli.finished();
   strictEqual(code, 0, stderr);
   ok(!stderr.includes("exiting now"), stderr);
@@ -229,7 +231,7 @@ Deno.test("client exits 1 when the echo differs", async () => {
     await conn.read(buffer);
   })();
   const { code, stderr } = await runCli(["client", "-p", String(liar.addr.port), "-m", "abc"]);
-  await serving;
+  await within(serving, "the lying server to answer the client and see it close");
   strictEqual(code, 1);
   ok(stderr.includes('echo differs: sent "abc", got "`cb"'), stderr);
 });
@@ -302,14 +304,14 @@ Deno.test("client says it connected, and names the server and the limit, when no
   using mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = mute.accept();
   const run = runCli(["client", "-p", String(mute.addr.port), "-m", "hello?", "-t", "200ms"]);
-  using conn = await accepted;
+  using conn = await within(accepted, "the client to connect");
   const { code, stderr } = await run;
   strictEqual(code, 1);
   strictEqual(
     stderr,
     `echo-server client: connected to 127.0.0.1:${mute.addr.port}, but no reply came within 200ms\n`,
   );
-  strictEqual(await conn.read(new Uint8Array(16)), 6);
+  strictEqual(await within(conn.read(new Uint8Array(16)), "the client's 6 bytes"), 6);
 });
 
 Deno.test("client notices bytes beyond the echo", async () => {
@@ -324,7 +326,7 @@ Deno.test("client notices bytes beyond the echo", async () => {
     await conn.write(encoder.encode("bye\n"));
   })();
   const extra = await runCli(["client", "-p", String(chatty.addr.port), "-m", "hi"]);
-  await serving;
+  await within(serving, "the chatty server to echo, then add its line");
   strictEqual(extra.code, 1);
   ok(extra.stderr.includes("echo differs: 4 more bytes came back than were sent"), extra.stderr);
 });
@@ -348,8 +350,8 @@ testEngines("client in netcat mode streams a large binary input exactly", async 
   await using client = new Cli(["client", "-p", port], { stdin: "piped" });
   const input = pattern(5 << 20, 3);
   const writer = client.stdin.getWriter();
-  await writer.write(input);
-  await writer.close();
+  await within(writer.write(input), "the client to read 5 MiB from its stdin");
+  await within(writer.close(), "the client's stdin to close");
   const { code, stderr, bytes } = await client.finishedBytes();
   strictEqual(code, 0, stderr);
   ok(sameBytes(bytes, input), `got ${bytes.length} bytes of ${input.length}`);

@@ -6,8 +6,8 @@
  * clients bound to 127.0.0.2x. Without haproxy they are ignored, saying why.
  */
 import { ok, strictEqual } from "node:assert/strict";
-import { type BoundClient, connectFrom, testEngines } from "./helpers.ts";
-import { HAPROXY_CONFIG, haproxyMissing, startStack, until } from "./haproxy.ts";
+import { type BoundClient, commandOutput, connectFrom, testEngines, until } from "./helpers.ts";
+import { HAPROXY_CONFIG, haproxyMissing, startStack } from "./haproxy.ts";
 
 const missing = haproxyMissing();
 const ignored = missing === undefined ? "" : ` (ignored: ${missing})`;
@@ -16,7 +16,7 @@ Deno.test({
   name: `system: haproxy -c accepts deploy/haproxy.cfg as shipped${ignored}`,
   ignore: missing !== undefined,
   async fn() {
-    const out = await new Deno.Command("haproxy", { args: ["-c", "-f", HAPROXY_CONFIG] }).output();
+    const out = await commandOutput("haproxy", { args: ["-c", "-f", HAPROXY_CONFIG] });
     strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
   },
 });
@@ -31,11 +31,12 @@ testEngines(
         .replace(/^backend echo$/m, "backend echo\n  timeout check 2s"));
 
     // Six clients, each echoing every byte value through HAProxy, all open at once.
-    let connected: BoundClient | undefined;
+    // (HAProxy says nothing when it is ready, and the instances' logs come as they come.)
     const bytes = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i)).join("");
-    const first = await until("haproxy to listen", () => connected, 3000, async () => {
-      connected = await connectFrom("127.0.0.21", front).catch(() => undefined);
-    });
+    const first = await until(
+      "haproxy to listen",
+      () => connectFrom("127.0.0.21", front).catch(() => undefined),
+    );
     const clients: BoundClient[] = [first];
     stack.defer(() => clients.forEach((client) => client.close()));
     for (let n = 22; n <= 26; n++) clients.push(await connectFrom(`127.0.0.${n}`, front));

@@ -9,7 +9,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { parseDuration } from "../text/duration.ts";
-import { Cli, ROOT, tryEcho } from "./helpers.ts";
+import { Cli, commandOutput, httpGet, ROOT, tryEcho } from "./helpers.ts";
 import { CUT_GRACE_MS } from "../server/connections.ts";
 
 const DEPLOY = `${ROOT}deploy/`;
@@ -73,9 +73,7 @@ async function assertEchoes(port: number, text: string): Promise<void> {
 
 /** The status of `GET http://address/path`. */
 async function status(address: string, path: string): Promise<number> {
-  const response = await fetch(`http://${address}${path}`);
-  await response.body?.cancel();
-  return response.status;
+  return (await httpGet(`http://${address}${path}`)).status;
 }
 
 /** SIGTERM, then the exit: 0, having drained. */
@@ -132,7 +130,7 @@ Deno.test({
           text.replace(`ExecStart=${execStart[0]} `, `ExecStart=${Deno.execPath()} `),
         );
         const run = async (args: string[]) => {
-          const out = await new Deno.Command("systemd-analyze", { args, cwd: dir }).output();
+          const out = await commandOutput("systemd-analyze", { args, cwd: dir });
           const all = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
           return { code: out.code, text: all };
         };
@@ -283,11 +281,11 @@ Deno.test("deploy/Dockerfile: compiled in Deno's image, run as non-root with a h
 Deno.test("deploy/Dockerfile.dockerignore keeps every module the binary is compiled from", async () => {
   const patterns = read("Dockerfile.dockerignore").split("\n").map((l) => l.trim())
     .filter((l) => l !== "" && !l.startsWith("#"));
-  const { stdout } = await new Deno.Command(Deno.execPath(), {
+  const { stdout } = await commandOutput(Deno.execPath(), {
     args: ["info", "--json", "main.ts"],
     cwd: ROOT,
     stderr: "null",
-  }).output();
+  });
   const graph: { modules: { specifier: string }[] } = JSON.parse(new TextDecoder().decode(stdout));
   const local = graph.modules.map((m) => m.specifier).filter((s) => s.startsWith("file://"))
     .map((s) => decodeURIComponent(s.slice(`file://${ROOT}`.length)));

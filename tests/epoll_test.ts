@@ -18,9 +18,13 @@ import {
   exchange,
   ioPermissions,
   pattern,
+  readEnd,
   readN,
   readToEnd,
   sameBytes,
+  until,
+  WAIT_MS,
+  within,
   writeAll,
 } from "./helpers.ts";
 
@@ -31,18 +35,6 @@ const local = { hostname: "127.0.0.1", port: 0 } as const;
  */
 const SHARED_BUFFER_BYTES = 65536;
 const encoder = new TextEncoder();
-
-/**
- * Resolves once `probe()` is true, asking every 5 ms for at most `ms`: for
- * states of the server that no event announces (a stalled write).
- */
-async function until(what: string, probe: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!probe()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /**
  * Echoes `count` messages of varying sizes over `conn`, each checked, one
@@ -197,7 +189,7 @@ Deno.test("epoll: a peer that sends 64 MiB without reading stalls only itself, h
   strictEqual(reply.length, sent.length);
   ok(sameBytes(reply, sent), "the hog's echo differs");
   await hog.closeWrite();
-  strictEqual(await hog.read(new Uint8Array(1)), null);
+  await readEnd(hog, "the server to end the hog's stream");
   hog.close();
   const stats = server.stats();
   strictEqual(stats.bytesIn, sent.length + othersBytes);
@@ -243,23 +235,26 @@ Deno.test("epoll: a reset peer, idle or in mid-stream, is logged 'reset by peer'
   {
     const rude = net.createConnection({ host: "127.0.0.1", port });
     rude.on("error", () => {});
-    await once(rude, "connect");
+    await within(once(rude, "connect"), "the rude client's connection");
     const message = pattern(1000, 1);
     rude.write(message);
     const echo = new Uint8Array(message.length);
     let echoed = 0;
-    await new Promise<void>((resolve) =>
-      rude.on("data", (chunk: Uint8Array) => {
-        echo.set(chunk.subarray(0, echo.length - echoed), echoed);
-        echoed += chunk.length;
-        if (echoed >= message.length) resolve();
-      })
+    await within(
+      new Promise<void>((resolve) =>
+        rude.on("data", (chunk: Uint8Array) => {
+          echo.set(chunk.subarray(0, echo.length - echoed), echoed);
+          echoed += chunk.length;
+          if (echoed >= message.length) resolve();
+        })
+      ),
+      () => `the echo of 1000 bytes to the rude client (${echoed} came)`,
     );
     strictEqual(echoed, message.length);
     ok(sameBytes(echo, message));
     const closed = once(rude, "close");
     rude.resetAndDestroy();
-    await closed;
+    await within(closed, "the rude client's socket to close after its reset");
     await cli.waitFor(/#1 closed: reset by peer; 1000 B in, 1000 B out/);
   }
 
@@ -307,7 +302,7 @@ Deno.test("epoll: SIGTERM during a pingpong flood drains it: every echo exact, e
   const sent = await Promise.all(conns.map(async (conn, n) => {
     const bytes = await pingpong(conn, n, messages, { onEcho });
     await conn.closeWrite();
-    strictEqual(await conn.read(new Uint8Array(1)), null);
+    await readEnd(conn, `the server to end client ${n}'s drained stream`);
     conn.close();
     return bytes;
   }));
@@ -374,13 +369,16 @@ Deno.test("epoll: the idle timeout closes a silent connection while others keep 
   });
   // Busy clients echo back to back, with no pause, until the silent one is closed.
   const busy = await Promise.all(Array.from({ length: 4 }, () => Deno.connect(addr)));
+  const giveUp = () => performance.now() - started > WAIT_MS;
   const echoed = await Promise.all(
-    busy.map((conn, n) => pingpong(conn, n, 1_000_000, { stop: () => silentClosed })),
+    busy.map((conn, n) => pingpong(conn, n, 1_000_000, { stop: () => silentClosed || giveUp() })),
   );
-  const { n, after } = await silentEnd;
+  const { n, after } = await within(silentEnd, "the idle timeout to close the silent connection");
   strictEqual(n, null);
   ok(after >= 250, `closed after ${after.toFixed(0)} ms, before the idle timeout`);
-  ok(after < 5000, `closed only after ${after.toFixed(0)} ms`);
+  // 300 ms is asked; the bound only tells "closed while the loop is busy" from "starved until
+  // the busy clients stopped", with room for a loaded machine.
+  ok(after < 10_000, `closed only after ${after.toFixed(0)} ms`);
   ok(echoed.every((bytes) => bytes > 0), `echoed: ${echoed}`);
   // The busy ones are still served.
   for (const [i, conn] of busy.entries()) strictEqual(await pingpong(conn, 10 + i, 3) > 0, true);
@@ -413,8 +411,8 @@ Deno.test("listenEpoll + serve({ listener }): echoes, and shutdown stops the loo
   strictEqual(stats.served, 2);
   strictEqual(stats.open, 0);
   strictEqual(stats.closed?.shutdown, 1);
-  await listener.stopped;
-  strictEqual(await open.read(new Uint8Array(1)), null);
+  await within(listener.stopped, "the epoll loop to stop");
+  await readEnd(open, "the server to close the connection left open");
   await assertRefused(server.addr);
   // The test's sanitizers then check that no op (the loop's off-thread wait) or resource is left.
 });
@@ -453,7 +451,7 @@ Deno.test("epoll over IPv6: serves ::1, and names an IPv4 client of :: as ::ffff
     for (const hostname of ["127.0.0.1", "::1"]) {
       const next = accepting.next();
       using client = await Deno.connect({ hostname, port: listener.addr.port });
-      const { value, done } = await next;
+      const { value, done } = await within(next, `listenEpoll to accept ${hostname}`);
       strictEqual(done, false);
       accepted.push(value);
       const named = hostname === "127.0.0.1" ? "::ffff:127.0.0.1" : "::1";
@@ -468,14 +466,14 @@ Deno.test("epoll over IPv6: serves ::1, and names an IPv4 client of :: as ::ffff
   } finally {
     for (const conn of accepted) conn.close();
     listener.close();
-    await listener.stopped;
+    await within(listener.stopped, "the epoll loop to stop");
   }
 
   // Deno's own listener names the same client the same way, so logs and limits agree.
   using deno = Deno.listen({ hostname: "::", port: 0 });
   const denoAccepting = deno.accept();
   using client = await Deno.connect({ hostname: "127.0.0.1", port: deno.addr.port });
-  using conn = await denoAccepting;
+  using conn = await within(denoAccepting, "Deno's listener to accept 127.0.0.1");
   strictEqual(conn.remoteAddr.hostname, "::ffff:127.0.0.1");
   strictEqual(conn.remoteAddr.port, client.localAddr.port);
 });

@@ -41,27 +41,6 @@ export function flagValue(args: readonly string[], flag: string): string {
   return args[at + 1];
 }
 
-/**
- * Resolves with `probe()`'s first defined value, asking every 20 ms (after
- * `step`, if given) for at most `ms`: HAProxy says nothing when it is ready
- * and the instances' logs come as they come.
- */
-export async function until<T>(
-  what: string,
-  probe: () => T | undefined,
-  ms = 3000,
-  step?: () => Promise<void>,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    await step?.();
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** HAProxy in the foreground on `config`, its stderr collected. */
 export class HaProxy implements AsyncDisposable {
   readonly #child: Deno.ChildProcess;

@@ -7,9 +7,13 @@ import {
   assertRefused,
   Cli,
   connectFrom,
+  httpGet,
+  outputOf,
+  readEnd,
   readN,
   testEngines,
   tryEcho,
+  within,
   writeAll,
 } from "./helpers.ts";
 import { type IoEngine, serve } from "../server.ts";
@@ -59,9 +63,9 @@ async function parseWithPrometheus(text: string): Promise<Samples> {
     stderr: "piped",
   }).spawn();
   const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const { success, stdout, stderr } = await child.output();
+  await within(writer.write(new TextEncoder().encode(text)), "prometheus_client to read the text");
+  await within(writer.close(), "prometheus_client's stdin to close");
+  const { success, stdout, stderr } = await outputOf(child, "prometheus_client's parse");
   ok(success, `prometheus_client rejected the text:\n${new TextDecoder().decode(stderr)}\n${text}`);
   const samples: Samples = new Map();
   const parsed = JSON.parse(new TextDecoder().decode(stdout)) as [
@@ -90,13 +94,9 @@ function parseSimply(text: string): Samples {
   return samples;
 }
 
-async function get(url: string): Promise<{ status: number; text: string; type: string }> {
-  const response = await fetch(url);
-  return {
-    status: response.status,
-    text: await response.text(),
-    type: response.headers.get("content-type") ?? "",
-  };
+/** `GET url`: its status, text and content type; fails after `WAIT_MS`, naming the URL. */
+function get(url: string): Promise<{ status: number; text: string; type: string }> {
+  return httpGet(url);
 }
 
 /** Starts `serve` on engine `io` with `--metrics 127.0.0.1:0` and resolves with both ports. */
@@ -140,7 +140,7 @@ testEngines(
     }
     {
       using idle = await Deno.connect({ hostname: "127.0.0.1", port });
-      equal(await idle.read(new Uint8Array(1)), null); // closed by the idle timeout
+      await readEnd(idle, "the idle timeout to close the silent connection");
     }
     {
       await using inbox = new Inbox();
@@ -295,7 +295,7 @@ Deno.test("stats count failed accepts, lifetime closes and drain timeouts, with 
   {
     using old = await Deno.connect(addr);
     equal(await tryEcho(old, "x"), "x");
-    equal(await old.read(new Uint8Array(1)), null); // closed at --max-lifetime
+    await readEnd(old, "--max-lifetime to close the connection");
   }
   using late = await Deno.connect(addr);
   equal(await tryEcho(late, "y"), "y");

@@ -5,16 +5,23 @@
  * 127.0.0.5 and 127.0.0.6. Without haproxy they are ignored, saying why.
  */
 import { ok, strictEqual } from "node:assert/strict";
-import { Cli, connectFrom, PROXIED_SERVE_ARGS, testEngines } from "./helpers.ts";
+import {
+  Cli,
+  commandOutput,
+  connectFrom,
+  PROXIED_SERVE_ARGS,
+  testEngines,
+  WAIT_MS,
+} from "./helpers.ts";
 
 /** Whether `haproxy` runs here; the reason in words when it does not. */
 async function haproxyMissing(): Promise<string | undefined> {
   try {
-    const { success } = await new Deno.Command("haproxy", {
+    const { success } = await commandOutput("haproxy", {
       args: ["-v"],
       stdout: "null",
       stderr: "null",
-    }).output();
+    });
     return success ? undefined : "haproxy -v failed";
   } catch {
     return "haproxy is not installed";
@@ -79,7 +86,7 @@ backend echo_v2
    * when it is ready, so this asks, a bounded number of times.
    */
   async ready(): Promise<void> {
-    const deadline = performance.now() + 4000;
+    const deadline = performance.now() + WAIT_MS;
     for (const port of [this.v1Port, this.v2Port]) {
       while (true) {
         try {

@@ -21,6 +21,7 @@ import {
   sameBytes,
   testEngines,
   tryEcho,
+  within,
   writeAll,
 } from "./helpers.ts";
 
@@ -214,7 +215,9 @@ testEngines(
     }
     strictEqual((await closedBy(silent)).length, 0);
     const waited = performance.now() - started;
-    ok(waited >= 150 && waited < 2000, `closed after ${waited} ms`);
+    // 200 ms is asked; the upper bound tells the header timeout from any other close, with
+    // room for a busy machine.
+    ok(waited >= 150 && waited < 10_000, `closed after ${waited} ms`);
     strictEqual(server.stats().refusals["proxy-header"], 1);
     strictEqual(server.stats().served, 1);
   },
@@ -342,16 +345,19 @@ testEngines(
   "bench --proxy v2 --sources: 50 connections from 50 addresses pass a per-address cap of 1",
   async (io) => {
     await using server = proxiedServer(io, { guard: new Guard({ maxConnsPerIp: 1 }) });
-    const report = await runBench({
-      host: "127.0.0.1",
-      port: server.addr.port,
-      connections: 50,
-      durationMs: 1000,
-      size: 64,
-      mode: "pingpong",
-      proxy: 2,
-      proxySources: "10.1.0.0/24",
-    });
+    const report = await within(
+      runBench({
+        host: "127.0.0.1",
+        port: server.addr.port,
+        connections: 50,
+        durationMs: 1000,
+        size: 64,
+        mode: "pingpong",
+        proxy: 2,
+        proxySources: "10.1.0.0/24",
+      }),
+      "a 1 s bench run",
+    );
     ok(report.ok, JSON.stringify(report));
     strictEqual(report.connectionsOpened, 50);
     strictEqual(report.refused, 0);

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { WAIT_MS, within } from "./helpers.ts";
 import type { FixtureReply, FixtureRequest } from "./shared_counts_worker_fixture.ts";
 
 /**
@@ -25,7 +26,10 @@ export class FixtureWorker implements Disposable {
 
   /**
    * Sends one request and resolves with its reply; rejects when the worker
-   * reports an error. Only one request may be pending at a time.
+   * reports an error, or when no reply comes within `ms`, naming the request
+   * (its timer also keeps the event loop alive, which delivering an
+   * `Atomics.waitAsync` result requires). Only one request may be pending at
+   * a time.
    *
    * @example
    * ```ts
@@ -39,7 +43,7 @@ export class FixtureWorker implements Disposable {
    * equal(shared.open, 1);
    * ```
    */
-  request(request: FixtureRequest): Promise<FixtureReply> {
+  request(request: FixtureRequest, ms = WAIT_MS): Promise<FixtureReply> {
     const { promise, resolve, reject } = Promise.withResolvers<FixtureReply>();
     this.#worker.onmessage = (event: MessageEvent<FixtureReply>) => {
       if (event.data.error === undefined) resolve(event.data);
@@ -50,7 +54,7 @@ export class FixtureWorker implements Disposable {
       reject(new Error(`worker: ${event.message}`));
     };
     this.#worker.postMessage(request);
-    return promise;
+    return within(promise, `the worker's reply to "${request.op}"`, ms);
   }
 
   /**
@@ -64,29 +68,5 @@ export class FixtureWorker implements Disposable {
    */
   [Symbol.dispose](): void {
     this.#worker.terminate();
-  }
-}
-
-/**
- * Resolves like `promise`, or rejects naming `what` after `ms`, so that a
- * lost cross-thread wake-up fails the test instead of hanging it. Its timer
- * also keeps the event loop alive, which delivering an `Atomics.waitAsync`
- * result requires, and is cleared either way for the sanitizers.
- *
- * @example
- * ```ts
- * import { equal } from "node:assert/strict";
- * equal(await within(Promise.resolve(1), 1_000, "one"), 1);
- * ```
- */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -6,7 +6,8 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { Guard } from "../admission/guard.ts";
 import { noRefusals } from "../admission/refusals.ts";
 import { SharedCounts } from "../admission/shared_counts.ts";
-import { FixtureWorker, within } from "./shared_counts_client_fixture.ts";
+import { FixtureWorker } from "./shared_counts_client_fixture.ts";
+import { within } from "./helpers.ts";
 
 /** Lets queued promise reactions run, to show that something is still pending. */
 async function settle(): Promise<void> {
@@ -36,7 +37,7 @@ Deno.test("SharedCounts: whenNotFull wakes across threads, both ways", async () 
   await settle();
   strictEqual(woken, false);
   await worker.request({ op: "close", buffer, key: "w", count: 1 });
-  await within(room, 5_000, "wake-up by a close in the worker");
+  await within(room, "the wake-up by a close in the worker");
   ok(woken);
 
   // A close here wakes a waiter in the worker.
@@ -50,7 +51,7 @@ Deno.test("SharedCounts: whenNotFull wakes across threads, both ways", async () 
   await new Promise((resolve) => setTimeout(resolve, 50));
   strictEqual(workerWoken, false);
   counts.close("a");
-  await within(workerRoom, 5_000, "wake-up in the worker");
+  await within(workerRoom, "the wake-up in the worker");
   counts.close("b");
   strictEqual(counts.open, 0);
 });
@@ -152,7 +153,7 @@ Deno.test("Guard (shared): a Guard in a Worker and one here share every limit", 
   await Promise.resolve();
   strictEqual(woken, false);
   await worker.request({ op: "release" });
-  await within(room, 5_000, "wake-up by releases in the worker");
+  await within(room, "the wake-up by releases in the worker");
   ok(woken);
   strictEqual(local.open, 0);
   strictEqual(reasonOf(local.admit("10.0.0.4")), "ok");

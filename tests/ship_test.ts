@@ -3,9 +3,21 @@
  * built, started and echoed through.
  */
 import { ok, strictEqual } from "node:assert/strict";
-import { Cli, exchange, ROOT, runCli } from "./helpers.ts";
+import {
+  Cli,
+  commandOutput,
+  exchange,
+  outputOf,
+  ROOT,
+  runCli,
+  WAIT_MS,
+  within,
+} from "./helpers.ts";
 
 const encoder = new TextEncoder();
+
+/** How long a build may take, a download (esbuild, Deno's runtime) included. */
+const FETCH_MS = 4 * WAIT_MS;
 
 async function echoThrough(cli: Cli): Promise<void> {
   const port = await cli.port();
@@ -19,15 +31,20 @@ async function echoThrough(cli: Cli): Promise<void> {
   strictEqual(code, 0);
 }
 
-async function deno(args: string[], env: Record<string, string> = {}) {
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+/**
+ * Runs `deno ARGS` in the project root; fails after `ms`. Bundling and
+ * compiling may first fetch esbuild or Deno's runtime: more than a step on a
+ * busy machine takes, so they get {@linkcode FETCH_MS}.
+ */
+async function deno(args: string[], env: Record<string, string> = {}, ms = FETCH_MS) {
+  const { code, stderr } = await commandOutput(Deno.execPath(), {
     args,
     cwd: ROOT,
     env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-  }).output();
+  }, ms);
   return { code, stderr: new TextDecoder().decode(stderr) };
 }
 
@@ -66,7 +83,10 @@ Deno.test("system: the bundle alone in an empty folder serves --workers 2 with t
 
     // Without --unstable-net: one line naming the flag, exit 1; not Deno's own message (exit 70).
     const args = ["--host", "127.0.0.1", "--port", "0", "--workers", "2"];
-    const bare = await runAlone(alone, ["--allow-net", "--allow-read"], args).output();
+    const bare = await outputOf(
+      runAlone(alone, ["--allow-net", "--allow-read"], args),
+      "the bundle without --unstable-net",
+    );
     const said = new TextDecoder().decode(bare.stderr).trimEnd();
     strictEqual(bare.code, 1, said);
     strictEqual(said.split("\n").length, 1, said);
@@ -76,9 +96,13 @@ Deno.test("system: the bundle alone in an empty folder serves --workers 2 with t
     const child = runAlone(alone, ["--unstable-net", "--allow-net", "--allow-read"], args);
     const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
     let stderr = "";
+    /** The next piece of stderr; fails saying what it waited for, after `WAIT_MS` in all. */
+    const deadline = performance.now() + WAIT_MS;
+    const read = (what: string) =>
+      within(reader.read(), () => `${what}; its stderr:\n${stderr}`, deadline - performance.now());
     try {
       while (!/2 workers share \S+ port \d+/.test(stderr)) {
-        const { value, done } = await reader.read();
+        const { value, done } = await read("the bundle's two workers to listen");
         if (done) throw new Error(`the bundle ended before listening:\n${stderr}`);
         stderr += value;
       }
@@ -92,10 +116,11 @@ Deno.test("system: the bundle alone in an empty folder serves --workers 2 with t
         );
       }
       child.kill("SIGTERM");
-      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      const end = "the bundle to exit after SIGTERM";
+      for (let chunk = await read(end); !chunk.done; chunk = await read(end)) {
         stderr += chunk.value;
       }
-      strictEqual((await child.status).code, 0, stderr);
+      strictEqual((await within(child.status, end)).code, 0, stderr);
       ok(/INFO {2}server: stopped: served 4 connections/.test(stderr), stderr);
     } finally {
       try {

@@ -7,7 +7,7 @@
  * certificates.
  */
 import { equal, ok } from "node:assert/strict";
-import { Cli } from "./helpers.ts";
+import { Cli, until } from "./helpers.ts";
 import { opensslMissing, testCerts } from "./certs.ts";
 
 const missing = await opensslMissing();
@@ -21,15 +21,6 @@ function descriptors(pid: number): number {
   let count = 0;
   for (const _ of Deno.readDirSync(`/proc/${pid}/fd`)) count++;
   return count;
-}
-
-/** Waits until `probe` holds, polling every 50 ms for at most `ms`, or fails naming `what`. */
-async function until(what: string, probe: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /** A TLS server from the command line, optionally under `ulimit -n`; its pid and port. */

@@ -6,7 +6,7 @@
  */
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { Guard, parseCidr, serve } from "../server.ts";
-import { pattern, sameBytes } from "./helpers.ts";
+import { pattern, readN, sameBytes } from "./helpers.ts";
 import { Inbox, tryInbox } from "./udp_helpers.ts";
 
 const local = { hostname: "127.0.0.1", port: 0 } as const;
@@ -38,8 +38,7 @@ Deno.test("UDP: shares the TCP port, echoes both, and counts datagrams in the st
   }
   using conn = await Deno.connect(server.addr);
   await conn.write(new TextEncoder().encode("tcp"));
-  const buffer = new Uint8Array(3);
-  equal(await conn.read(buffer), 3);
+  equal(new TextDecoder().decode(await readN(conn, 3)), "tcp");
   const datagrams = server.stats().datagrams;
   equal(datagrams?.echoed, 10);
   equal(datagrams?.bytesEchoed, 100);

@@ -7,7 +7,7 @@
 import { ok, rejects, strictEqual } from "node:assert/strict";
 import { ClientError, connect } from "../client.ts";
 import { Guard, listenUnix, serve } from "../server.ts";
-import { Cli, pattern, runCli, sameBytes } from "./helpers.ts";
+import { Cli, pattern, runCli, sameBytes, within } from "./helpers.ts";
 
 /** A Unix socket's client needs read permission; the server also write, to make the file. */
 const permissions = ["--allow-net", "--allow-read", "--allow-write"];
@@ -44,12 +44,15 @@ Deno.test("Unix socket: binary data round trips through the client module; clien
   await using echo = await connect({ path });
   strictEqual(echo.address, path);
   const data = pattern(300_000, 5);
-  ok(sameBytes(await echo.send(data, { verify: true }), data), "echo differs");
+  ok(
+    sameBytes(await within(echo.send(data, { verify: true }), "the echo of 300,000 bytes"), data),
+    "echo differs",
+  );
   // Unix clients have no address: the per-address cap counts them together.
   await using second = await connect({ path });
   // Closed unread: the write or the read finds out, whichever comes first.
   await rejects(
-    second.send("refused?", { verify: true }),
+    within(second.send("refused?", { verify: true }), "the refusal of the second client"),
     (error) => error instanceof ClientError && ["closed", "failed"].includes(error.kind),
   );
   strictEqual(server.stats().refusals["per-ip"], 1);
@@ -69,7 +72,8 @@ Deno.test("Unix socket: serve --unix, client --unix and bench --unix; the socket
   strictEqual(reply.code, 0, reply.stderr);
   strictEqual(reply.stdout, "over a Unix socket\n");
   await cli.waitFor(/#1 opened from an unnamed socket/);
-  const bench = await run(["bench", "--unix", path, "-c", "4", "-d", "300ms", "--json"]);
+  // 1 s: the echoes in flight at the end get the drain time, as long as the run.
+  const bench = await run(["bench", "--unix", path, "-c", "4", "-d", "1s", "--json"]);
   strictEqual(bench.code, 0, bench.stderr);
   const report = JSON.parse(bench.stdout);
   ok(report.ok && report.messages > 0, bench.stdout);
@@ -107,7 +111,10 @@ Deno.test("Unix socket: the socket file of a dead server is replaced", async () 
     cli.stderr,
   );
   await using echo = await connect({ path });
-  strictEqual(decoder.decode(await echo.send("fresh", { verify: true })), "fresh");
+  strictEqual(
+    decoder.decode(await within(echo.send("fresh", { verify: true }), "the echo")),
+    "fresh",
+  );
 });
 
 Deno.test("Unix socket: a regular file at the path is left untouched, and the server exits 1 saying why", async () => {
@@ -138,7 +145,10 @@ Deno.test("Unix socket: a live server's socket is refused as in use, and that se
   );
   noStackTrace(stderr);
   await using echo = await connect({ path });
-  strictEqual(decoder.decode(await echo.send("still here", { verify: true })), "still here");
+  strictEqual(
+    decoder.decode(await within(echo.send("still here", { verify: true }), "the echo")),
+    "still here",
+  );
   strictEqual(first.addr.path, path);
 });
 

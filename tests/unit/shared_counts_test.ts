@@ -2,7 +2,7 @@ import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import type { RateLimit } from "../../admission/limits.ts";
 import { noRefusals, REFUSAL_REASONS } from "../../admission/refusals.ts";
 import { SharedCounts } from "../../admission/shared_counts.ts";
-import { within } from "../shared_counts_client_fixture.ts";
+import { within } from "../helpers.ts";
 
 /** Lets queued promise reactions run, to show that something is still pending. */
 async function settle(): Promise<void> {
@@ -222,7 +222,7 @@ Deno.test("SharedCounts: whenNotFull waits for a close in the same thread", asyn
   ok(again);
   // `second` belongs to another instance, woken only through Atomics.notify,
   // whose delivery needs a live event loop: within()'s timer provides one.
-  await within(second, 5_000, "wake-up of another instance");
+  await within(second, "the wake-up of another instance");
   counts.close("c");
   strictEqual(counts.open, 0);
 });
