@@ -2,7 +2,8 @@
  * The accept loop: takes each connection from the listener, puts it to the
  * admission rules, and hands the admitted ones on. It never stops on its own
  * account: a failed accept is retried with a growing pause, and running out
- * of file descriptors lowers the cap instead.
+ * of file descriptors also holds the cap at what is open until descriptors
+ * come back (`server/shortage.ts`).
  *
  * @module
  */
