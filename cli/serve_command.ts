@@ -7,7 +7,14 @@
 import { parseCidr } from "../admission/cidr.ts";
 import { DATAGRAM_DEFAULTS } from "../admission/datagrams.ts";
 import { Guard, GUARD_DEFAULTS } from "../admission/guard.ts";
-import { LOG_FORMATS, LOG_LEVELS, logger, LOGGING_DEFAULTS, setupLogging } from "../log/log.ts";
+import {
+  droppedLogLines,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  logger,
+  LOGGING_DEFAULTS,
+  setupLogging,
+} from "../log/log.ts";
 import {
   epollUnavailable,
   listenUnix,
@@ -298,7 +305,11 @@ async function runServe(
     serveMetrics({
       ...metricsAt,
       reusePort: flags["reuse-port"],
-      collect: async () => collectServer(await starting.promise),
+      collect: async (endpoint) =>
+        collectServer(
+          await starting.promise,
+          () => ({ logLinesDropped: droppedLogLines(), metricsEndpoint: endpoint }),
+        ),
       ready: () => started && !draining,
     }), (error) => explainMetricsListenError(error, metricsAt, flags["reuse-port"]));
   const server = await startServer().catch(async (error: unknown) => {

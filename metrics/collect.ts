@@ -10,6 +10,7 @@ import { CLOSE_REASONS, DURATION_BOUNDS_S, noCloses, noDurations } from "../serv
 import type { ServerStats } from "../server/stats.ts";
 import { droppedLogLines } from "../log/log.ts";
 import type { MetricFamily } from "./exposition.ts";
+import type { HttpCounts } from "./http.ts";
 
 /**
  * The refusal reasons reported as refusals; `idle` and `lifetime` close an
@@ -24,6 +25,8 @@ const REFUSED: readonly RefusalReason[] = REFUSAL_REASONS.filter(
 export interface ExtraCounts {
   /** Log lines dropped because the log sink could not keep up, when logging counts them. */
   logLinesDropped?: number;
+  /** The metrics endpoint's own counts, when it is the one asking. */
+  metricsEndpoint?: HttpCounts;
 }
 
 function counter(name: string, help: string, value: number): MetricFamily {
@@ -113,6 +116,25 @@ export function serverFamilies(stats: ServerStats, extra: ExtraCounts = {}): Met
         "UDP replies the system refused to send.",
         datagrams.failed,
       ),
+    );
+  }
+  const endpoint = extra.metricsEndpoint;
+  if (endpoint !== undefined) {
+    families.push(
+      counter(
+        "echo_metrics_accept_errors_total",
+        "Accepts of the metrics endpoint that failed (e.g. out of file descriptors); each is retried.",
+        endpoint.acceptErrors,
+      ),
+      {
+        name: "echo_metrics_connections_closed_total",
+        help: "Metrics endpoint connections it closed itself, by why: over its cap, or a timeout.",
+        type: "counter",
+        samples: [
+          { labels: { reason: "cap" }, value: endpoint.evicted },
+          { labels: { reason: "timeout" }, value: endpoint.timedOut },
+        ],
+      },
     );
   }
   if (extra.logLinesDropped !== undefined) {

@@ -24,8 +24,8 @@ export interface MetricsEndpointOptions {
    * the old one's. Needs Deno's unstable net API. @default {false}
    */
   reusePort?: boolean;
-  /** The families to report, gathered afresh for each scrape. */
-  collect(): Promise<MetricFamily[]>;
+  /** The families to report, gathered afresh for each scrape; `endpoint` is this endpoint's own counts. */
+  collect(endpoint: HttpCounts): Promise<MetricFamily[]>;
   /** Whether the server accepts connections now (`/readyz`). */
   ready(): boolean;
 }
@@ -64,19 +64,26 @@ export function serveMetrics(options: MetricsEndpointOptions): MetricsEndpoint {
     );
   }
   const addr = listener.addr;
-  const server = new HttpServer(listener, (request) => handle(request, options));
+  const server: HttpServer = new HttpServer(
+    listener,
+    (request) => handle(request, options, server.counts),
+  );
   log.info("metrics on http://{address}", { address: formatAddress(addr.hostname, addr.port) });
   let closing: Promise<void> | undefined;
   const close = () => closing ??= server.close();
   return { addr, counts: server.counts, close, [Symbol.asyncDispose]: close };
 }
 
-async function handle(request: HttpRequest, options: MetricsEndpointOptions): Promise<HttpReply> {
+async function handle(
+  request: HttpRequest,
+  options: MetricsEndpointOptions,
+  counts: HttpCounts,
+): Promise<HttpReply> {
   switch (request.path) {
     case "/metrics": {
       let text: string;
       try {
-        text = formatMetrics(await options.collect());
+        text = formatMetrics(await options.collect(counts));
       } catch (error) {
         // A scrape that cannot be answered whole fails, rather than report partial sums.
         log.warning("metrics scrape failed: {error}", { error: describeError(error) });

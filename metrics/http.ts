@@ -34,6 +34,11 @@ export interface HttpLimits {
   idleTimeoutMs: number;
   /** The longest request head (request line and headers) taken; a longer one gets 431. */
   maxHeadBytes: number;
+  /**
+   * How long answering one request may take, its writing included: a client
+   * that does not read its answers is closed after this.
+   */
+  answerTimeoutMs: number;
 }
 
 /** The limits the metrics endpoint runs with (the README's "Metrics and health" lists them). */
@@ -42,6 +47,7 @@ export const HTTP_LIMITS: HttpLimits = {
   headerTimeoutMs: 5_000,
   idleTimeoutMs: 30_000,
   maxHeadBytes: 8 * 1024,
+  answerTimeoutMs: 10_000,
 };
 
 /** A request as the handler sees it. */
@@ -69,9 +75,9 @@ export type HttpHandler = (request: HttpRequest) => Promise<HttpReply> | HttpRep
 export interface HttpCounts {
   /** Accepts that failed (each retried). */
   acceptErrors: number;
-  /** Connections closed to make room at `maxConnections`. */
+  /** Connections closed at `maxConnections`: to make room, or new ones when none could give way. */
   evicted: number;
-  /** Connections closed by the header or idle timeout. */
+  /** Connections closed by the header, idle or answer timeout. */
   timedOut: number;
 }
 
@@ -80,17 +86,17 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   400: "Bad Request",
   404: "Not Found",
   405: "Method Not Allowed",
-  408: "Request Timeout",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
   503: "Service Unavailable",
-  505: "HTTP Version Not Supported",
 };
 
 const ACCEPT_BACKOFF_MIN_MS = 5;
 const ACCEPT_BACKOFF_MAX_MS = 1000;
 /** How often the timeouts are checked: they are seconds long, so a quarter second is precise enough. */
 const SWEEP_MS = 250;
+/** How long `close()` lets answers under way finish before it closes their connections too. */
+const CLOSE_GRACE_MS = 1000;
 
 const log = logger("server");
 const encoder = new TextEncoder();
@@ -103,8 +109,8 @@ interface Client {
   idleSince: number;
   /** When the current request's first byte came; undefined between requests. */
   headSince: number | undefined;
-  /** True while a response is being made or written: not evicted then. */
-  busy: boolean;
+  /** Since when a response has been made or written: not evicted then, but bounded in time. */
+  busySince: number | undefined;
 }
 
 /**
@@ -134,7 +140,10 @@ export class HttpServer implements AsyncDisposable {
     this.#accepting = this.#acceptLoop();
   }
 
-  /** Stops accepting, lets a response being written finish, and closes every connection. */
+  /**
+   * Stops accepting, closes idle connections, lets answers under way finish
+   * for up to a second, then closes the rest.
+   */
   async close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
@@ -144,9 +153,15 @@ export class HttpServer implements AsyncDisposable {
       if (this.#reserve !== undefined) closeQuietly(this.#reserve);
       this.#reserve = undefined;
       // Idle ones at once; a busy one closes itself after its response.
-      for (const client of this.#clients) if (!client.busy) closeQuietly(client.conn);
+      for (const client of this.#clients) {
+        if (client.busySince === undefined) closeQuietly(client.conn);
+      }
     }
     await this.#accepting;
+    // An answer its client does not read would keep the process from exiting: not long.
+    if (await sleepUnless(CLOSE_GRACE_MS, Promise.all(this.#serving).then(() => {}))) {
+      for (const client of this.#clients) closeQuietly(client.conn);
+    }
     await Promise.all(this.#serving);
   }
 
@@ -157,17 +172,17 @@ export class HttpServer implements AsyncDisposable {
 
   async #acceptLoop(): Promise<void> {
     let backoffMs = 0;
-    const failures = new FailureEpisode(
-      (error) =>
+    const failures = new FailureEpisode({
+      began: (error) =>
         log.warning("metrics: accept failed: {error}; retrying with backoff", {
           error: describeError(error),
         }),
-      (count, seconds) =>
+      ended: (count, seconds) =>
         log.info("metrics: accepting again after {seconds} s ({accepts})", {
           seconds: Math.round(seconds * 10) / 10,
           accepts: plural(count, "failed accept"),
         }),
-    );
+    });
     try {
       while (!this.#closed) {
         let conn: Deno.Conn;
@@ -203,12 +218,16 @@ export class HttpServer implements AsyncDisposable {
   }
 
   async #serve(conn: Deno.Conn): Promise<void> {
-    this.#makeRoom();
+    if (!this.#makeRoom()) {
+      // Every connection held is being answered: this one waits for nobody.
+      this.counts.evicted++;
+      return closeQuietly(conn);
+    }
     const client: Client = {
       conn,
       idleSince: performance.now(),
       headSince: undefined,
-      busy: false,
+      busySince: undefined,
     };
     this.#clients.add(client);
     try {
@@ -230,13 +249,17 @@ export class HttpServer implements AsyncDisposable {
   async #requests(client: Client): Promise<void> {
     const buffer = new Uint8Array(this.#limits.maxHeadBytes);
     let filled = 0;
+    /** How far the search for the head's end got: a slow client's bytes are looked at once. */
+    let scanned = 0;
     while (!this.#closed) {
-      const at = headEnd(buffer, filled);
+      const at = headEnd(buffer, filled, scanned);
       if (at === undefined) {
         if (filled === buffer.length) {
-          client.busy = true;
+          client.busySince = performance.now();
           return await this.#reply(client, plain(431, "request head too large\n"), "GET", false);
         }
+        // The end may straddle what has come and what comes next: look again from 2 back.
+        scanned = Math.max(0, filled - 2);
         const n = await client.conn.read(buffer.subarray(filled));
         if (n === null) return;
         if (filled === 0) client.headSince = performance.now();
@@ -247,20 +270,26 @@ export class HttpServer implements AsyncDisposable {
       const rest = buffer.slice(at.next, filled);
       buffer.set(rest);
       filled = rest.length;
+      scanned = 0;
       client.headSince = filled > 0 ? performance.now() : undefined;
-      // From here until the response is written, neither evicted nor timed out.
-      client.busy = true;
+      // From here until the response is written, neither evicted nor timed out by the idle sweep.
+      client.busySince = performance.now();
       if (typeof head === "string") {
         return await this.#reply(client, plain(400, `${head}\n`), "GET", false);
-      }
-      if (head.hasBody) {
-        // No request here has a body; not reading one, the connection cannot go on.
-        return await this.#reply(client, notAllowed(head.method), "GET", false);
       }
       const method = head.method === "HEAD" ? "HEAD" : "GET";
       // A method it does not serve ends the connection too: such a client is not a scraper.
       if (head.method !== method) {
         return await this.#reply(client, notAllowed(head.method), "GET", false);
+      }
+      if (head.hasBody) {
+        // No request here has a body; not reading one, the connection cannot go on.
+        return await this.#reply(
+          client,
+          plain(400, "no request body is taken here\n"),
+          method,
+          false,
+        );
       }
       const reply = await this.#answer({ method, path: head.path });
       const keep = head.keepAlive && !this.#closed;
@@ -297,7 +326,7 @@ export class HttpServer implements AsyncDisposable {
       bytes.set(body, head.length);
       for (let off = 0; off < bytes.length;) off += await client.conn.write(bytes.subarray(off));
     } finally {
-      client.busy = false;
+      client.busySince = undefined;
       client.idleSince = performance.now();
       // Last in line for eviction: it has just been served.
       this.#clients.delete(client);
@@ -306,23 +335,28 @@ export class HttpServer implements AsyncDisposable {
     }
   }
 
-  /** At the cap, closes the connection that has waited longest for a request. */
-  #makeRoom(): void {
-    if (this.#clients.size < this.#limits.maxConnections) return;
+  /**
+   * At the cap, closes the connection that has waited longest for a
+   * request; false when every one is being answered, and none can go.
+   */
+  #makeRoom(): boolean {
+    if (this.#clients.size < this.#limits.maxConnections) return true;
     for (const client of this.#clients) {
-      if (client.busy) continue;
+      if (client.busySince !== undefined) continue;
       this.#clients.delete(client);
       this.counts.evicted++;
       closeQuietly(client.conn);
-      return;
+      return true;
     }
+    return false;
   }
 
   #sweepOnce(): void {
     const now = performance.now();
     for (const client of this.#clients) {
-      if (client.busy) continue;
-      const late = client.headSince !== undefined
+      const late = client.busySince !== undefined
+        ? now - client.busySince >= this.#limits.answerTimeoutMs
+        : client.headSince !== undefined
         ? now - client.headSince >= this.#limits.headerTimeoutMs
         : now - client.idleSince >= this.#limits.idleTimeoutMs;
       if (!late) continue;

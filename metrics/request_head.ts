@@ -10,12 +10,23 @@
  * Where the request head ends in the first `filled` bytes: the index of the
  * line feed that ends its last line, and of the first byte after the blank
  * line that follows (`\n\n` or `\n\r\n`); undefined while it is incomplete.
+ * The search starts at `from`, where an earlier one left off.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual } from "node:assert/strict";
+ * import { headEnd } from "./request_head.ts";
+ * const bytes = new TextEncoder().encode("GET / HTTP/1.0\r\n\r\nrest");
+ * deepEqual(headEnd(bytes, bytes.length), { end: 15, next: 18 });
+ * deepEqual(headEnd(bytes, 16), undefined);
+ * ```
  */
 export function headEnd(
   buffer: Uint8Array,
   filled: number,
+  from = 0,
 ): { end: number; next: number } | undefined {
-  for (let i = 0; i + 1 < filled; i++) {
+  for (let i = from; i + 1 < filled; i++) {
     if (buffer[i] !== 10) continue;
     if (buffer[i + 1] === 10) return { end: i, next: i + 2 };
     if (buffer[i + 1] === 13 && i + 2 < filled && buffer[i + 2] === 10) {

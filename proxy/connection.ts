@@ -91,11 +91,20 @@ export class ProxiedConnection implements Connection {
   /** Bytes read with the header and not yet returned; undefined once drained. */
   #rest: Uint8Array | undefined;
 
+  /** See `Connection.closeGently`: the socket's, where it has one. */
+  readonly closeGently?: (graceMs: number) => void;
+  /** See `Connection.closeWrite`: the socket's, where it has one. */
+  readonly closeWrite?: () => Promise<void>;
+
   /** Presents `conn` as a connection from `remoteAddr` whose first bytes are `rest`. */
   constructor(conn: Connection, remoteAddr: Deno.Addr, rest: Uint8Array) {
     this.#conn = conn;
     this.remoteAddr = remoteAddr;
     this.#rest = rest.length > 0 ? rest : undefined;
+    // Only where the socket has them: the server asks whether a connection can end gently.
+    const { closeGently, closeWrite } = conn;
+    if (closeGently !== undefined) this.closeGently = (graceMs) => closeGently.call(conn, graceMs);
+    if (closeWrite !== undefined) this.closeWrite = () => closeWrite.call(conn);
   }
 
   /** Reads the bytes that came with the header first, then straight from the socket. */

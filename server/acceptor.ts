@@ -93,13 +93,13 @@ export class Acceptor {
             continue;
           }
           this.#acceptErrors++;
-          if (isOutOfDescriptors(error)) this.#shortage.failed();
-          else if (failures === 0) {
+          // A shortage is an episode of its own, which says when it began and ended.
+          if (isOutOfDescriptors(error)) this.#shortage.failed(error);
+          else if (failures++ === 0) {
             log.error("accept failed: {error}; retrying with backoff", {
               error: describeError(error),
             });
           }
-          failures++;
           // Pause, growing, and retry, so that the loop neither spins nor gives up.
           backoffMs = Math.min(
             Math.max(backoffMs * 2, ACCEPT_BACKOFF_MIN_MS),
@@ -113,15 +113,12 @@ export class Acceptor {
         }
         if (next.done) return this.#stopped ? "stopped" : "listener closed";
         if (failures > 0) {
-          // A shortage says when it is over itself, once the cap has held a while.
-          if (!this.#shortage.active) {
-            log.info("accepting again after {accepts}", {
-              failures,
-              accepts: plural(failures, "failed accept"),
-            });
-          }
-          backoffMs = failures = 0;
+          log.info("accepting again after {accepts}", {
+            failures,
+            accepts: plural(failures, "failed accept"),
+          });
         }
+        backoffMs = failures = 0;
         this.#take(next.value);
         // Checked here first: most accepts find room, and need no promise to say so.
         if (this.#waitAtCap && this.#guard.full) await this.#roomToAccept();

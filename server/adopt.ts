@@ -26,7 +26,7 @@ import process from "node:process";
 
 /** The parts of Deno's `tcp_wrap` binding used here. */
 interface TcpWrapBinding {
-  TCP: new (type: number) => { openFromRid(rid: number): number } & ReadingHandle;
+  TCP: new (type: number) => { openFromRid(rid: number): number } & NodeHandle;
   constants: { SOCKET: number };
 }
 
@@ -80,7 +80,11 @@ function ridOf(conn: Deno.TcpConn): number {
 
 /** A connection in Node's hands, and Deno's own hold on it until {@linkcode Adopted.shed}. */
 export interface Adopted {
-  /** The socket, for `node:tls`. */
+  /**
+   * The socket, for `node:tls`, made when first asked for: a socket reads
+   * from the moment it is made, and what it read before `node:tls` took it
+   * over would be lost to the handshake.
+   */
   readonly socket: net.Socket;
   /**
    * Drops Deno's descriptor of the connection without shutting it down,
@@ -99,17 +103,21 @@ export interface Adopted {
   stopReading(): void;
   /** Reads again after {@linkcode Adopted.stopReading}. */
   startReading(): void;
-  /** Destroys the socket, then closes what Deno still holds of the connection. */
+  /** Turns Nagle's algorithm off (or on) for the connection. */
+  setNoDelay(noDelay: boolean): void;
+  /** Destroys the socket (or its handle), then closes what Deno still holds of the connection. */
   close(): void;
 }
 
-/** The part of a Node socket's handle that starts and stops reading. */
-interface ReadingHandle {
+/** The part of a Node socket's handle used here besides opening it. */
+interface NodeHandle {
   readStart(): number;
   readStop(): number;
+  setNoDelay(on: boolean): number;
+  close(): void;
 }
 
-/** Set once dropping Deno's descriptor has not worked: from then on, both are kept. */
+/** Set if Deno ever starts TLS on a certificate it cannot parse: no connection is shed again. */
 let shedBroken = false;
 
 /** A CA certificate that Deno cannot parse: `Deno.startTls` fails on it before it sends a byte. */
@@ -117,8 +125,10 @@ const UNPARSABLE_CA = "-----BEGIN CERTIFICATE-----\n!\n-----END CERTIFICATE-----
 
 /**
  * A `node:net` socket on the same TCP connection as `conn`, for `node:tls`.
- * Until {@linkcode Adopted.shed}, the connection has two descriptors, Deno's
- * and Node's.
+ * The descriptor is duplicated at once (so that running out of descriptors
+ * shows here, where the caller can wait and try again, `conn` untouched);
+ * the socket is made when first asked for. Until {@linkcode Adopted.shed},
+ * the connection has two descriptors, Deno's and Node's.
  *
  * @throws {Error} when this Deno cannot do it, or the descriptor cannot be
  *   duplicated (an `EMFILE` carries its `code`).
@@ -150,25 +160,27 @@ export function adoptTcp(conn: Deno.TcpConn): Adopted {
       { code: "EMFILE" },
     );
   }
-  const socket = new net.Socket(
-    { handle, readable: true, writable: true } as net.SocketConstructorOpts,
-  );
+  let socket: net.Socket | undefined;
   let held = true;
   let shedding: Promise<void> | undefined;
-  const reading = handle as unknown as ReadingHandle;
   return {
-    socket,
-    stopReading: () => void reading.readStop(),
-    startReading: () => void reading.readStart(),
+    get socket(): net.Socket {
+      return socket ??= new net.Socket(
+        { handle, readable: true, writable: true } as net.SocketConstructorOpts,
+      );
+    },
+    stopReading: () => void handle.readStop(),
+    startReading: () => void handle.readStart(),
+    setNoDelay: (noDelay) => void handle.setNoDelay(noDelay),
     shed: () =>
       shedding ??= (async () => {
         if (shedBroken || !held) return;
-        const shed = await shedByDeno(conn);
-        if (shed) held = false;
-        else shedBroken = true;
+        // Not shed (the connection busy, or closed meanwhile): it keeps both, as it can.
+        if (await shedByDeno(conn)) held = false;
       })(),
     close: () => {
-      socket.destroy();
+      if (socket !== undefined) socket.destroy();
+      else handle.close();
       if (!held) return;
       held = false;
       try {

@@ -100,6 +100,8 @@ export class ConnectionTable {
     this.#ended(entry, end, error);
   /** Set while draining: resolved when the last connection has closed. */
   #emptied: PromiseWithResolvers<void> | undefined;
+  /** The connections cut with a FIN at the drain timeout, and when each is closed for good. */
+  readonly #cutTimers = new Map<Entry, ReturnType<typeof setTimeout>>();
 
   /** Starts the sweep, when a limit is set; {@linkcode ConnectionTable.stop} ends it. */
   constructor(options: ConnectionTableOptions) {
@@ -166,16 +168,29 @@ export class ConnectionTable {
     for (const entry of this.#open) {
       if (entry.closedBy !== undefined) continue;
       entry.closedBy = "shutdown";
-      if (entry.conn.closeGently === undefined) {
-        closeQuietly(entry.conn);
-        continue;
-      }
-      try {
-        entry.conn.closeGently(CUT_GRACE_MS);
-      } catch {
-        closeQuietly(entry.conn);
-      }
+      this.#cut(entry.conn, entry);
     }
+  }
+
+  /**
+   * Ends one connection at the drain timeout: by its own gentle close; or a
+   * FIN after what is queued, the peer then taking its echoes and closing
+   * (the echo ends, and the connection with it), closed for good after
+   * {@linkcode CUT_GRACE_MS} if not; or at once.
+   */
+  #cut(conn: Connection, entry: Entry): void {
+    try {
+      if (conn.closeGently !== undefined) return conn.closeGently(CUT_GRACE_MS);
+      if (conn.closeWrite !== undefined) {
+        // Settles once writing is shut, which a write still waiting for the peer holds up.
+        conn.closeWrite().catch(() => {});
+        this.#cutTimers.set(entry, setTimeout(() => closeQuietly(conn), CUT_GRACE_MS));
+        return;
+      }
+    } catch {
+      // Not gently, then.
+    }
+    closeQuietly(conn);
   }
 
   /**
@@ -222,14 +237,22 @@ export class ConnectionTable {
   #ended(entry: Entry, end: EchoEnd | "error", error: unknown): void {
     let reason: string;
     let closeReason: CloseReason;
-    if (end !== "error") {
+    if (entry.closedBy !== undefined) {
+      // The server ended it (a pending read then fails; a peer cut gently may close first):
+      // report why.
+      reason = entry.closedBy;
+      closeReason = CLOSE_REASON[entry.closedBy];
+    } else if (end !== "error") {
       reason = END_TEXT[end];
       closeReason = END_REASON[end];
     } else {
-      // Closing a connection from here makes its pending read fail: report why it was closed.
-      reason = entry.closedBy ??
-        (error instanceof TransportError ? error.message : `error: ${describeError(error)}`);
-      closeReason = entry.closedBy === undefined ? "error" : CLOSE_REASON[entry.closedBy];
+      reason = error instanceof TransportError ? error.message : `error: ${describeError(error)}`;
+      closeReason = "error";
+    }
+    const cut = this.#cutTimers.get(entry);
+    if (cut !== undefined) {
+      clearTimeout(cut);
+      this.#cutTimers.delete(entry);
     }
     closeQuietly(entry.conn);
     entry.slot.release();

@@ -40,6 +40,13 @@ export interface Connection extends Duplex {
    * discard echoes the peer has not read yet.
    */
   closeGently?(graceMs: number): void;
+  /**
+   * Shuts writing down: a FIN goes after the bytes still queued, and the
+   * peer reads to the end. Where a connection has this and not
+   * `closeGently`, the server uses it at the drain timeout, and closes the
+   * connection for good after the grace.
+   */
+  closeWrite?(): Promise<void>;
 }
 
 /**

@@ -1,13 +1,13 @@
 /**
- * Running out of file descriptors, as the accept loop lives through it: an
- * episode begins at the first accept that fails for want of descriptors, and
- * the cap on open connections comes down to what is open then (the
- * descriptors really in use), so that newcomers wait in the backlog instead
- * of failing accept after accept. The cap goes back up by itself: once no
- * accept has failed for {@linkcode SHORTAGE_PROBE_MS}, it is lifted to the
- * configured limit; an accept that fails again lowers it again, and one that
- * does not for as long again ends the episode. One line says it began and one
- * that it ended, however many accepts failed between.
+ * Failures that come in bursts, such as accepts failing for want of file
+ * descriptors, taken as episodes: a log says when one began and when it
+ * ended, not once per failure. {@linkcode DescriptorShortage} adds what the
+ * accept loop does about it: the cap on open connections comes down to what
+ * is open (the descriptors really in use), so that newcomers wait in the
+ * backlog instead of failing accept after accept, and goes back up by
+ * itself once no accept has failed for {@linkcode QUIET_MS}; if accepts fail
+ * again it comes down again, and the episode ends once the lifted cap has
+ * held as long again.
  *
  * @module
  */
@@ -15,8 +15,8 @@ import type { Guard } from "../admission/guard.ts";
 import { logger } from "../log/log.ts";
 import { plural } from "../text/words.ts";
 
-/** How long after the last failed accept the cap is lifted again, and then the episode ends. */
-export const SHORTAGE_PROBE_MS = 1000;
+/** How long without a failure before an episode may end (or the cap is lifted). */
+export const QUIET_MS = 1000;
 
 const log = logger("server");
 
@@ -37,42 +37,81 @@ export function isOutOfDescriptors(error: unknown): boolean {
   return code === "EMFILE" || code === "ENFILE";
 }
 
+/** What a {@linkcode FailureEpisode} reports, and what it asks before it ends. */
+export interface EpisodeHooks {
+  /** The first failure of an episode. */
+  began(error: unknown): void;
+  /**
+   * Asked once no failure has come for {@linkcode QUIET_MS}: true ends the
+   * episode, false waits as long again (after a change that the next
+   * failures will judge, such as a lifted cap). @default {always true}
+   */
+  mayEnd?(): boolean;
+  /** The episode is over: how many failures, over how many seconds. */
+  ended(failures: number, seconds: number): void;
+}
+
 /**
- * Failures of one kind as episodes, so that a log says when they began and
- * when they ended rather than once per failure: the first failure calls
- * `began`, and `ended` is called once none has come for
- * {@linkcode SHORTAGE_PROBE_MS}.
+ * Failures of one kind as episodes; see the module's documentation. Nothing
+ * runs before the first failure; a timer runs during an episode.
+ *
+ * @example
+ * ```ts
+ * import { deepEqual } from "node:assert/strict";
+ * import { FailureEpisode } from "./shortage.ts";
+ * let clock = 0;
+ * const said: string[] = [];
+ * const episode = new FailureEpisode({
+ *   began: () => said.push("began"),
+ *   ended: (failures) => said.push(`ended after ${failures}`),
+ * }, () => clock);
+ * episode.failed("EMFILE");
+ * episode.failed("EMFILE");
+ * clock = 1000;
+ * episode.check();
+ * deepEqual(said, ["began", "ended after 2"]);
+ * ```
  */
 export class FailureEpisode {
-  readonly #began: (error: unknown) => void;
-  readonly #ended: (failures: number, seconds: number) => void;
+  readonly #hooks: EpisodeHooks;
+  readonly #now: () => number;
   #since: number | undefined;
-  #lastAt = 0;
+  #quietSince = 0;
   #failures = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
 
-  /** Reports through `began` and `ended`; nothing runs before the first failure. */
-  constructor(
-    began: (error: unknown) => void,
-    ended: (failures: number, seconds: number) => void,
-  ) {
-    this.#began = began;
-    this.#ended = ended;
+  /** Reports through `hooks`; `now` is the clock (tests give their own, and call `check`). */
+  constructor(hooks: EpisodeHooks, now: () => number = () => performance.now()) {
+    this.#hooks = hooks;
+    this.#now = now;
   }
 
-  /** One more failure: the first of an episode is reported. */
+  /** True from the first failure of an episode until it ends. */
+  get active(): boolean {
+    return this.#since !== undefined;
+  }
+
+  /** One more failure: the first of an episode is reported, and starts its timer. */
   failed(error: unknown): void {
-    this.#lastAt = performance.now();
+    this.#quietSince = this.#now();
     this.#failures++;
     if (this.#since !== undefined) return;
-    this.#since = this.#lastAt;
-    this.#began(error);
-    this.#timer = setInterval(() => {
-      const now = performance.now();
-      if (this.#since === undefined || now - this.#lastAt < SHORTAGE_PROBE_MS) return;
-      this.#ended(this.#failures, (now - this.#since) / 1000);
-      this.stop();
-    }, SHORTAGE_PROBE_MS / 4);
+    this.#since = this.#quietSince;
+    this.#hooks.began(error);
+    this.#timer = setInterval(() => this.check(), QUIET_MS / 4);
+  }
+
+  /** Ends the episode if it has been quiet long enough and may end; the timer calls it. */
+  check(): void {
+    if (this.#since === undefined) return;
+    const now = this.#now();
+    if (now - this.#quietSince < QUIET_MS) return;
+    if (this.#hooks.mayEnd !== undefined && !this.#hooks.mayEnd()) {
+      this.#quietSince = now;
+      return;
+    }
+    this.#hooks.ended(this.#failures, (now - this.#since) / 1000);
+    this.stop();
   }
 
   /** Ends the episode without a word (its owner stops). */
@@ -87,79 +126,70 @@ export class FailureEpisode {
 /** One accept loop's view of descriptor shortages: see the module's documentation. */
 export class DescriptorShortage {
   readonly #guard: Guard;
-  readonly #now: () => number;
-  #since: number | undefined;
-  #lastFailureAt = 0;
-  #failures = 0;
+  readonly #episode: FailureEpisode;
   #lowered = false;
-  #timer: ReturnType<typeof setInterval> | undefined;
 
   /** Watches on behalf of the accept loop whose admissions `guard` counts. */
-  constructor(guard: Guard, now: () => number = () => performance.now()) {
+  constructor(guard: Guard, now?: () => number) {
     this.#guard = guard;
-    this.#now = now;
+    this.#episode = new FailureEpisode({
+      began: () => {
+        const open = guard.open;
+        if (open === 0) {
+          // The descriptors are held elsewhere: only the accept loop's pause helps.
+          log.warning("out of file descriptors with no connection open: retrying with backoff");
+          return;
+        }
+        log.warning(
+          "out of file descriptors with {connections} open: accepting at most {cap} until descriptors come back",
+          { connections: plural(open, "connection"), open, cap: guard.maxConns },
+        );
+      },
+      mayEnd: () => {
+        if (!this.#lowered) return true;
+        // Perhaps descriptors came back; the next accepts tell.
+        this.#guard.restoreCap();
+        this.#lowered = false;
+        return false;
+      },
+      ended: (failures, seconds) =>
+        log.info(
+          "file descriptors available again after {seconds} s ({accepts}): accepting up to {cap} connections",
+          {
+            seconds: Math.round(seconds * 10) / 10,
+            accepts: plural(failures, "failed accept"),
+            failures,
+            cap: guard.maxConns,
+          },
+        ),
+    }, now);
   }
 
   /** True from the first failed accept of an episode until it ends. */
   get active(): boolean {
-    return this.#since !== undefined;
+    return this.#episode.active;
   }
 
   /**
    * An accept failed for want of descriptors: the cap comes down to the
-   * connections open now (unless none is: then the descriptors are held
-   * elsewhere, and only the accept loop's pause helps).
+   * connections open now (unless none is).
    */
-  failed(): void {
-    this.#lastFailureAt = this.#now();
-    this.#failures++;
+  failed(error: unknown): void {
     const open = this.#guard.open;
     if (open > 0) {
       this.#guard.lowerCap(open);
       this.#lowered = true;
     }
-    if (this.#since !== undefined) return;
-    this.#since = this.#lastFailureAt;
-    log.warning(
-      "out of file descriptors with {connections} open: accepting at most {open} until descriptors come back",
-      { connections: plural(open, "connection"), open: this.#guard.maxConns, failures: 1 },
-    );
-    this.#timer = setInterval(() => this.check(), SHORTAGE_PROBE_MS / 4);
+    this.#episode.failed(error);
   }
 
-  /**
-   * Lifts the cap, or ends the episode, when no accept has failed for long
-   * enough; called by its own timer, and by tests with their own clock.
-   */
+  /** Lifts the cap or ends the episode when it is time; the episode's timer calls it. */
   check(): void {
-    if (this.#since === undefined) return;
-    const quietMs = this.#now() - this.#lastFailureAt;
-    if (quietMs < SHORTAGE_PROBE_MS) return;
-    if (this.#lowered) {
-      // Perhaps descriptors came back; the next accept tells.
-      this.#guard.restoreCap();
-      this.#lowered = false;
-      this.#lastFailureAt = this.#now();
-      return;
-    }
-    const seconds = (this.#now() - this.#since) / 1000;
-    log.info(
-      "file descriptors available again after {seconds} s ({accepts}): accepting up to {cap} connections",
-      {
-        seconds: Math.round(seconds * 10) / 10,
-        accepts: plural(this.#failures, "failed accept"),
-        failures: this.#failures,
-        cap: this.#guard.maxConns,
-      },
-    );
-    this.stop();
+    this.#episode.check();
   }
 
   /** Ends the episode's timer (the accept loop has stopped). */
   stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    this.#since = undefined;
-    this.#failures = 0;
+    this.#episode.stop();
   }
 }

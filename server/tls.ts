@@ -19,9 +19,11 @@ import type { Buffer } from "node:buffer";
 import { describeError, formatAddress } from "../text/address.ts";
 import { describeTlsError } from "../text/tls.ts";
 import { formatExactDuration } from "../text/duration.ts";
-import { type Adopted, adoptTcp } from "./adopt.ts";
+import { type Adopted, adoptionUnavailable, adoptTcp } from "./adopt.ts";
+import { isOutOfDescriptors } from "./shortage.ts";
 import type { EchoCounters, EchoDone, EchoOptions } from "./echo.ts";
 import {
+  closeQuietly,
   type Connection,
   type Listener,
   ListenError,
@@ -52,7 +54,8 @@ export type TlsMaterialProblem =
  * certificate, no PEM key, a key that is not the certificate's. Deno checks
  * them only when it listens, so this listens once on a free loopback port
  * and closes at once; it lets a command say which file is wrong before it
- * starts anything.
+ * starts anything. Where listening there is not allowed (a scoped
+ * `--allow-net`), it cannot tell, and says nothing.
  *
  * @example
  * ```ts
@@ -66,6 +69,10 @@ export function checkTlsMaterial(material: ServeTlsOptions): TlsMaterialProblem 
     Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...material }).close();
     return undefined;
   } catch (error) {
+    // Not allowed to listen there (a scoped --allow-net): it cannot be checked so, and is not wrong.
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      return undefined;
+    }
     return materialProblem(error);
   }
 }
@@ -122,9 +129,13 @@ export interface TlsListenOptions extends TcpListenOptions, ServeTlsOptions {
  */
 export function listenTls(options: TlsListenOptions): Listener<TcpAddr> {
   const { hostname, port, cert, key } = options;
+  const where = formatAddress(hostname, port);
+  const unavailable = adoptionUnavailable();
+  if (unavailable !== undefined) {
+    throw new ListenError(`cannot listen with TLS on ${where}: ${unavailable}`);
+  }
   const problem = checkTlsMaterial({ cert, key });
   if (problem !== undefined) {
-    const where = formatAddress(hostname, port);
     throw new ListenError(
       `cannot listen${problem.kind === "other" ? "" : " with TLS"} on ${where}: ${problem.text}`,
     );
@@ -138,17 +149,38 @@ export function listenTls(options: TlsListenOptions): Listener<TcpAddr> {
     secure: tls.createSecureContext({ cert, key }),
     handshakeTimeoutMs,
   };
+  /**
+   * Accepted, but not yet handed to node:tls for want of a descriptor: it
+   * waits here (in no one's table, as it would in the backlog) while the
+   * acceptor backs off, and is tried again first.
+   */
+  let waiting: Deno.TcpConn | undefined;
   return {
     addr: tcp.addr,
-    close: () => tcp.close(),
+    close: () => {
+      tcp.close();
+      if (waiting !== undefined) closeQuietly(waiting);
+      waiting = undefined;
+    },
     [Symbol.asyncIterator]: () => {
       const accepted = tcp[Symbol.asyncIterator]();
       return {
         next: async (): Promise<IteratorResult<Connection>> => {
-          const next = await accepted.next();
-          return next.done
-            ? next
-            : { done: false, value: new TlsConnection(next.value as Deno.TcpConn, context) };
+          let conn = waiting;
+          waiting = undefined;
+          if (conn === undefined) {
+            const next = await accepted.next();
+            if (next.done) return next;
+            conn = next.value as Deno.TcpConn;
+          }
+          try {
+            return { done: false, value: new TlsConnection(conn, adoptTcp(conn), context) };
+          } catch (error) {
+            // Out of descriptors is the acceptor's to back off from, as a failed accept is.
+            if (isOutOfDescriptors(error)) waiting = conn;
+            else closeQuietly(conn);
+            throw error;
+          }
         },
       };
     },
@@ -177,12 +209,14 @@ const PEER_GONE_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "ENOTCON
  */
 class TlsConnection implements Connection {
   readonly remoteAddr: Deno.NetAddr;
-  readonly #conn: Deno.TcpConn;
   readonly #context: TlsContext;
-  /** The connection in node:tls's hands, once first used. */
-  #adopted: Adopted | undefined;
+  /** The connection in node:tls's hands (its descriptor duplicated, its socket made when used). */
+  readonly #adopted: Adopted;
   #socket: tls.TLSSocket | undefined;
   #shedTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while a gentle close waits for the peer: closes for good when it runs out. */
+  #cutTimer: ReturnType<typeof setTimeout> | undefined;
+  #released = false;
   #secure = false;
   #closed = false;
   /** Set when the handshake failed or timed out: the reason the connection ended. */
@@ -191,15 +225,15 @@ class TlsConnection implements Connection {
   /** What came before a read asked for it (read() only; the echo takes it as it comes). */
   #unread: Buffer | undefined;
 
-  constructor(conn: Deno.TcpConn, context: TlsContext) {
-    this.#conn = conn;
+  constructor(conn: Deno.TcpConn, adopted: Adopted, context: TlsContext) {
+    this.#adopted = adopted;
     this.#context = context;
     this.remoteAddr = conn.remoteAddr;
   }
 
   setNoDelay(noDelay = true): void {
-    // The same socket: Nagle off here is off for the TLS records too.
-    this.#conn.setNoDelay(noDelay);
+    // On the TCP socket under the TLS records: a small echo leaves at once.
+    this.#adopted.setNoDelay(noDelay);
   }
 
   echo(options: EchoOptions, done: EchoDone): void {
@@ -214,7 +248,7 @@ class TlsConnection implements Connection {
     };
     const adopted = this.#adopted;
     const resume = () => {
-      adopted?.startReading();
+      adopted.startReading();
       socket.resume();
     };
     socket.on("data", (chunk: Buffer) => {
@@ -228,7 +262,7 @@ class TlsConnection implements Connection {
       // The peer does not take its echoes: read nothing more from it until it does.
       if (!flowing) {
         socket.pause();
-        adopted?.stopReading();
+        adopted.stopReading();
         socket.once("drain", resume);
       }
     });
@@ -314,10 +348,32 @@ class TlsConnection implements Connection {
   close(): void {
     if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
     this.#closed = true;
+    this.#release();
+  }
+
+  /** See `Connection.closeGently`: close_notify and a FIN after the echoes still queued. */
+  closeGently(graceMs: number): void {
+    if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
+    this.#closed = true;
+    const socket = this.#socket;
+    // Before its handshake, nothing was echoed to it.
+    if (socket === undefined || !this.#secure) return this.#release();
+    // Nothing more is read, so nothing more is echoed: what is queued goes, then the end.
+    socket.pause();
+    this.#adopted.stopReading();
+    this.#cutTimer = setTimeout(() => this.#release(), graceMs);
+    socket.once("close", () => this.#release());
+    socket.end();
+  }
+
+  /** Lets go of everything the connection holds, once: timers, Node's socket, Deno's descriptor. */
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
     clearTimeout(this.#timer);
     clearTimeout(this.#shedTimer);
-    if (this.#adopted !== undefined) this.#adopted.close();
-    else this.#conn.close();
+    clearTimeout(this.#cutTimer);
+    this.#adopted.close();
   }
 
   /**
@@ -327,8 +383,7 @@ class TlsConnection implements Connection {
   #start(): tls.TLSSocket {
     if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
     if (this.#socket !== undefined) return this.#socket;
-    const adopted = adoptTcp(this.#conn);
-    this.#adopted = adopted;
+    const adopted = this.#adopted;
     const socket = new tls.TLSSocket(adopted.socket, {
       isServer: true,
       secureContext: this.#context.secure,

@@ -7,7 +7,8 @@
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { type HttpLimits, HttpServer, plain } from "../metrics/http.ts";
-import { parseHead } from "../metrics/request_head.ts";
+import { until, within } from "./helpers.ts";
+import { headEnd, parseHead } from "../metrics/request_head.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -17,6 +18,7 @@ const QUICK: HttpLimits = {
   headerTimeoutMs: 300,
   idleTimeoutMs: 600,
   maxHeadBytes: 1024,
+  answerTimeoutMs: 600,
 };
 
 /** A server answering `METHOD PATH` in its body, on a free loopback port. */
@@ -89,6 +91,12 @@ Deno.test("metrics HTTP: other methods, bodies and bad requests are refused and 
   const post = await exchange(port, "POST /metrics HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc");
   match(post, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
   match(post, /\r\nallow: GET, HEAD\r\n/);
+  // A GET with a body is not a wrong method: it is a request this server does not take.
+  const body = await exchange(port, "GET /metrics HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc");
+  match(body, /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*no request body/);
+  const head = await exchange(port, "HEAD / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+  match(head, /^HTTP\/1\.1 400 /);
+  ok(head.endsWith("\r\n\r\n"), `HEAD got a body: ${head}`);
   match(await exchange(port, "DELETE / HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 405 /);
   match(await exchange(port, "hello there\r\n\r\n"), /^HTTP\/1\.1 400 /);
   match(await exchange(port, "GET / HTTP/1.1\r\nno colon\r\n\r\n"), /^HTTP\/1\.1 400 /);
@@ -176,4 +184,52 @@ Deno.test("parseHead: the request line and the headers that matter", () => {
   });
   equal(parseHead("GET / HTTP/2.0"), "bad request line");
   equal(parseHead("GET / HTTP/1.1\r\n: empty name"), "bad header line");
+});
+
+Deno.test("metrics HTTP: a head cut anywhere across reads, and one exactly at the limit, are read whole", async () => {
+  const { server, port } = start();
+  await using _server = server;
+  const request = "GET /split HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+  for (const cut of [request.length - 1, request.length - 2, request.length - 3, 5]) {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(encoder.encode(request.slice(0, cut)));
+    // Likely in the server's hands before the rest comes (the unit test below covers every cut
+    // for sure); either way the answer must be the same.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await conn.write(encoder.encode(request.slice(cut)));
+    match(await readAll(conn), /^HTTP\/1\.1 200 OK[\s\S]*GET \/split\n$/, `cut at ${cut}`);
+  }
+  const start_ = "GET /full HTTP/1.1\r\nx: ";
+  const end = "\r\nconnection: close\r\n\r\n";
+  const exact = start_ + "y".repeat(QUICK.maxHeadBytes - start_.length - end.length) + end;
+  equal(exact.length, QUICK.maxHeadBytes);
+  match(await exchange(port, exact), /^HTTP\/1\.1 200 OK/);
+  match(await exchange(port, exact.replace("x: ", "x: y")), /^HTTP\/1\.1 431 /);
+});
+
+Deno.test("metrics HTTP: a client that never reads its answers is closed, and close() does not wait for it", async () => {
+  const big = "x".repeat(256 * 1024);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const server = new HttpServer(listener, () => plain(200, big), QUICK);
+  const port = listener.addr.port;
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  // Requests piled up, answers never read: the server's writes stop once the buffers fill.
+  await conn.write(encoder.encode("GET / HTTP/1.1\r\nhost: x\r\n\r\n".repeat(50)));
+  await until("the stalled answer to be timed out", () => server.counts.timedOut === 1, 10_000);
+  // And close() is bounded, whatever a client does.
+  using stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+  await stalled.write(encoder.encode("GET / HTTP/1.1\r\nhost: x\r\n\r\n".repeat(50)));
+  const started = performance.now();
+  await within(server.close(), "close() with a client that does not read", 5_000);
+  ok(performance.now() - started < 4_000);
+});
+
+Deno.test("headEnd: searched again from where it left off, a head's end is found at every cut", () => {
+  const bytes = encoder.encode("GET / HTTP/1.1\r\nhost: x\r\n\r\nnext");
+  const whole = headEnd(bytes, bytes.length);
+  ok(whole !== undefined);
+  for (let cut = 1; cut < whole.next; cut++) {
+    equal(headEnd(bytes, cut), undefined, `complete at ${cut}?`);
+    deepEqual(headEnd(bytes, bytes.length, Math.max(0, cut - 2)), whole, `cut at ${cut}`);
+  }
 });
