@@ -30,8 +30,11 @@ import { C, E, errorFor, openLibc, type System } from "./libc.ts";
 /** What the loop calls when a registered descriptor is ready. */
 export interface Readiness {
   /**
-   * Called with the epoll event bits. Act on what the next call returns,
-   * not on the bits: an event may be stale by the time it is handled.
+   * Called with the epoll event bits of the handler's current registration
+   * (never an earlier one's). Act on what the next call returns, not on the
+   * bits: an event may be stale by the time it is handled. The exception is
+   * `EPOLLHUP`, which never clears: a socket that reported it cannot have to
+   * wait, whatever `errno` says.
    */
   ready(events: number): void;
   /** Called when `ready` threw, or the loop itself failed: ends only this descriptor's work. */
