@@ -2,18 +2,32 @@
  * One accepted socket of the epoll engine. It is a {@linkcode Connection}
  * like any other (promise-based `read` and `write`, for the PROXY header
  * and the refusal line), and it can also run the echo itself
- * ({@linkcode EpollConnection.echo}), driven by readiness: read into the
- * loop's shared buffer, write straight back, and only when the peer does not
- * take everything keep the rest and wait for `EPOLLOUT`, reading nothing
- * from that peer meanwhile. That keeps {@linkcode echoConnection}'s rules
- * (every byte back, in order; a peer that does not read stalls only itself)
- * without a `Promise` per read or per connection.
+ * ({@linkcode EpollConnection.echo}), driven by readiness. That keeps
+ * {@linkcode echoConnection}'s rules (every byte back, in order; a peer that
+ * does not read stalls only itself) without a `Promise` per read or per
+ * connection.
+ *
+ * The echo takes from the kernel no more than the peer takes back, so that
+ * a peer that stops reading pins kernel buffers, not the server's memory:
+ *
+ * - Small messages (the hot path): one `recv` of at most
+ *   {@linkcode FIRST_READ_BYTES} into the loop's shared buffer, one `send`
+ *   straight back. Only when the send is short is the rest kept (a copy, at
+ *   most that size), and nothing more is read from that peer until
+ *   `EPOLLOUT` says the rest went out.
+ * - Once a read fills those bytes, or a send fell short: the echo works in
+ *   place. `recv(MSG_PEEK)` copies up to the whole shared buffer, `send`
+ *   writes it back, and `recv(MSG_TRUNC)` drops from the socket exactly the
+ *   bytes that were sent (Linux TCP discards without copying); the rest
+ *   stays in the kernel until the peer reads. Back to the hot path once a
+ *   read is small again.
  *
  * @module
  */
 import { type EchoCounters, type EchoDone, type EchoOptions, isPeerGone } from "../server/echo.ts";
 import type { Connection } from "../server/listener.ts";
 import { C, E, errorFor } from "./libc.ts";
+import { type Lingerer, Lingering } from "./linger.ts";
 import type { Reactor, Readiness } from "./reactor.ts";
 import type { IpPort } from "./sockaddr.ts";
 
@@ -24,8 +38,31 @@ const SEND_FLAGS = C.MSG_NOSIGNAL;
 /** `int` option values for `setsockopt`, made once: libc only reads them during the call. */
 const ONE = new Uint8Array(new Int32Array([1]).buffer);
 const ZERO = new Uint8Array(4);
+/** `struct linger { l_onoff = 1, l_linger = 0 }`: `close` then resets, dropping what is unsent. */
+const ABORT_ON_CLOSE = new Uint8Array(new Int32Array([1, 0]).buffer);
 /** The most one call moves: its count must fit the i32 that libc's result is read as. */
 const MAX_IO = 1 << 30;
+/**
+ * The most a hot-path read takes from the kernel: a message up to this size
+ * is one `recv` and one `send`, and a peer that stops reading leaves at most
+ * this much of its echo in the server's memory. 8 KiB: twice the 4 KiB
+ * pingpong, half the 16 KiB per connection that the issue allowed.
+ */
+export const FIRST_READ_BYTES = 8192;
+const FIRST_READ = BigInt(FIRST_READ_BYTES);
+/** Hang-up and error bits: a socket that reports them has nothing to wait for. */
+const BROKEN = C.EPOLLERR | C.EPOLLHUP;
+
+/** Every gently closing connection of this isolate, asked in turn by one timer. */
+const lingering = new Lingering();
+
+/** A connection that is closing gently (see {@linkcode EpollConnection.closeGently}). */
+interface Linger {
+  /** When to give up on the peer, as `performance.now()`. */
+  readonly until: number;
+  /** Whether `shutdown` queued a FIN, which takes one place in the send queue. */
+  readonly fin: boolean;
+}
 
 interface Parked<T> {
   readonly bytes: Uint8Array;
@@ -34,7 +71,7 @@ interface Parked<T> {
 }
 
 /** An accepted, non-blocking TCP socket on a {@linkcode Reactor}. */
-export class EpollConnection implements Connection, Readiness {
+export class EpollConnection implements Connection, Readiness, Lingerer {
   readonly #reactor: Reactor;
   #fd: number;
   // The peer as two fields, not an address object: read once or twice, kept for the connection's life.
@@ -49,8 +86,12 @@ export class EpollConnection implements Connection, Readiness {
   #echo: EchoDone | undefined;
   #counters: EchoCounters = NO_COUNTERS;
   #onChunk: ((bytes: number) => void) | undefined;
-  /** Read but not yet written back (a copy: the shared buffer is reused at once). */
+  /** Read but not yet written back (a copy of at most FIRST_READ_BYTES: the shared buffer is reused at once). */
   #pending: Uint8Array | undefined;
+  /** Whether the echo works in place (peek, send, drop what was sent); see the module's documentation. */
+  #inPlace = false;
+  /** Set once the connection is closing gently. */
+  #linger: Linger | undefined;
 
   /** Takes ownership of `fd`; the connection closes it. */
   constructor(reactor: Reactor, fd: number, peer: IpPort) {
@@ -68,22 +109,25 @@ export class EpollConnection implements Connection, Readiness {
 
   /** Turns Nagle's algorithm off (or on), so that small echoes leave at once. */
   setNoDelay(noDelay = true): void {
-    const { libc, errno } = this.#reactor.sys;
     const fd = this.#open();
-    if (libc.setsockopt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, noDelay ? ONE : ZERO, 4) < 0) {
-      throw errorFor("setsockopt", errno());
-    }
+    const r = this.#reactor.sys.setsockopt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, noDelay ? ONE : ZERO);
+    if (r < 0) throw errorFor("setsockopt", -r);
   }
 
   /**
    * Echoes everything the peer sends until it shuts its side down (`eof`,
    * after every byte was written back) or goes away (`reset`); `done` hears
    * which, or the error. Closing the connection ends it with an error, as it
-   * ends a pending read. `counters` are updated as bytes flow.
+   * ends a pending read. `counters` are updated as bytes flow: `bytesIn`
+   * counts the bytes taken from the socket to be echoed, `bytesOut` those
+   * the socket took back.
    */
   echo(options: EchoOptions, done: EchoDone): void {
     this.#open();
-    if (this.#echo !== undefined || this.#reader !== undefined || this.#writer !== undefined) {
+    if (
+      this.#echo !== undefined || this.#reader !== undefined || this.#writer !== undefined ||
+      this.#linger !== undefined
+    ) {
       throw new Deno.errors.Busy("the connection is already being read or written");
     }
     // Registered first: if that fails, nothing is left set for a later close to report again.
@@ -97,7 +141,7 @@ export class EpollConnection implements Connection, Readiness {
   read(p: Uint8Array): Promise<number | null> {
     try {
       this.#open();
-      if (this.#reader !== undefined || this.#echo !== undefined) {
+      if (this.#reader !== undefined || this.#echo !== undefined || this.#linger !== undefined) {
         throw new Deno.errors.Busy("the connection is already being read");
       }
       const n = this.#tryRecv(p);
@@ -120,7 +164,7 @@ export class EpollConnection implements Connection, Readiness {
   write(p: Uint8Array): Promise<number> {
     try {
       this.#open();
-      if (this.#writer !== undefined || this.#echo !== undefined) {
+      if (this.#writer !== undefined || this.#echo !== undefined || this.#linger !== undefined) {
         throw new Deno.errors.Busy("the connection is already being written");
       }
       const n = this.#trySend(p);
@@ -139,17 +183,25 @@ export class EpollConnection implements Connection, Readiness {
     return promise;
   }
 
-  /** Closes the socket; a pending read, write or echo then fails, as with Deno's own sockets. */
+  /**
+   * Closes the socket; a pending read, write or echo then fails, as with
+   * Deno's own sockets. A running echo's `bytesOut` first loses the bytes
+   * that the close throws away unsent (see {@linkcode EpollConnection.closeGently}).
+   */
   close(): void {
     const fd = this.#open();
-    this.#fd = -1;
-    this.#reactor.forget(fd);
-    const { libc } = this.#reactor.sys;
+    const { sys, buffer, bufferLength } = this.#reactor;
     // Closing with unread input sends a reset, which can destroy what was just written
     // (a refusal line) before the peer reads it: discard what has come, so a FIN goes
     // instead. One read's worth: past that a reset it is, rather than a slow close.
-    libc.recv(fd, this.#reactor.buffer, this.#reactor.bufferLength, 0);
-    libc.close(fd);
+    sys.recv(fd, buffer, bufferLength, 0);
+    if (this.#echo !== undefined) this.#uncountUnsent(fd);
+    this.#fd = -1;
+    // Closed by its check, by the peer's reset or by the owner: the timer has no more to ask.
+    if (this.#linger !== undefined) lingering.delete(this);
+    this.#linger = undefined;
+    this.#pending = undefined;
+    this.#reactor.close(fd);
     const closed = () => new Deno.errors.BadResource("the connection was closed");
     const { reader, writer, echo } = {
       reader: this.#reader,
@@ -164,10 +216,53 @@ export class EpollConnection implements Connection, Readiness {
     this.#reactor.release();
   }
 
+  /**
+   * Ends the connection without destroying what was already sent (see
+   * `Connection.closeGently`): stops echoing (bytes read and not yet sent
+   * back are dropped, never counted out), shuts writing down so that a FIN
+   * follows what is queued, and from then on only reads, to discard, so that
+   * no unread input turns the final close into a reset. The connection
+   * closes once the peer has acknowledged everything (`SIOCOUTQ` is 0), or
+   * has reset, or `graceMs` has passed; then whatever is still untransmitted
+   * is cut off with a reset, and the echo's `bytesOut` loses it: the
+   * `closed` line counts the bytes that left. (One in flight when the reset
+   * goes, transmitted and not yet acknowledged, counts as out: over loopback
+   * it is in the peer's receive queue already; over a network that loses it,
+   * the count is ahead of the peer by at most what was in flight.)
+   */
+  closeGently(graceMs: number): void {
+    const fd = this.#open();
+    if (this.#linger !== undefined) return;
+    this.#pending = undefined;
+    this.#inPlace = false;
+    const shut = this.#reactor.sys.shutdown(fd, C.SHUT_WR);
+    this.#linger = { until: performance.now() + Math.max(0, graceMs), fin: shut === 0 };
+    // Already reset (ENOTCONN): nothing more can reach the peer.
+    if (shut < 0) return this.close();
+    try {
+      this.#watch(READING);
+    } catch {
+      // The loop has stopped: the timer's check closes it.
+    }
+    lingering.add(this);
+  }
+
+  /** See {@linkcode Lingerer.lingerCheck}. */
+  lingerCheck(now: number): boolean {
+    const linger = this.#linger;
+    if (linger === undefined || this.#fd < 0) return true;
+    // 0 once everything, the FIN included, is acknowledged; negative if the socket cannot say.
+    const unacknowledged = this.#reactor.sys.ioctlInt(this.#fd, C.SIOCOUTQ);
+    if (unacknowledged > 0 && now < linger.until) return false;
+    this.close();
+    return true;
+  }
+
   /** See {@linkcode Readiness.ready}. */
   ready(events: number): void {
+    if (this.#linger !== undefined) return this.#discard();
     if (this.#echo !== undefined) {
-      return this.#pending === undefined ? this.#echoRead(events) : this.#echoFlush();
+      return this.#pending === undefined ? this.#echoRead(events) : this.#echoFlush(events);
     }
     if (this.#reader !== undefined && this.#retry(this.#reader, (p) => this.#tryRecv(p))) {
       this.#reader = undefined;
@@ -190,45 +285,95 @@ export class EpollConnection implements Connection, Readiness {
     this.#reader = this.#writer = undefined;
   }
 
+  /** The hot path: one read of at most FIRST_READ_BYTES, written straight back. */
   #echoRead(events: number): void {
-    const { libc } = this.#reactor.sys;
-    const buffer = this.#reactor.buffer;
+    if (this.#inPlace) return this.#echoInPlace(events);
+    const { sys, buffer } = this.#reactor;
     const fd = this.#fd;
+    const n = sys.recv(fd, buffer, FIRST_READ, 0);
+    if (n <= 0) return this.#echoReadFailed(n, events);
     const counters = this.#counters;
-    const n = libc.recv(fd, buffer, this.#reactor.bufferLength, 0);
-    if (n > 0) {
-      counters.bytesIn += n;
-      const sent = libc.send(fd, buffer, BigInt(n), SEND_FLAGS);
-      // After the send: what it runs may use the loop, and the shared buffer with it.
+    counters.bytesIn += n;
+    const sent = sys.send(fd, buffer, BigInt(n), SEND_FLAGS);
+    if (sent === n) {
+      counters.bytesOut += n;
+      // After the send, and after errno and the buffer were read: what it runs may use the loop.
       this.#onChunk?.(n);
-      if (sent === n) {
-        counters.bytesOut += n;
-        // The peer has shut its side: whatever it sent last is back, so look for the end now.
-        if ((events & C.EPOLLRDHUP) !== 0 && n < buffer.length) this.#echoRead(0);
-        return;
+      if (this.#echo === undefined) return;
+      // A full read: more is likely waiting, and is taken in place.
+      if (n === FIRST_READ_BYTES) {
+        this.#inPlace = true;
+        return this.#echoInPlace(events);
       }
-      if (sent < 0 && !this.#wouldBlock()) return this.#echoEnd(errorFor("send", this.#errno()));
+      // The peer has shut its side: whatever it sent last is back, so look for the end now.
+      if ((events & C.EPOLLRDHUP) !== 0) this.#echoRead(0);
+      return;
+    }
+    const error = sent < 0 ? this.#failure("send", -sent, events) : undefined;
+    if (error === undefined) {
       const taken = Math.max(sent, 0);
       counters.bytesOut += taken;
       this.#pending = buffer.slice(taken, n);
-      this.#watch(C.EPOLLOUT);
-      return;
+      // The peer is slow: from now on, what it has not taken stays in the kernel.
+      this.#inPlace = true;
     }
-    if (n === 0) return this.#echoEnd("eof");
-    if (!this.#wouldBlock()) this.#echoEnd(errorFor("recv", this.#errno()));
+    this.#onChunk?.(n);
+    if (this.#echo === undefined) return;
+    if (error !== undefined) return this.#echoEnd(error);
+    this.#watch(C.EPOLLOUT);
   }
 
-  #echoFlush(): void {
+  /**
+   * Echoes in place: peeks at up to the whole shared buffer, sends it, and
+   * drops from the socket exactly what was sent; the rest waits in the
+   * kernel for `EPOLLOUT`.
+   */
+  #echoInPlace(events: number): void {
+    const { sys, buffer, bufferLength } = this.#reactor;
+    const fd = this.#fd;
+    const n = sys.recv(fd, buffer, bufferLength, C.MSG_PEEK);
+    if (n <= 0) return this.#echoReadFailed(n, events);
+    const sent = sys.send(fd, buffer, BigInt(n), SEND_FLAGS);
+    if (sent > 0) {
+      // Invariant: nothing reads this socket between the peek and this call, so the
+      // first `sent` bytes in its queue are those just sent, and they are all there.
+      const dropped = sys.recv(fd, buffer, BigInt(sent), C.MSG_TRUNC);
+      if (dropped !== sent) {
+        throw new Error(`recv(MSG_TRUNC) dropped ${dropped} of the ${sent} bytes echoed in place`);
+      }
+      this.#counters.bytesIn += sent;
+      this.#counters.bytesOut += sent;
+    }
+    if (sent === n) {
+      // Small again: back to the hot path.
+      if (n < FIRST_READ_BYTES) this.#inPlace = false;
+      if (this.#interest !== READING) this.#watch(READING);
+      this.#onChunk?.(n);
+      if (this.#echo === undefined) return;
+      if ((events & C.EPOLLRDHUP) !== 0 && n < buffer.length) this.#echoRead(0);
+      return;
+    }
+    const error = sent < 0 ? this.#failure("send", -sent, events) : undefined;
+    if (sent > 0) this.#onChunk?.(sent);
+    if (this.#echo === undefined) return;
+    if (error !== undefined) return this.#echoEnd(error);
+    this.#watch(C.EPOLLOUT);
+  }
+
+  /** A read that got no bytes: the end of the stream (0), an error, or nothing yet. */
+  #echoReadFailed(n: number, events: number): void {
+    if (n === 0) return this.#echoEnd("eof");
+    const error = this.#failure("recv", -n, events);
+    if (error !== undefined) this.#echoEnd(error);
+  }
+
+  #echoFlush(events: number): void {
     const pending = this.#pending;
     if (pending === undefined) return;
-    const sent = this.#reactor.sys.libc.send(
-      this.#fd,
-      pending,
-      BigInt(pending.length),
-      SEND_FLAGS,
-    );
+    const sent = this.#reactor.sys.send(this.#fd, pending, BigInt(pending.length), SEND_FLAGS);
     if (sent < 0) {
-      if (!this.#wouldBlock()) this.#echoEnd(errorFor("send", this.#errno()));
+      const error = this.#failure("send", -sent, events);
+      if (error !== undefined) this.#echoEnd(error);
       return;
     }
     this.#counters.bytesOut += sent;
@@ -238,6 +383,22 @@ export class EpollConnection implements Connection, Readiness {
     }
     this.#pending = undefined;
     this.#watch(READING);
+  }
+
+  /**
+   * What a failed call (`errno` = `code`) ends the echo with, or `undefined`
+   * when it only has to wait. A socket whose event reported a hang-up or an
+   * error cannot have to wait: an `EAGAIN` there is not the call's own, so
+   * the socket's pending error (`SO_ERROR`, which no `errno` can overwrite)
+   * is what it failed with, or, when the call consumed it, a reset, which is
+   * the one way a socket whose writing the echo never shut down hangs up.
+   */
+  #failure(call: string, code: number, events: number): Error | undefined {
+    if (code !== E.EAGAIN && code !== E.EINTR) return errorFor(call, code);
+    if ((events & BROKEN) === 0) return undefined;
+    const pending = this.#reactor.sys.getsockoptInt(this.#fd, C.SOL_SOCKET, C.SO_ERROR);
+    if (pending > 0) return errorFor(call, pending);
+    return (events & C.EPOLLHUP) !== 0 ? errorFor(call, E.ECONNRESET) : undefined;
   }
 
   /** The echo is over: the owner hears why and closes the connection. */
@@ -253,8 +414,42 @@ export class EpollConnection implements Connection, Readiness {
     echo.echoEnded("error", end);
   }
 
-  #errno(): number {
-    return this.#reactor.sys.errno();
+  /**
+   * Closing gently: reads, and drops, what the peer still sends. Its end of
+   * the stream takes the socket out of the epoll set (it would be readable
+   * for good); a reset means nothing more can reach it, so it closes now.
+   */
+  #discard(): void {
+    const { sys, buffer, bufferLength } = this.#reactor;
+    const n = sys.recv(this.#fd, buffer, bufferLength, 0);
+    if (n > 0 || n === -E.EAGAIN || n === -E.EINTR) return;
+    if (n === 0) return this.#watch(0);
+    this.close();
+  }
+
+  /**
+   * Takes from the echo's `bytesOut` what the close about to happen throws
+   * away untransmitted (`SIOCOUTQNSD`; a FIN still queued counts one). When
+   * closing gently, that is whatever the grace left unsent, and it is cut
+   * off with a reset, so that it cannot arrive after it was uncounted;
+   * otherwise only when input is left unread, which makes the close send a
+   * reset. What was transmitted and is not yet acknowledged stays counted:
+   * it has left, and over loopback it is in the peer's receive queue already.
+   */
+  #uncountUnsent(fd: number): void {
+    const { sys } = this.#reactor;
+    const untransmitted = sys.ioctlInt(fd, C.SIOCOUTQNSD);
+    if (untransmitted <= 0) return;
+    let unsent: number;
+    if (this.#linger !== undefined) {
+      // The FIN is queued behind the data: while any data is unsent, so is it.
+      unsent = this.#linger.fin ? untransmitted - 1 : untransmitted;
+      if (unsent > 0) sys.setsockopt(fd, C.SOL_SOCKET, C.SO_LINGER, ABORT_ON_CLOSE);
+    } else {
+      unsent = sys.ioctlInt(fd, C.SIOCINQ) > 0 ? untransmitted : 0;
+    }
+    const counters = this.#counters;
+    if (unsent > 0) counters.bytesOut = Math.max(0, counters.bytesOut - unsent);
   }
 
   /** Tries a parked read or write again; true when it settled (done or failed). */
@@ -273,31 +468,20 @@ export class EpollConnection implements Connection, Readiness {
   /** A read's result, or `undefined` when nothing has come yet. */
   #tryRecv(p: Uint8Array): number | null | undefined {
     if (p.length === 0) return 0;
-    const n = this.#reactor.sys.libc.recv(this.#fd, p, BigInt(Math.min(p.length, MAX_IO)), 0);
+    const n = this.#reactor.sys.recv(this.#fd, p, BigInt(Math.min(p.length, MAX_IO)), 0);
     if (n > 0) return n;
     if (n === 0) return null;
-    if (this.#wouldBlock()) return undefined;
-    throw errorFor("recv", this.#reactor.sys.errno());
+    if (n === -E.EAGAIN || n === -E.EINTR) return undefined;
+    throw errorFor("recv", -n);
   }
 
   /** A write's result, or `undefined` when the kernel took nothing yet. */
   #trySend(p: Uint8Array): number | undefined {
     if (p.length === 0) return 0;
-    const n = this.#reactor.sys.libc.send(
-      this.#fd,
-      p,
-      BigInt(Math.min(p.length, MAX_IO)),
-      SEND_FLAGS,
-    );
+    const n = this.#reactor.sys.send(this.#fd, p, BigInt(Math.min(p.length, MAX_IO)), SEND_FLAGS);
     if (n >= 0) return n;
-    if (this.#wouldBlock()) return undefined;
-    throw errorFor("send", this.#reactor.sys.errno());
-  }
-
-  /** True when the last call failed only because it would have had to wait (or was interrupted). */
-  #wouldBlock(): boolean {
-    const errno = this.#reactor.sys.errno();
-    return errno === E.EAGAIN || errno === E.EINTR;
+    if (n === -E.EAGAIN || n === -E.EINTR) return undefined;
+    throw errorFor("send", -n);
   }
 
   /** Watches for what the parked read and write need; nothing at all once neither is left. */

@@ -1,8 +1,17 @@
 /**
  * The few libc calls the epoll engine makes, opened once through
- * `Deno.dlopen`, with the Linux constants they take and `errno` read where
- * libc keeps it. Everything here is Linux-only and needs `--allow-ffi`;
- * {@linkcode epollUnavailable} says, in one sentence, why it cannot run.
+ * `Deno.dlopen`, with the Linux constants they take. Everything here is
+ * Linux-only and needs `--allow-ffi`; {@linkcode epollUnavailable} says, in
+ * one sentence, why it cannot run.
+ *
+ * Every call goes through a {@linkcode System} wrapper that returns the
+ * call's result, or `-errno` when it failed. Invariant: nothing runs between
+ * a libc call and the read of `errno` but one element load, in the wrapper's
+ * next statement. `errno` is read there, not later, because V8 and Deno run
+ * code of their own on the thread between two statements of ours (interrupts
+ * for GC and for installing optimized code, futex waits in Rust's locks,
+ * which leave `EAGAIN`): read later, a failed `recv`'s `ECONNRESET` was
+ * sometimes `EAGAIN` (see BENCHMARKS.md, "The epoll engine under stress").
  *
  * @module
  */
@@ -12,6 +21,7 @@
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   listen: { parameters: ["i32", "i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
@@ -20,6 +30,8 @@ const SYMBOLS = {
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  // Variadic in C; its third argument is a pointer here, passed as any other on x86_64 and aarch64.
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
@@ -27,7 +39,8 @@ const SYMBOLS = {
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
   // The same call on Deno's blocking-task threads, so that an idle engine
-  // sleeps in the kernel while the event loop runs timers and signals.
+  // sleeps in the kernel while the event loop runs timers and signals. Its
+  // errno is that other thread's, out of reach: a failure there is only a failure.
   epoll_wait_off_thread: {
     name: "epoll_wait",
     parameters: ["i32", "buffer", "i32", "i32"],
@@ -55,10 +68,14 @@ export const C = {
   SOCK_CLOEXEC: 0o2000000,
   SOL_SOCKET: 1,
   SO_REUSEADDR: 2,
+  SO_ERROR: 4,
+  SO_LINGER: 13,
   SO_REUSEPORT: 15,
   IPPROTO_TCP: 6,
   TCP_NODELAY: 1,
   SHUT_WR: 1,
+  MSG_PEEK: 0x2,
+  MSG_TRUNC: 0x20,
   MSG_NOSIGNAL: 0x4000,
   EPOLL_CLOEXEC: 0o2000000,
   EPOLL_CTL_ADD: 1,
@@ -71,6 +88,12 @@ export const C = {
   EPOLLRDHUP: 0x2000,
   EFD_NONBLOCK: 0o4000,
   EFD_CLOEXEC: 0o2000000,
+  /** `ioctl`: bytes in the receive queue, not yet read. */
+  SIOCINQ: 0x541bn,
+  /** `ioctl`: bytes in the send queue not yet acknowledged by the peer (a queued FIN counts one). */
+  SIOCOUTQ: 0x5411n,
+  /** `ioctl`: bytes in the send queue not yet transmitted at all (a FIN not yet sent counts one). */
+  SIOCOUTQNSD: 0x894bn,
 } as const;
 
 /** The `errno` values the engine tells apart. */
@@ -112,18 +135,146 @@ function codeOf(errno: number): string {
   return CODES[errno] ?? `E${errno}`;
 }
 
-/** The engine's view of libc: the calls, and `errno` after one of them failed. */
-export interface System {
-  /** The functions. */
+/**
+ * libc as the engine calls it: each method makes one call and returns its
+ * result, or `-errno` when it failed (see the module's documentation for
+ * why `errno` is read here and nowhere else). Byte counts are BigInts where
+ * C takes a `size_t` (see {@linkcode Libc}).
+ */
+export class System {
+  /** The functions themselves, for the one call whose `errno` is another thread's. */
   readonly libc: Libc;
-  /** `errno` of this thread, as the last failed call on it left it. */
-  errno(): number;
+  /** This thread's `errno`, as a typed array over libc's: reading it is a load, not a call. */
+  readonly #errno: Int32Array;
+  /** Scratch space for the `int` that `getsockopt` and `ioctl` report, and its length. */
+  readonly #int = new Uint8Array(4);
+  readonly #intView = new Int32Array(this.#int.buffer);
+  readonly #intLength = new Uint32Array(1);
+  readonly #intLengthBytes = new Uint8Array(this.#intLength.buffer);
+
+  /** Wraps `libc`, whose `errno` for this thread is at `errnoCell`. */
+  constructor(libc: Libc, errnoCell: Int32Array) {
+    this.libc = libc;
+    this.#errno = errnoCell;
+  }
+
+  /** `socket(2)`: a descriptor, or `-errno`. */
+  socket(domain: number, type: number, protocol: number): number {
+    const r = this.libc.socket(domain, type, protocol);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `setsockopt(2)`: 0, or `-errno`. */
+  setsockopt(fd: number, level: number, name: number, value: Uint8Array): number {
+    const r = this.libc.setsockopt(fd, level, name, value, value.length);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `getsockopt(2)` of an `int` option: its value (0 or more), or `-errno`. */
+  getsockoptInt(fd: number, level: number, name: number): number {
+    this.#intLength[0] = 4;
+    const r = this.libc.getsockopt(fd, level, name, this.#int, this.#intLengthBytes);
+    if (r < 0) return -this.#errno[0];
+    return this.#intView[0];
+  }
+
+  /** `bind(2)`: 0, or `-errno`. */
+  bind(fd: number, address: Uint8Array): number {
+    const r = this.libc.bind(fd, address, address.length);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `listen(2)`: 0, or `-errno`. */
+  listen(fd: number, backlog: number): number {
+    const r = this.libc.listen(fd, backlog);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `getsockname(2)` into `address`, whose length `length` holds in and out: 0, or `-errno`. */
+  getsockname(fd: number, address: Uint8Array, length: Uint8Array): number {
+    const r = this.libc.getsockname(fd, address, length);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `accept4(2)`: a descriptor, or `-errno`. */
+  accept4(fd: number, address: Uint8Array, length: Uint8Array, flags: number): number {
+    const r = this.libc.accept4(fd, address, length, flags);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `recv(2)`: bytes read (0 at the end of the stream), or `-errno`. */
+  recv(fd: number, buffer: Uint8Array, length: bigint, flags: number): number {
+    const r = this.libc.recv(fd, buffer, length, flags);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `send(2)`: bytes taken, or `-errno`. */
+  send(fd: number, buffer: Uint8Array, length: bigint, flags: number): number {
+    const r = this.libc.send(fd, buffer, length, flags);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `shutdown(2)`: 0, or `-errno`. */
+  shutdown(fd: number, how: number): number {
+    const r = this.libc.shutdown(fd, how);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `close(2)`: 0, or `-errno` (the descriptor is released either way on Linux). */
+  close(fd: number): number {
+    const r = this.libc.close(fd);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `ioctl(2)` that reports an `int` (`SIOCINQ`, `SIOCOUTQ`): its value, or `-errno`. */
+  ioctlInt(fd: number, request: bigint): number {
+    const r = this.libc.ioctl(fd, request, this.#int);
+    if (r < 0) return -this.#errno[0];
+    return this.#intView[0];
+  }
+
+  /** `eventfd(2)`: a descriptor, or `-errno`. */
+  eventfd(initial: number, flags: number): number {
+    const r = this.libc.eventfd(initial, flags);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `write(2)`: bytes written, or `-errno`. */
+  write(fd: number, buffer: Uint8Array, length: bigint): number {
+    const r = this.libc.write(fd, buffer, length);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `read(2)`: bytes read, or `-errno`. */
+  read(fd: number, buffer: Uint8Array, length: bigint): number {
+    const r = this.libc.read(fd, buffer, length);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `epoll_create1(2)`: a descriptor, or `-errno`. */
+  epollCreate(flags: number): number {
+    const r = this.libc.epoll_create1(flags);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `epoll_ctl(2)`: 0, or `-errno`. */
+  epollCtl(epfd: number, op: number, fd: number, event: Uint8Array): number {
+    const r = this.libc.epoll_ctl(epfd, op, fd, event);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `epoll_wait(2)` on this thread: events ready, or `-errno`. */
+  epollWait(epfd: number, events: Uint8Array, max: number, timeoutMs: number): number {
+    const r = this.libc.epoll_wait(epfd, events, max, timeoutMs);
+    return r < 0 ? -this.#errno[0] : r;
+  }
 }
 
 let system: System | undefined;
 
 /**
- * Opens libc, once per isolate. Check {@linkcode epollUnavailable} first: this
+ * Opens libc, once per isolate (each worker opens its own, on its thread,
+ * where its `errno` lives). Check {@linkcode epollUnavailable} first: this
  * throws where FFI is not allowed or libc is not glibc's.
  */
 export function openLibc(): System {
@@ -131,9 +282,9 @@ export function openLibc(): System {
   const { symbols } = Deno.dlopen("libc.so.6", SYMBOLS);
   const location = symbols.__errno_location();
   if (location === null) throw new Error("libc gave no errno location");
-  // The main thread's errno lives at one address for the thread's life.
-  const view = new Deno.UnsafePointerView(location);
-  system = { libc: symbols, errno: () => view.getInt32() };
+  // A thread's errno lives at one address for the thread's life.
+  const cell = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(location, 4));
+  system = new System(symbols, cell);
   return system;
 }
 

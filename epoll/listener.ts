@@ -99,28 +99,26 @@ function listenOn(
   address: Uint8Array,
   reusePort: boolean,
 ): { fd: number; local: IpPort } {
-  const { libc } = sys;
-  const fd = libc.socket(address[0], C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0);
-  if (fd < 0) throw errorFor("socket", sys.errno());
+  const fd = sys.socket(address[0], C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0);
+  if (fd < 0) throw errorFor("socket", -fd);
   const one = new Uint8Array(new Int32Array([1]).buffer);
   const local = new Uint8Array(SOCKADDR_BYTES);
   const length = new Uint32Array([SOCKADDR_BYTES]);
-  const fail = (call: string): never => {
-    const error = errorFor(call, sys.errno());
-    libc.close(fd);
-    throw error;
+  /** Closes the socket and throws if `r`, what `call` returned, is a failure (`-errno`). */
+  const check = (call: string, r: number): void => {
+    if (r >= 0) return;
+    sys.close(fd);
+    throw errorFor(call, -r);
   };
   // As Deno's listener does: a restarted server may bind while old connections sit in TIME_WAIT.
-  if (libc.setsockopt(fd, C.SOL_SOCKET, C.SO_REUSEADDR, one, 4) < 0) fail("setsockopt");
-  if (reusePort && libc.setsockopt(fd, C.SOL_SOCKET, C.SO_REUSEPORT, one, 4) < 0) {
-    fail("setsockopt");
-  }
-  if (libc.bind(fd, address, address.length) < 0) fail("bind");
-  if (libc.listen(fd, BACKLOG) < 0) fail("listen");
-  if (libc.getsockname(fd, local, new Uint8Array(length.buffer)) < 0) fail("getsockname");
+  check("setsockopt", sys.setsockopt(fd, C.SOL_SOCKET, C.SO_REUSEADDR, one));
+  if (reusePort) check("setsockopt", sys.setsockopt(fd, C.SOL_SOCKET, C.SO_REUSEPORT, one));
+  check("bind", sys.bind(fd, address));
+  check("listen", sys.listen(fd, BACKLOG));
+  check("getsockname", sys.getsockname(fd, local, new Uint8Array(length.buffer)));
   const decoded = decodeSockaddr(local);
   if (decoded === undefined) {
-    libc.close(fd);
+    sys.close(fd);
     throw new OsError("getsockname", E.EAFNOSUPPORT);
   }
   return { fd, local: decoded };
@@ -153,8 +151,7 @@ class TcpEpollListener implements EpollListener, Readiness {
   close(): void {
     if (this.#closed) throw new Deno.errors.BadResource("the listener is closed");
     this.#closed = true;
-    this.#reactor.forget(this.#fd);
-    this.#reactor.sys.libc.close(this.#fd);
+    this.#reactor.close(this.#fd);
     this.#waiter?.resolve({ done: true, value: undefined });
     this.#waiter = undefined;
     this.#reactor.release();
@@ -210,10 +207,10 @@ class TcpEpollListener implements EpollListener, Readiness {
 
   /** One connection from the backlog, `undefined` when it is empty; throws what the acceptor must back off from. */
   #accept(): EpollConnection | undefined {
-    const { libc, errno } = this.#reactor.sys;
+    const { sys } = this.#reactor;
     while (true) {
       this.#peerLength[0] = SOCKADDR_BYTES;
-      const fd = libc.accept4(
+      const fd = sys.accept4(
         this.#fd,
         this.#peer,
         this.#peerLengthBytes,
@@ -222,7 +219,7 @@ class TcpEpollListener implements EpollListener, Readiness {
       if (fd >= 0) {
         return new EpollConnection(this.#reactor, fd, decodeSockaddr(this.#peer) ?? NO_PEER);
       }
-      const code = errno();
+      const code = -fd;
       if (code === E.EAGAIN) return undefined;
       // The connection died in the backlog, or a signal came: neither is the listener's problem.
       if (RETRY_ACCEPT.has(code)) continue;

@@ -35,9 +35,31 @@ export interface EchoOptions {
   onChunk?: (bytes: number) => void;
   /** Size of the first read buffer in bytes, and the size it returns to once reads stay small. @default {1024} */
   initialBufferSize?: number;
-  /** Largest read buffer in bytes; the buffer grows ×4 while reads fill it. @default {65536} */
+  /**
+   * Largest read buffer in bytes; the buffer grows ×4 while reads fill it,
+   * past {@linkcode UNPROVEN_BUFFER_BYTES} only once `bulkAfterBytes` have
+   * been echoed. @default {65536}
+   */
   maxBufferSize?: number;
+  /**
+   * Bytes to echo, every write taken in full, before the read buffer may
+   * grow past {@linkcode UNPROVEN_BUFFER_BYTES}; a write that falls short
+   * starts the count again. A write that cannot complete pins its buffer,
+   * so this keeps what a peer that stops reading pins to 16 KiB until it has
+   * shown that it reads: the default is twice the 4 MiB that Linux lets a
+   * socket's send buffer grow to by default, which a peer that never reads
+   * fills, stalling a write, before it is reached. 0 lets the buffer grow at
+   * once. @default {8388608}
+   */
+  bulkAfterBytes?: number;
 }
+
+/**
+ * The largest read buffer of a connection that has not echoed
+ * `bulkAfterBytes` yet: the most echo data that such a connection, once its
+ * peer stops reading, holds in the server's memory.
+ */
+export const UNPROVEN_BUFFER_BYTES = 16384;
 
 /**
  * Why an echo ended: `eof` (the peer shut down its side and everything was
@@ -117,29 +139,48 @@ export async function echoConnection(stream: Duplex, options: EchoOptions = {}):
   const { onChunk } = options;
   const maxSize = Math.max(1, options.maxBufferSize ?? 65536);
   const minSize = Math.max(1, Math.min(options.initialBufferSize ?? 1024, maxSize));
+  const unprovenSize = Math.max(minSize, Math.min(UNPROVEN_BUFFER_BYTES, maxSize));
+  const bulkAfter = Math.max(0, options.bulkAfterBytes ?? 8 << 20);
   // Idle connections are the common case: start small, grow while reads fill
   // the buffer, and drop back once reads have stayed small for a while, so
   // that a connection that returns to small messages does not keep a large
   // buffer. One short read is not enough: segments of a bulk transfer often
   // arrive short, and shrinking on each would make the buffer see-saw.
+  // A write that cannot complete pins the buffer it writes from: past
+  // unprovenSize, the buffer grows only for a peer that has taken bulkAfter
+  // bytes without a write falling short (see EchoOptions.bulkAfterBytes).
   let buffer = new Uint8Array(minSize);
   let shortReads = 0;
+  let takenInFull = 0;
   try {
     while (true) {
       const n = await stream.read(buffer);
       if (n === null) return "eof";
       counters.bytesIn += n;
       onChunk?.(n);
-      let chunk = n === buffer.length ? buffer : buffer.subarray(0, n);
-      while (true) {
-        const written = await stream.write(chunk);
-        counters.bytesOut += written;
-        if (written === chunk.length) break;
-        chunk = chunk.subarray(written);
+      const filled = n === buffer.length;
+      let chunk = filled ? buffer : buffer.subarray(0, n);
+      let written = await stream.write(chunk);
+      counters.bytesOut += written;
+      if (written === n) {
+        takenInFull += n;
+      } else {
+        // The peer is behind: it proves itself again before the buffer grows past unprovenSize.
+        takenInFull = 0;
+        while (written < chunk.length) {
+          chunk = chunk.subarray(written);
+          written = await stream.write(chunk);
+          counters.bytesOut += written;
+        }
+        if (buffer.length > unprovenSize) {
+          buffer = new Uint8Array(unprovenSize);
+          continue;
+        }
       }
-      if (n === buffer.length) {
+      if (filled) {
         shortReads = 0;
-        if (buffer.length < maxSize) buffer = new Uint8Array(Math.min(buffer.length * 4, maxSize));
+        const limit = takenInFull >= bulkAfter ? maxSize : unprovenSize;
+        if (buffer.length < limit) buffer = new Uint8Array(Math.min(buffer.length * 4, limit));
       } else if (n >= buffer.length >> 2) {
         shortReads = 0;
       } else if (buffer.length > minSize && ++shortReads >= SHORT_READS_BEFORE_SHRINK) {

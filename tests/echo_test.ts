@@ -67,7 +67,11 @@ Deno.test("the buffer grows ×4 while reads fill it and shrinks once reads stay 
     full(10), // small for four reads: back to 1 KiB
     full(10),
   ]);
-  await echoConnection(stream, { initialBufferSize: 1024, maxBufferSize: 65536 });
+  await echoConnection(stream, {
+    initialBufferSize: 1024,
+    maxBufferSize: 65536,
+    bulkAfterBytes: 0,
+  });
   deepStrictEqual(stream.readSizes, [
     ...[1024, 4096, 16384, 16384],
     ...[65536, 65536, 65536, 65536, 65536],

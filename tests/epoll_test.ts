@@ -2,8 +2,10 @@
  * What is the epoll engine's own (`serve --io epoll`, `listenEpoll`), over
  * real sockets: the command line's refusals, partial writes and `EPOLLOUT`
  * under a peer that does not read, half-closes at the edges of the shared
- * buffer, resets, timers and the drain while the loop is busy, and the
- * library's listener with IPv6 and IPv4-mapped peers. Everything the engines
+ * buffer, resets, timers and the drain while the loop is busy, the gentle
+ * cut at the drain timeout, `errno` as each call's wrapper reads it, events
+ * of a closed descriptor's old generation, and the library's listener with
+ * IPv6 and IPv4-mapped peers. Everything the engines
  * share (admission, PROXY, metrics, reload, drain) runs over both engines in
  * the other files; see `testEngines` in helpers.ts.
  */
@@ -12,6 +14,8 @@ import { once } from "node:events";
 import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { epollUnavailable, listenEpoll, ListenError, serve } from "../server.ts";
 import { type Connection, peerOf } from "../server/listener.ts";
+import { C, E, openLibc } from "../epoll/libc.ts";
+import { Reactor, type Readiness } from "../epoll/reactor.ts";
 import {
   assertRefused,
   Cli,
@@ -29,12 +33,29 @@ import {
 } from "./helpers.ts";
 
 const local = { hostname: "127.0.0.1", port: 0 } as const;
-/**
- * The buffer each epoll loop reads into (`epoll/reactor.ts`): the most a
- * connection holds back unwritten, and the edge the half-close test probes.
- */
+/** The buffer each epoll loop reads into (`epoll/reactor.ts`): the edge the half-close test probes. */
 const SHARED_BUFFER_BYTES = 65536;
+/**
+ * The most a hot-path read takes (`FIRST_READ_BYTES` in `epoll/connection.ts`): the most
+ * a connection holds back unwritten, the rest staying in the kernel.
+ */
+const FIRST_READ_BYTES = 8192;
 const encoder = new TextEncoder();
+
+/**
+ * A probe for {@linkcode until} that is true once `value()` is above 0 and has
+ * stayed the same for `probes` probes in a row: for a flow that stalls.
+ */
+function steady(value: () => number, probes = 10): () => boolean {
+  let last = -1;
+  let same = 0;
+  return () => {
+    const now = value();
+    same = now === last && now > 0 ? same + 1 : 0;
+    last = now;
+    return same >= probes;
+  };
+}
 
 /**
  * Echoes `count` messages of varying sizes over `conn`, each checked, one
@@ -69,6 +90,33 @@ async function pingpong(
     options.onEcho?.();
   }
   return bytes;
+}
+
+/**
+ * Reads until the server closes (`"eof"`) or resets (`"reset"`) the
+ * connection, and returns everything that came and which way it ended.
+ */
+async function readUntilGone(conn: Deno.Conn): Promise<{ bytes: Uint8Array; end: string }> {
+  const chunks: Uint8Array[] = [];
+  let end = "eof";
+  const buffer = new Uint8Array(64 * 1024);
+  try {
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+    end = "reset";
+  }
+  const bytes = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let off = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, off);
+    off += chunk.length;
+  }
+  return { bytes, end };
 }
 
 /** Starts `serve --io epoll` on 127.0.0.1, port 0, with `args`; resolves once it listens. */
@@ -151,17 +199,14 @@ Deno.test("listenEpoll refuses a host name with a ListenError that says what it 
   });
 });
 
-Deno.test("epoll: a peer that sends 64 MiB without reading stalls only itself, holding at most one buffer; once it reads, every byte comes back in order", async () => {
+Deno.test("epoll: a peer that sends 64 MiB without reading stalls only itself, the server holding at most 8 KiB of it; once it reads, every byte comes back in order", async () => {
   await using server = serve({ ...local, io: "epoll" });
   const hog = await Deno.connect(server.addr);
   const sent = pattern(64 << 20, 11);
   let hogDone = false;
   const hogWriting = writeAll(hog, sent).then(() => hogDone = true);
-  // The server has read more than it could write back: it waits for EPOLLOUT, reading nothing.
-  await until("a partial write to the hog", () => {
-    const { bytesIn, bytesOut } = server.stats();
-    return bytesIn > bytesOut;
-  });
+  // The server has echoed what the socket buffers take, then stops: the counters stand still.
+  await until("the hog's echo to stall", steady(() => server.stats().bytesIn));
 
   // Others are echoed meanwhile, each exactly.
   const others = await Promise.all(
@@ -180,8 +225,9 @@ Deno.test("epoll: a peer that sends 64 MiB without reading stalls only itself, h
   const stalled = server.stats();
   const hogIn = stalled.bytesIn - othersBytes;
   ok(hogIn < 48 << 20, `the server read ${hogIn} bytes of the hog's ahead`);
+  // What it read and could not send; the rest of what the hog sent waits in the kernel.
   const held = stalled.bytesIn - stalled.bytesOut;
-  ok(held > 0 && held <= SHARED_BUFFER_BYTES, `the server holds ${held} bytes of the hog's`);
+  ok(held >= 0 && held <= FIRST_READ_BYTES, `the server holds ${held} bytes of the hog's`);
 
   // Now it reads: everything comes back, in order, and the stream then ends cleanly.
   const reply = await readN(hog, sent.length);
@@ -476,4 +522,180 @@ Deno.test("epoll over IPv6: serves ::1, and names an IPv4 client of :: as ::ffff
   using conn = await within(denoAccepting, "Deno's listener to accept 127.0.0.1");
   strictEqual(conn.remoteAddr.hostname, "::ffff:127.0.0.1");
   strictEqual(conn.remoteAddr.port, client.localAddr.port);
+});
+
+Deno.test("epoll: a reader that stops, cut at the drain timeout, gets exactly the bytes the closed line counts out, a prefix of what it sent, then a reset", async () => {
+  const { cli, port } = await epollServer(["--drain-timeout", "300ms"]);
+  await using _cli = cli;
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const sent = pattern(32 << 20, 21);
+  // It ends when the server closes: its writes are discarded from the cut on, then refused.
+  const writing = writeAll(conn, sent).catch(() => {});
+  // Some echo comes back, then the client reads nothing more: the buffers on both sides fill.
+  const first = await readN(conn, 1 << 20);
+  cli.kill("SIGTERM");
+  // Cut 300 ms after the signal; the client still reads nothing, so the grace (1 s) runs out.
+  const closed = await cli.waitFor(/#1 closed: shutdown; (\d+) B in, (\d+) B out/);
+  const [bytesIn, bytesOut] = [Number(closed[1]), Number(closed[2])];
+  const { bytes: rest, end } = await readUntilGone(conn);
+  await writing;
+  const got = first.length + rest.length;
+  strictEqual(end, "reset", "what was never sent is cut off with a reset");
+  strictEqual(got, bytesOut, `the client got ${got} bytes, the log says ${bytesOut} B out`);
+  ok(bytesOut <= bytesIn && bytesOut < sent.length, `${bytesIn} B in, ${bytesOut} B out`);
+  ok(sameBytes(first, sent.subarray(0, first.length)), "the first MiB differs");
+  ok(sameBytes(rest, sent.subarray(first.length, got)), "what came after the cut differs");
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+});
+
+Deno.test("epoll: a slow reader of 64 MiB cut at the drain timeout gets exactly the bytes the closed line counts out, a prefix of what it sent", async () => {
+  const { cli, port } = await epollServer(["--drain-timeout", "300ms"]);
+  await using _cli = cli;
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const sent = pattern(64 << 20, 22);
+  const writing = writeAll(conn, sent).catch(() => {});
+  // Slow: at most 64 KiB every 4 ms (about 16 MB/s), so that the 64 MiB cannot be echoed
+  // before the cut, and what is queued then drains within the grace, or nearly.
+  const chunks: Uint8Array[] = [];
+  let got = 0;
+  let end = "eof";
+  const buffer = new Uint8Array(64 * 1024);
+  let signalled = false;
+  try {
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+      got += n;
+      if (!signalled && got >= 1 << 20) {
+        signalled = true;
+        cli.kill("SIGTERM");
+      }
+      // Pacing a slow reader (load shaping), not waiting for anything.
+      await new Promise((resolve) => setTimeout(resolve, 4));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+    end = "reset";
+  }
+  await writing;
+  const closed = await cli.waitFor(/#1 closed: shutdown; (\d+) B in, (\d+) B out/);
+  const bytesOut = Number(closed[2]);
+  strictEqual(
+    got,
+    bytesOut,
+    `the client got ${got} bytes (then ${end}), the log says ${bytesOut} B out`,
+  );
+  ok(got < sent.length, "the transfer ended before the cut");
+  let off = 0;
+  for (const chunk of chunks) {
+    ok(sameBytes(chunk, sent.subarray(off, off + chunk.length)), `bytes ${off}+ differ`);
+    off += chunk.length;
+  }
+  const { code, stderr } = await cli.finished();
+  strictEqual(code, 0, stderr);
+});
+
+Deno.test("epoll: each libc wrapper returns its own call's errno, as -errno, whatever runs around it", () => {
+  const sys = openLibc();
+  const buffer = new Uint8Array(16);
+  const stream = sys.socket(C.AF_INET, C.SOCK_STREAM | C.SOCK_CLOEXEC, 0);
+  ok(stream >= 0, `socket: ${stream}`);
+  try {
+    // Calls that fail with errors of their own, interleaved, with garbage made between them
+    // so that the collector runs; any read of errno but the call's own would show.
+    let garbage: number[][] = [];
+    for (let i = 0; i < 100_000; i++) {
+      strictEqual(sys.recv(-1, buffer, 16n, 0), -E.EBADF);
+      strictEqual(sys.accept4(stream, buffer, buffer, 0), -E.EINVAL);
+      strictEqual(sys.ioctlInt(-1, C.SIOCOUTQ), -E.EBADF);
+      strictEqual(sys.getsockoptInt(-1, C.SOL_SOCKET, C.SO_ERROR), -E.EBADF);
+      garbage.push(new Array(16).fill(i));
+      if (garbage.length > 1000) garbage = [];
+    }
+    // And the successes: SO_ERROR of a fresh socket is 0, its queues are empty.
+    strictEqual(sys.getsockoptInt(stream, C.SOL_SOCKET, C.SO_ERROR), 0);
+  } finally {
+    strictEqual(sys.close(stream), 0);
+  }
+  strictEqual(sys.close(stream), -E.EBADF);
+});
+
+Deno.test("epoll: an EAGAIN that a hung-up socket cannot have given is not trusted: a reset whose errno was overwritten still ends as 'reset by peer'", async () => {
+  const sys = openLibc();
+  await using server = serve({ ...local, io: "epoll" });
+  const rude = net.createConnection({ host: "127.0.0.1", port: server.addr.port });
+  rude.on("error", () => {});
+  await once(rude, "connect");
+  rude.write("x");
+  await once(rude, "data");
+  // From here every failed recv says EAGAIN, as when errno was overwritten between the call
+  // and its read: the engine must find the reset from the socket itself (EPOLLHUP, SO_ERROR).
+  const recv = sys.recv;
+  sys.recv = (fd, bytes, length, flags) => {
+    const r = recv.call(sys, fd, bytes, length, flags);
+    return r < 0 ? -E.EAGAIN : r;
+  };
+  try {
+    const closed = once(rude, "close");
+    rude.resetAndDestroy();
+    await closed;
+    await until("the server to close the reset connection", () => server.stats().open === 0);
+  } finally {
+    sys.recv = recv;
+  }
+  const { closed } = server.stats();
+  strictEqual(closed?.reset, 1, JSON.stringify(closed));
+  strictEqual(closed?.["client-closed"], 0, JSON.stringify(closed));
+});
+
+Deno.test("epoll: an event collected for a descriptor that was closed since does not reach the next owner of its number", async () => {
+  const reactor = new Reactor();
+  reactor.retain();
+  const { sys } = reactor;
+  const calls: string[] = [];
+  const fds: number[] = [];
+  let replaced = -1;
+  const replacement: Readiness = {
+    ready: (events) => calls.push(`replacement got ${events}`),
+    fail: (error) => calls.push(`replacement failed: ${error}`),
+  };
+  // Whichever of the two is dispatched first closes the other and gives its number to a new
+  // descriptor, within the batch that also holds the other's event.
+  const swapper = (me: number): Readiness => ({
+    ready() {
+      calls.push(`eventfd ${me}`);
+      sys.read(fds[me], new Uint8Array(8), 8n);
+      if (replaced >= 0) return;
+      const other = fds[1 - me];
+      reactor.close(other);
+      replaced = sys.eventfd(0, C.EFD_NONBLOCK | C.EFD_CLOEXEC);
+      strictEqual(replaced, other, "the new descriptor has the closed one's number");
+      reactor.add(replaced, C.EPOLLIN, replacement);
+    },
+    fail: (error) => calls.push(`eventfd ${me} failed: ${error}`),
+  });
+  const one = new Uint8Array(new BigUint64Array([1n]).buffer);
+  for (const me of [0, 1]) {
+    const fd = sys.eventfd(0, C.EFD_NONBLOCK | C.EFD_CLOEXEC);
+    ok(fd >= 0, `eventfd: ${fd}`);
+    fds.push(fd);
+    reactor.add(fd, C.EPOLLIN, swapper(me));
+  }
+  // Both readable before the loop's first poll, which runs after this synchronous code: one
+  // batch holds both events.
+  for (const fd of fds) strictEqual(sys.write(fd, one, 8n), 8);
+  try {
+    // The batch is dispatched as a whole, within one turn of the loop.
+    await until("the first event", () => calls.length > 0);
+    strictEqual(calls.length, 1, calls.join("; "));
+    match(calls[0], /^eventfd [01]$/);
+  } finally {
+    const kept = fds[calls[0] === "eventfd 1" ? 1 : 0];
+    reactor.close(kept);
+    if (replaced >= 0) reactor.close(replaced);
+    reactor.release();
+    await reactor.stopped;
+  }
 });

@@ -1,0 +1,242 @@
+/**
+ * Resident memory per connection: starts the server (main.ts) as a
+ * subprocess, opens `--conns` clients of one kind, and reads the server's
+ * `VmRSS` from `/proc/PID/status` before, while they are open (after
+ * `--settle-ms`), and after they have left (after `--leave-ms`). One fresh
+ * server per engine and kind, so that no run inherits another's heap.
+ *
+ *   deno task memory [--io deno,epoll] [--kind idle,busy,nonreading] [--conns 4000]
+ *                    [--settle-ms 1000] [--leave-ms 5000] [--cert F --key F --ca F]
+ *                    [-- SERVER FLAGS…]
+ *
+ * Kinds (see `memory_clients.ts`): `idle` (one byte echoed, then silent),
+ * `busy` (64-byte pingpong, back to back), `nonreading` (64 KiB writes, never
+ * read; plain TCP clients with a 4 KiB receive buffer). With `--cert`,
+ * `--key` and `--ca` the server serves TLS (Deno's engine only) and the
+ * clients speak it. Raise `ulimit -n` first: the server and this script each
+ * hold one descriptor per connection. It runs with `--allow-all`: Deno
+ * reads another process's `/proc/PID/status` under no narrower permission.
+ *
+ * Prints one Markdown row per run: RSS before, with the clients, per
+ * connection, and after they left.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type Kind, KINDS, openClients } from "./memory_clients.ts";
+
+const ENGINES = ["deno", "epoll"] as const;
+type Engine = typeof ENGINES[number];
+
+/** One measurement, in KiB of resident memory. */
+interface Measured {
+  engine: Engine;
+  kind: Kind;
+  tls: boolean;
+  conns: number;
+  beforeKiB: number;
+  withKiB: number;
+  afterKiB: number;
+}
+
+/** The flags, validated; every error names its flag. */
+function parseFlags(args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      io: { type: "string", default: "deno,epoll" },
+      kind: { type: "string", default: "idle,busy,nonreading" },
+      conns: { type: "string", default: "4000" },
+      "settle-ms": { type: "string", default: "1000" },
+      "leave-ms": { type: "string", default: "5000" },
+      cert: { type: "string" },
+      key: { type: "string" },
+      ca: { type: "string" },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const list = <T extends string>(flag: string, text: string, allowed: readonly T[]): T[] => {
+    const items = text.split(",").filter((item) => item !== "");
+    for (const item of items) {
+      if (!allowed.includes(item as T)) {
+        throw new Error(`invalid --${flag} "${item}": expected ${allowed.join(", ")}`);
+      }
+    }
+    if (items.length === 0) throw new Error(`--${flag} is empty`);
+    return items as T[];
+  };
+  const whole = (flag: string, text: string, min: number, max: number): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new Error(`invalid --${flag} "${text}": expected a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
+  const tlsFlags = [values.cert, values.key, values.ca].filter((v) => v !== undefined).length;
+  if (tlsFlags !== 0 && tlsFlags !== 3) throw new Error("--cert, --key and --ca go together");
+  const engines = list("io", values.io, ENGINES);
+  if (tlsFlags === 3 && engines.includes("epoll")) {
+    throw new Error("TLS (--cert) is served by --io deno only: pass --io deno");
+  }
+  return {
+    engines,
+    kinds: list("kind", values.kind, KINDS),
+    conns: whole("conns", values.conns, 1, 50_000),
+    settleMs: whole("settle-ms", values["settle-ms"], 0, 600_000),
+    leaveMs: whole("leave-ms", values["leave-ms"], 0, 600_000),
+    tls: tlsFlags === 3
+      ? { cert: values.cert ?? "", key: values.key ?? "", ca: values.ca ?? "" }
+      : undefined,
+    serverFlags: positionals,
+  };
+}
+
+/** The server's resident memory, in KiB. */
+async function rssKiB(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kib = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]);
+  if (!Number.isFinite(kib)) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return kib;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A running main.ts: its pid, port and a way to stop it. */
+interface Server extends AsyncDisposable {
+  pid: number;
+  port: number;
+}
+
+/** A free loopback port, as the kernel picks one (free again by the time the server binds it, as a rule). */
+function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+/**
+ * Starts main.ts on a free port and resolves once it accepts a connection
+ * (any log level: the port is chosen here, not read from the log).
+ */
+async function startServer(engine: Engine, flags: string[]): Promise<Server> {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-net",
+      "--allow-read",
+      ...(engine === "epoll" ? ["--allow-ffi", "main.ts", "--io", "epoll"] : ["main.ts"]),
+      ...["-H", "127.0.0.1", "-p", String(port), "--max-conns", "50000", ...flags],
+    ],
+    cwd: new URL("../", import.meta.url),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  // Drained, so that a full pipe never stops the server; the tail is kept for errors.
+  let tail = "";
+  const draining = (async () => {
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+      tail = (tail + text).slice(-2000);
+    }
+  })();
+  let exited = false;
+  child.status.then(() => exited = true);
+  const deadline = performance.now() + 30_000;
+  while (true) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      break;
+    } catch {
+      if (exited || performance.now() > deadline) {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Exited already.
+        }
+        await draining;
+        throw new Error(`the server did not start on port ${port}:\n${tail}`);
+      }
+      await sleep(50);
+    }
+  }
+  return {
+    pid: child.pid,
+    port,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const { code } = await child.status;
+      clearTimeout(killer);
+      await draining;
+      if (code !== 0) console.error(`the server exited ${code}:\n${tail}`);
+    },
+  };
+}
+
+async function measure(
+  engine: Engine,
+  kind: Kind,
+  options: ReturnType<typeof parseFlags>,
+): Promise<Measured> {
+  const { tls } = options;
+  const flags = tls === undefined
+    ? options.serverFlags
+    : ["--cert", tls.cert, "--key", tls.key, ...options.serverFlags];
+  await using server = await startServer(engine, flags);
+  const caCert = tls === undefined ? undefined : await Deno.readTextFile(tls.ca);
+  // The server's start-up settles (its first GCs, the log's first writes) before the baseline.
+  await sleep(1000);
+  const beforeKiB = await rssKiB(server.pid);
+  const deadline = performance.now() + 120_000;
+  const clients = await openClients(kind, options.conns, { port: server.port, caCert }, deadline);
+  await sleep(options.settleMs);
+  const withKiB = await rssKiB(server.pid);
+  await clients.close();
+  await sleep(options.leaveMs);
+  const afterKiB = await rssKiB(server.pid);
+  if (clients.open !== options.conns) {
+    throw new Error(`only ${clients.open} of ${options.conns} ${kind} clients opened`);
+  }
+  return {
+    engine,
+    kind,
+    tls: tls !== undefined,
+    conns: clients.open,
+    beforeKiB,
+    withKiB,
+    afterKiB,
+  };
+}
+
+function row(m: Measured): string {
+  const mb = (kib: number) => (kib / 1024).toFixed(1);
+  const per = ((m.withKiB - m.beforeKiB) / m.conns).toFixed(1);
+  return `| ${m.engine}${m.tls ? " + TLS" : ""} | ${m.kind} | ${m.conns} | ${mb(m.beforeKiB)} | ${
+    mb(m.withKiB)
+  } | **${per}** | ${mb(m.afterKiB)} |`;
+}
+
+async function main(): Promise<number> {
+  let options: ReturnType<typeof parseFlags>;
+  try {
+    options = parseFlags(Deno.args);
+  } catch (error) {
+    console.error(`memory: ${error instanceof Error ? error.message : error}`);
+    return 2;
+  }
+  console.log(
+    "| engine | clients | conns | RSS before MB | RSS with them MB | KiB per conn | RSS after they left MB |",
+  );
+  console.log("|---|---|---|---|---|---|---|");
+  for (const kind of options.kinds) {
+    for (const engine of options.engines) console.log(row(await measure(engine, kind, options)));
+  }
+  console.log(
+    `(${options.settleMs} ms after the last client was ready; "after": ${options.leaveMs} ms after they closed)`,
+  );
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());
