@@ -12,28 +12,12 @@
  */
 import { equal, ok } from "node:assert/strict";
 import { Cli, testEngines, until } from "./helpers.ts";
+import type { IoEngine } from "../server.ts";
 import { flagValue, haproxyMissing, INSTANCE_ARGS, startStack } from "./haproxy.ts";
-import { MIGRATE_REQ_PATH } from "../server/reuse_port.ts";
+import { migrateReqSettable, withMigrateReq } from "./sysctl.ts";
 import { parseDuration } from "../text/duration.ts";
 
 const missing = haproxyMissing();
-
-/** Whether the test may set `net.ipv4.tcp_migrate_req` (root, on Linux 5.14+). */
-function canSetMigrateReq(): boolean {
-  try {
-    Deno.openSync(MIGRATE_REQ_PATH, { write: true }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Sets `net.ipv4.tcp_migrate_req` to `value`; the function returned puts it back. */
-function setMigrateReq(value: string): () => void {
-  const before = Deno.readTextFileSync(MIGRATE_REQ_PATH).trim();
-  Deno.writeTextFileSync(MIGRATE_REQ_PATH, value);
-  return () => Deno.writeTextFileSync(MIGRATE_REQ_PATH, before);
-}
 
 /** The bench's JSON report. */
 interface BenchReport {
@@ -47,7 +31,7 @@ interface BenchReport {
   firstError: string | null;
 }
 
-const settable = canSetMigrateReq();
+const settable = migrateReqSettable();
 const ignored = missing !== undefined
   ? ` (ignored: ${missing})`
   : settable
@@ -56,80 +40,82 @@ const ignored = missing !== undefined
 
 testEngines(
   `system: SIGTERM to one of deploy/haproxy.cfg's instances under churn loses no connection${ignored}`,
-  async (io) => {
-    // What makes the stop lossless: the instances accept longer than HAProxy takes to see the
-    // 503 (checks 1 s apart, down after 2 failures), as the file starts them.
-    const delayMs = parseDuration(flagValue(INSTANCE_ARGS[0], "--shutdown-delay"));
-    ok(delayMs > 2_000, `--shutdown-delay ${delayMs} ms in deploy/haproxy.cfg's command lines`);
-    await using stack = new AsyncDisposableStack();
-    if (settable) stack.defer(setMigrateReq("0"));
-    const { instances, names, front, haproxy } = await startStack(stack, io);
-    // Until HAProxy listens, connects are refused: the load starts once one gets through.
-    await until(
-      "HAProxy to take a connection",
-      () =>
-        Deno.connect({ hostname: "127.0.0.1", port: front }).then(
-          (conn) => (conn.close(), true),
-          () => undefined,
-        ),
-    );
-    // The load runs until told to stop (SIGINT: the bench reports and exits), after the stop.
-    const bench = stack.use(
-      new Cli([
-        "bench",
-        "--port",
-        String(front),
-        "--mode",
-        "churn",
-        "--connections",
-        "10",
-        "--duration",
-        "60s",
-        "--json",
-      ]),
-    );
-    const stopping = instances[1];
-    const others = instances.filter((cli) => cli !== stopping);
-    // The load has reached the instance before it is told to stop.
-    await stopping.waitFor(/#20 opened from/);
-    stopping.kill("SIGTERM");
-    await stopping.waitFor(/SIGTERM: not ready/);
-    await until(
-      `HAProxy to mark ${names.get(stopping)} down`,
-      () =>
-        new RegExp(
-          `Server echo/${names.get(stopping)} is DOWN, reason: Layer7 wrong status, code: 503`,
-        )
-          .exec(haproxy.log) ?? undefined,
-    );
-    const { code, stderr } = await stopping.finished();
-    equal(code, 0, stderr);
-    // It kept accepting after SIGTERM: connections opened between "not ready" and the drain.
-    const afterSignal = stderr.slice(stderr.indexOf("SIGTERM: not ready"));
-    const lateOpens = afterSignal.slice(0, afterSignal.indexOf("stopped:")).match(/ opened from /g);
-    ok((lateOpens?.length ?? 0) > 0, `no connection accepted during the delay:\n${afterSignal}`);
-    // The load went on after the instance had gone: 20 more connections through the others.
-    const opens = () =>
-      others.reduce((n, cli) => n + (cli.stderr.match(/ opened from /g)?.length ?? 0), 0);
-    const before = opens();
-    await until("20 more connections through the other instances", () => opens() >= before + 20);
-    bench.kill("SIGINT");
-    const { code: benchCode, stdout } = await bench.finished();
-    const report = JSON.parse(stdout) as BenchReport;
-    const lost = {
-      failed: report.connectionsFailed,
-      refused: report.refused,
-      errors: report.errors,
-      resets: report.resets,
-      mismatches: report.mismatches,
-    };
-    equal(
-      JSON.stringify(lost),
-      JSON.stringify({ failed: 0, refused: 0, errors: 0, resets: 0, mismatches: 0 }),
-      `first error: ${report.firstError}; ${report.connectionsOpened} connects`,
-    );
-    ok(report.ok && benchCode === 0, stdout);
-    ok(report.connectionsOpened > 100, `only ${report.connectionsOpened} connects`);
-  },
+  (io) => withMigrateReq("0", () => balancerStop(io)),
   { ignore: missing !== undefined },
 );
+
+/** The test itself; see the module's documentation. */
+async function balancerStop(io: IoEngine): Promise<void> {
+  // What makes the stop lossless: the instances accept longer than HAProxy takes to see the
+  // 503 (checks 1 s apart, down after 2 failures), as the file starts them.
+  const delayMs = parseDuration(flagValue(INSTANCE_ARGS[0], "--shutdown-delay"));
+  ok(delayMs > 2_000, `--shutdown-delay ${delayMs} ms in deploy/haproxy.cfg's command lines`);
+  await using stack = new AsyncDisposableStack();
+  const { instances, names, front, haproxy } = await startStack(stack, io);
+  // Until HAProxy listens, connects are refused: the load starts once one gets through.
+  await until(
+    "HAProxy to take a connection",
+    () =>
+      Deno.connect({ hostname: "127.0.0.1", port: front }).then(
+        (conn) => (conn.close(), true),
+        () => undefined,
+      ),
+  );
+  // The load runs until told to stop (SIGINT: the bench reports and exits), after the stop.
+  const bench = stack.use(
+    new Cli([
+      "bench",
+      "--port",
+      String(front),
+      "--mode",
+      "churn",
+      "--connections",
+      "10",
+      "--duration",
+      "60s",
+      "--json",
+    ]),
+  );
+  const stopping = instances[1];
+  const others = instances.filter((cli) => cli !== stopping);
+  // The load has reached the instance before it is told to stop.
+  await stopping.waitFor(/#20 opened from/);
+  stopping.kill("SIGTERM");
+  await stopping.waitFor(/SIGTERM: not ready/);
+  await until(
+    `HAProxy to mark ${names.get(stopping)} down`,
+    () =>
+      new RegExp(
+        `Server echo/${names.get(stopping)} is DOWN, reason: Layer7 wrong status, code: 503`,
+      )
+        .exec(haproxy.log) ?? undefined,
+  );
+  const { code, stderr } = await stopping.finished();
+  equal(code, 0, stderr);
+  // It kept accepting after SIGTERM: connections opened between "not ready" and the drain.
+  const afterSignal = stderr.slice(stderr.indexOf("SIGTERM: not ready"));
+  const lateOpens = afterSignal.slice(0, afterSignal.indexOf("stopped:")).match(/ opened from /g);
+  ok((lateOpens?.length ?? 0) > 0, `no connection accepted during the delay:\n${afterSignal}`);
+  // The load went on after the instance had gone: 20 more connections through the others.
+  const opens = () =>
+    others.reduce((n, cli) => n + (cli.stderr.match(/ opened from /g)?.length ?? 0), 0);
+  const before = opens();
+  await until("20 more connections through the other instances", () => opens() >= before + 20);
+  bench.kill("SIGINT");
+  const { code: benchCode, stdout } = await bench.finished();
+  const report = JSON.parse(stdout) as BenchReport;
+  const lost = {
+    failed: report.connectionsFailed,
+    refused: report.refused,
+    errors: report.errors,
+    resets: report.resets,
+    mismatches: report.mismatches,
+  };
+  equal(
+    JSON.stringify(lost),
+    JSON.stringify({ failed: 0, refused: 0, errors: 0, resets: 0, mismatches: 0 }),
+    `first error: ${report.firstError}; ${report.connectionsOpened} connects`,
+  );
+  ok(report.ok && benchCode === 0, stdout);
+  ok(report.connectionsOpened > 100, `only ${report.connectionsOpened} connects`);
+}

@@ -21,15 +21,15 @@ async function runMemory(args: string[]): Promise<{ code: number; out: string; e
   return { code, out: decoder.decode(stdout), err: decoder.decode(stderr) };
 }
 
-Deno.test("scripts/memory.ts: 200 non-reading clients per engine, one row each with KiB per connection", async () => {
+Deno.test("scripts/memory.ts: 100 non-reading clients per engine, one row each with KiB per connection", async () => {
   const { code, out, err } = await runMemory([
-    ...["--io", "deno,epoll", "--kind", "nonreading", "--conns", "200"],
+    ...["--io", "deno,epoll", "--kind", "nonreading", "--conns", "100"],
     ...["--settle-ms", "100", "--leave-ms", "100"],
   ]);
   strictEqual(code, 0, err);
   for (const engine of ["deno", "epoll"]) {
     const row = new RegExp(
-      `^\\| ${engine} \\| nonreading \\| 200 \\| [\\d.]+ \\| [\\d.]+ \\| \\*\\*(-?[\\d.]+)\\*\\* \\| [\\d.]+ \\|$`,
+      `^\\| ${engine} \\| nonreading \\| 100 \\| [\\d.]+ \\| [\\d.]+ \\| \\*\\*(-?[\\d.]+)\\*\\* \\| [\\d.]+ \\|$`,
       "m",
     );
     const kib = Number(row.exec(out)?.[1]);

@@ -208,15 +208,15 @@ Deno.test({
   ignore,
   async fn() {
     const { ca } = await testCerts();
-    const { cli, port } = await tlsServer(["--drain-timeout", "1s"]);
+    const { cli, port } = await tlsServer(["--drain-timeout", "300ms"]);
     await using _cli = cli;
     using rude = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] });
-    // It writes for up to 3 s and never reads. A server that stops reading once its echoes
+    // It writes for up to 1.5 s and never reads. A server that stops reading once its echoes
     // stop leaving (the client's buffers full) makes these writes wait: a few MB get through,
     // the kernels' buffers. One that read on regardless took 400 MB a second into its memory.
     const chunk = new Uint8Array(64 * 1024);
     let written = 0;
-    const deadline = Date.now() + 3_000;
+    const deadline = Date.now() + 1_500;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       while (Date.now() < deadline && written < 64 * 1024 * 1024) {
@@ -237,7 +237,7 @@ Deno.test({
     await polite.write(encoder.encode("still here"));
     equal(decoder.decode(await readExactly(polite, 10)), "still here");
     // The rude client never reads, and Deno's TLS client would linger at its close: the drain
-    // cuts it after 1 s.
+    // cuts it after 300 ms (and the second its gentle cut gives it).
     cli.kill("SIGTERM");
     equal((await cli.finished()).code, 0);
   },
