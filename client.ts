@@ -21,11 +21,13 @@ import { formatDuration } from "./text/duration.ts";
 import { aborted, broken, ClientError, closedEarly, refused } from "./client/errors.ts";
 import { EchoCheck } from "./client/echo_check.ts";
 import { type ClientTlsOptions, describeEndpoint, dial, endpointOf } from "./client/dial.ts";
+import { type Reader, sameBytes, writeAll, type Writer } from "./client/streams.ts";
 
 export { ClientError, type ClientErrorKind } from "./client/errors.ts";
 export type { ClientTlsOptions } from "./client/dial.ts";
 export { connectUdp, MAX_UDP_MESSAGE, UdpEchoClient } from "./client/udp.ts";
 export type { UdpConnectOptions, UdpSendOptions, UdpTarget } from "./client/udp.ts";
+export { type Reader, writeAll, type Writer } from "./client/streams.ts";
 
 /** Where {@linkcode connect} goes when its options leave it out; the command line shows and uses the same. */
 export const CONNECT_DEFAULTS = {
@@ -66,42 +68,6 @@ export interface SendOptions extends ReadOptions {
   verify?: boolean;
 }
 
-/** Something bytes can be read from, such as `Deno.stdin`. */
-export interface Reader {
-  /** Reads into `p`, resolving with the byte count, or `null` at the end. */
-  read(p: Uint8Array): Promise<number | null>;
-}
-
-/** Something bytes can be written to, such as `Deno.stdout`. */
-export interface Writer {
-  /** Writes some prefix of `p`, resolving with how many bytes were taken. */
-  write(p: Uint8Array): Promise<number>;
-}
-
-/**
- * Writes all of `bytes`, however many calls `writer.write` takes.
- *
- * @example
- * ```ts
- * import { deepEqual } from "node:assert/strict";
- * import { writeAll } from "./client.ts";
- * const taken: number[] = [];
- * // A writer that takes at most two bytes a call, as a full pipe may.
- * const writer = {
- *   write(p: Uint8Array) {
- *     const n = Math.min(2, p.length);
- *     taken.push(...p.subarray(0, n));
- *     return Promise.resolve(n);
- *   },
- * };
- * await writeAll(writer, new Uint8Array([1, 2, 3, 4, 5]));
- * deepEqual(taken, [1, 2, 3, 4, 5]);
- * ```
- */
-export async function writeAll(writer: Writer, bytes: Uint8Array): Promise<void> {
-  for (let off = 0; off < bytes.length;) off += await writer.write(bytes.subarray(off));
-}
-
 /** Options for {@linkcode EchoClient.pipe}. */
 export interface PipeOptions {
   /** How long sent bytes may wait for their echo, in milliseconds. */
@@ -112,12 +78,6 @@ export interface PipeOptions {
 const MAX_IN_FLIGHT = 1 << 20;
 /** How long bytes that are not the echo may take to be followed by the server's close (a refusal). */
 const REFUSAL_WAIT_MS = 500;
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 const encoder = new TextEncoder();
 

@@ -49,13 +49,12 @@ export {
   type TcpListenOptions,
   TransportError,
 } from "./server/listener.ts";
+export { checkTlsMaterial, type TlsMaterialProblem } from "./server/tls_material.ts";
 export {
-  checkTlsMaterial,
   listenTls,
   type ServeTlsOptions,
   TLS_DEFAULTS,
   type TlsListenOptions,
-  type TlsMaterialProblem,
 } from "./server/tls.ts";
 export { listenUnix } from "./server/unix.ts";
 export type { ServerStats } from "./server/stats.ts";

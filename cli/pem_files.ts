@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { checkTlsMaterial, type ServeTlsOptions } from "../server/tls.ts";
+import type { ServeTlsOptions } from "../server/tls.ts";
+import { checkTlsMaterial } from "../server/tls_material.ts";
 import { describeFileError } from "../text/address.ts";
 
 /**

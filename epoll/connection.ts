@@ -28,20 +28,16 @@ import { type EchoCounters, type EchoDone, type EchoOptions, isPeerGone } from "
 import type { Connection } from "../server/listener.ts";
 import { C, E, errorFor } from "./libc.ts";
 import { type Lingerer, Lingering } from "./linger.ts";
+import { failureOf, type Linger, SEND_FLAGS, unsentAtClose } from "./socket_calls.ts";
+import { ParkedIo, READING } from "./parked_io.ts";
 import type { Reactor, Readiness } from "./reactor.ts";
 import type { IpPort } from "./sockaddr.ts";
 
-const READING = C.EPOLLIN | C.EPOLLRDHUP;
 /** Counters for no echo: a connection that is not echoing counts nothing. */
 const NO_COUNTERS: EchoCounters = { bytesIn: 0, bytesOut: 0 };
-const SEND_FLAGS = C.MSG_NOSIGNAL;
 /** `int` option values for `setsockopt`, made once: libc only reads them during the call. */
 const ONE = new Uint8Array(new Int32Array([1]).buffer);
 const ZERO = new Uint8Array(4);
-/** `struct linger { l_onoff = 1, l_linger = 0 }`: `close` then resets, dropping what is unsent. */
-const ABORT_ON_CLOSE = new Uint8Array(new Int32Array([1, 0]).buffer);
-/** The most one call moves: its count must fit the i32 that libc's result is read as. */
-const MAX_IO = 1 << 30;
 /**
  * The most a hot-path read takes from the kernel: a message up to this size
  * is one `recv` and one `send`, and a peer that stops reading leaves at most
@@ -50,25 +46,9 @@ const MAX_IO = 1 << 30;
  */
 export const FIRST_READ_BYTES = 8192;
 const FIRST_READ = BigInt(FIRST_READ_BYTES);
-/** Hang-up and error bits: a socket that reports them has nothing to wait for. */
-const BROKEN = C.EPOLLERR | C.EPOLLHUP;
 
 /** Every gently closing connection of this isolate, asked in turn by one timer. */
 const lingering = new Lingering();
-
-/** A connection that is closing gently (see {@linkcode EpollConnection.closeGently}). */
-interface Linger {
-  /** When to give up on the peer, as `performance.now()`. */
-  readonly until: number;
-  /** Whether `shutdown` queued a FIN, which takes one place in the send queue. */
-  readonly fin: boolean;
-}
-
-interface Parked<T> {
-  readonly bytes: Uint8Array;
-  readonly resolve: (value: T) => void;
-  readonly reject: (error: unknown) => void;
-}
 
 /** An accepted, non-blocking TCP socket on a {@linkcode Reactor}. */
 export class EpollConnection implements Connection, Readiness, Lingerer {
@@ -79,8 +59,8 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
   readonly #port: number;
   /** The events the descriptor is registered for; -1 while it is not in the epoll set. */
   #interest = -1;
-  #reader: Parked<number | null> | undefined;
-  #writer: Parked<number> | undefined;
+  /** The promise-based reads and writes, made when first used (not by the echo). */
+  #io: ParkedIo | undefined;
   // The echo's state lives here, not in an object of its own: an idle connection is this object.
   /** Who hears the end of the echo; set while it runs. */
   #echo: EchoDone | undefined;
@@ -125,7 +105,7 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
   echo(options: EchoOptions, done: EchoDone): void {
     this.#open();
     if (
-      this.#echo !== undefined || this.#reader !== undefined || this.#writer !== undefined ||
+      this.#echo !== undefined || this.#io?.waiting === true ||
       this.#linger !== undefined
     ) {
       throw new Deno.errors.Busy("the connection is already being read or written");
@@ -140,47 +120,19 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
   /** Reads into `p`; resolves with the byte count, or `null` once the peer shut its side down. */
   read(p: Uint8Array): Promise<number | null> {
     try {
-      this.#open();
-      if (this.#reader !== undefined || this.#echo !== undefined || this.#linger !== undefined) {
-        throw new Deno.errors.Busy("the connection is already being read");
-      }
-      const n = this.#tryRecv(p);
-      if (n !== undefined) return Promise.resolve(n);
+      return this.#parkedIo().read(p);
     } catch (error) {
       return Promise.reject(error);
     }
-    const { promise, resolve, reject } = Promise.withResolvers<number | null>();
-    this.#reader = { bytes: p, resolve, reject };
-    try {
-      this.#rewatch();
-    } catch (error) {
-      this.#reader = undefined;
-      return Promise.reject(error);
-    }
-    return promise;
   }
 
   /** Writes some prefix of `p`; resolves with how many bytes the kernel took. */
   write(p: Uint8Array): Promise<number> {
     try {
-      this.#open();
-      if (this.#writer !== undefined || this.#echo !== undefined || this.#linger !== undefined) {
-        throw new Deno.errors.Busy("the connection is already being written");
-      }
-      const n = this.#trySend(p);
-      if (n !== undefined) return Promise.resolve(n);
+      return this.#parkedIo().write(p);
     } catch (error) {
       return Promise.reject(error);
     }
-    const { promise, resolve, reject } = Promise.withResolvers<number>();
-    this.#writer = { bytes: p, resolve, reject };
-    try {
-      this.#rewatch();
-    } catch (error) {
-      this.#writer = undefined;
-      return Promise.reject(error);
-    }
-    return promise;
   }
 
   /**
@@ -195,7 +147,10 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
     // (a refusal line) before the peer reads it: discard what has come, so a FIN goes
     // instead. One read's worth: past that a reset it is, rather than a slow close.
     sys.recv(fd, buffer, bufferLength, 0);
-    if (this.#echo !== undefined) this.#uncountUnsent(fd);
+    if (this.#echo !== undefined) {
+      const counters = this.#counters;
+      counters.bytesOut = Math.max(0, counters.bytesOut - unsentAtClose(sys, fd, this.#linger));
+    }
     this.#fd = -1;
     // Closed by its check, by the peer's reset or by the owner: the timer has no more to ask.
     if (this.#linger !== undefined) lingering.delete(this);
@@ -203,14 +158,10 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
     this.#pending = undefined;
     this.#reactor.close(fd);
     const closed = () => new Deno.errors.BadResource("the connection was closed");
-    const { reader, writer, echo } = {
-      reader: this.#reader,
-      writer: this.#writer,
-      echo: this.#echo,
-    };
-    this.#reader = this.#writer = this.#echo = undefined;
-    reader?.reject(closed());
-    writer?.reject(closed());
+    const echo = this.#echo;
+    this.#echo = undefined;
+    this.#io?.fail(closed);
+    this.#io = undefined;
     // Later, as a pending read of Deno's would fail: the closer may be iterating its own table.
     if (echo !== undefined) queueMicrotask(() => echo.echoEnded("error", closed()));
     this.#reactor.release();
@@ -264,13 +215,9 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
     if (this.#echo !== undefined) {
       return this.#pending === undefined ? this.#echoRead(events) : this.#echoFlush(events);
     }
-    if (this.#reader !== undefined && this.#retry(this.#reader, (p) => this.#tryRecv(p))) {
-      this.#reader = undefined;
-    }
-    if (this.#writer !== undefined && this.#retry(this.#writer, (p) => this.#trySend(p))) {
-      this.#writer = undefined;
-    }
-    if (this.#fd >= 0) this.#rewatch();
+    // Nothing waits: out of the epoll set, or a socket that hung up would wake the loop for good.
+    if (this.#io !== undefined) this.#io.ready();
+    else this.#watch(0);
   }
 
   /** See {@linkcode Readiness.fail}: ends whatever is in progress with `error`. */
@@ -280,9 +227,7 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
     this.#pending = undefined;
     this.#reactor.settled();
     if (echo !== undefined) return echo.echoEnded("error", error);
-    this.#reader?.reject(error);
-    this.#writer?.reject(error);
-    this.#reader = this.#writer = undefined;
+    this.#io?.fail(() => error);
   }
 
   /** The hot path: one read of at most FIRST_READ_BYTES, written straight back. */
@@ -309,7 +254,9 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
       if ((events & C.EPOLLRDHUP) !== 0) this.#echoRead(0);
       return;
     }
-    const error = sent < 0 ? this.#failure("send", -sent, events) : undefined;
+    const error = sent < 0
+      ? failureOf(this.#reactor.sys, this.#fd, "send", -sent, events)
+      : undefined;
     if (error === undefined) {
       const taken = Math.max(sent, 0);
       counters.bytesOut += taken;
@@ -353,7 +300,9 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
       if ((events & C.EPOLLRDHUP) !== 0 && n < buffer.length) this.#echoRead(0);
       return;
     }
-    const error = sent < 0 ? this.#failure("send", -sent, events) : undefined;
+    const error = sent < 0
+      ? failureOf(this.#reactor.sys, this.#fd, "send", -sent, events)
+      : undefined;
     if (sent > 0) this.#onChunk?.(sent);
     if (this.#echo === undefined) return;
     if (error !== undefined) return this.#echoEnd(error);
@@ -363,7 +312,7 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
   /** A read that got no bytes: the end of the stream (0), an error, or nothing yet. */
   #echoReadFailed(n: number, events: number): void {
     if (n === 0) return this.#echoEnd("eof");
-    const error = this.#failure("recv", -n, events);
+    const error = failureOf(this.#reactor.sys, this.#fd, "recv", -n, events);
     if (error !== undefined) this.#echoEnd(error);
   }
 
@@ -372,7 +321,7 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
     if (pending === undefined) return;
     const sent = this.#reactor.sys.send(this.#fd, pending, BigInt(pending.length), SEND_FLAGS);
     if (sent < 0) {
-      const error = this.#failure("send", -sent, events);
+      const error = failureOf(this.#reactor.sys, this.#fd, "send", -sent, events);
       if (error !== undefined) this.#echoEnd(error);
       return;
     }
@@ -383,22 +332,6 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
     }
     this.#pending = undefined;
     this.#watch(READING);
-  }
-
-  /**
-   * What a failed call (`errno` = `code`) ends the echo with, or `undefined`
-   * when it only has to wait. A socket whose event reported a hang-up or an
-   * error cannot have to wait: an `EAGAIN` there is not the call's own, so
-   * the socket's pending error (`SO_ERROR`, which no `errno` can overwrite)
-   * is what it failed with, or, when the call consumed it, a reset, which is
-   * the one way a socket whose writing the echo never shut down hangs up.
-   */
-  #failure(call: string, code: number, events: number): Error | undefined {
-    if (code !== E.EAGAIN && code !== E.EINTR) return errorFor(call, code);
-    if ((events & BROKEN) === 0) return undefined;
-    const pending = this.#reactor.sys.getsockoptInt(this.#fd, C.SOL_SOCKET, C.SO_ERROR);
-    if (pending > 0) return errorFor(call, pending);
-    return (events & C.EPOLLHUP) !== 0 ? errorFor(call, E.ECONNRESET) : undefined;
   }
 
   /** The echo is over: the owner hears why and closes the connection. */
@@ -428,70 +361,6 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
   }
 
   /**
-   * Takes from the echo's `bytesOut` what the close about to happen throws
-   * away untransmitted (`SIOCOUTQNSD`; a FIN still queued counts one). When
-   * closing gently, that is whatever the grace left unsent, and it is cut
-   * off with a reset, so that it cannot arrive after it was uncounted;
-   * otherwise only when input is left unread, which makes the close send a
-   * reset. What was transmitted and is not yet acknowledged stays counted:
-   * it has left, and over loopback it is in the peer's receive queue already.
-   */
-  #uncountUnsent(fd: number): void {
-    const { sys } = this.#reactor;
-    const untransmitted = sys.ioctlInt(fd, C.SIOCOUTQNSD);
-    if (untransmitted <= 0) return;
-    let unsent: number;
-    if (this.#linger !== undefined) {
-      // The FIN is queued behind the data: while any data is unsent, so is it.
-      unsent = this.#linger.fin ? untransmitted - 1 : untransmitted;
-      if (unsent > 0) sys.setsockopt(fd, C.SOL_SOCKET, C.SO_LINGER, ABORT_ON_CLOSE);
-    } else {
-      unsent = sys.ioctlInt(fd, C.SIOCINQ) > 0 ? untransmitted : 0;
-    }
-    const counters = this.#counters;
-    if (unsent > 0) counters.bytesOut = Math.max(0, counters.bytesOut - unsent);
-  }
-
-  /** Tries a parked read or write again; true when it settled (done or failed). */
-  #retry<T>(parked: Parked<T>, attempt: (bytes: Uint8Array) => T | undefined): boolean {
-    try {
-      const result = attempt(parked.bytes);
-      if (result === undefined) return false;
-      parked.resolve(result);
-    } catch (error) {
-      parked.reject(error);
-    }
-    this.#reactor.settled();
-    return true;
-  }
-
-  /** A read's result, or `undefined` when nothing has come yet. */
-  #tryRecv(p: Uint8Array): number | null | undefined {
-    if (p.length === 0) return 0;
-    const n = this.#reactor.sys.recv(this.#fd, p, BigInt(Math.min(p.length, MAX_IO)), 0);
-    if (n > 0) return n;
-    if (n === 0) return null;
-    if (n === -E.EAGAIN || n === -E.EINTR) return undefined;
-    throw errorFor("recv", -n);
-  }
-
-  /** A write's result, or `undefined` when the kernel took nothing yet. */
-  #trySend(p: Uint8Array): number | undefined {
-    if (p.length === 0) return 0;
-    const n = this.#reactor.sys.send(this.#fd, p, BigInt(Math.min(p.length, MAX_IO)), SEND_FLAGS);
-    if (n >= 0) return n;
-    if (n === -E.EAGAIN || n === -E.EINTR) return undefined;
-    throw errorFor("send", -n);
-  }
-
-  /** Watches for what the parked read and write need; nothing at all once neither is left. */
-  #rewatch(): void {
-    this.#watch(
-      (this.#reader !== undefined ? READING : 0) | (this.#writer !== undefined ? C.EPOLLOUT : 0),
-    );
-  }
-
-  /**
    * Registers for `events`. With none, the descriptor leaves the epoll set:
    * errors and hang-ups are reported even to an empty mask, and an unwatched
    * one that hung up would wake the loop forever.
@@ -508,6 +377,20 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
       this.#reactor.modify(this.#fd, events);
       this.#interest = events;
     }
+  }
+
+  /** The promise-based reads and writes; not while the echo runs or the connection closes. */
+  #parkedIo(): ParkedIo {
+    const fd = this.#open();
+    if (this.#echo !== undefined || this.#linger !== undefined) {
+      throw new Deno.errors.Busy("the connection is already being echoed or closed");
+    }
+    return this.#io ??= new ParkedIo(
+      this.#reactor.sys,
+      fd,
+      (events) => this.#watch(events),
+      () => this.#reactor.settled(),
+    );
   }
 
   #open(): number {

@@ -20,6 +20,9 @@ import { describeError, formatAddress } from "../text/address.ts";
 import { describeTlsError } from "../text/tls.ts";
 import { formatExactDuration } from "../text/duration.ts";
 import { type Adopted, adoptionUnavailable, adoptTcp } from "./adopt.ts";
+import { checkTlsMaterial, type ServeTlsOptions } from "./tls_material.ts";
+
+export type { ServeTlsOptions } from "./tls_material.ts";
 import { isOutOfDescriptors } from "./shortage.ts";
 import type { EchoCounters, EchoDone, EchoOptions } from "./echo.ts";
 import {
@@ -33,64 +36,6 @@ import {
   type TcpListenOptions,
   TransportError,
 } from "./listener.ts";
-
-/** The certificate and key a TLS listener serves, as PEM text. */
-export interface ServeTlsOptions {
-  /** The certificate chain, PEM: the server's certificate first, then any intermediates. */
-  cert: string;
-  /** The certificate's private key, PEM (PKCS#8, RSA or EC). */
-  key: string;
-}
-
-/** What is wrong with a certificate and key, as {@linkcode checkTlsMaterial} finds it. */
-export type TlsMaterialProblem =
-  | { kind: "cert"; text: string }
-  | { kind: "key"; text: string }
-  | { kind: "mismatch"; text: string }
-  | { kind: "other"; text: string };
-
-/**
- * Tells what, if anything, keeps `cert` and `key` from serving TLS: no PEM
- * certificate, no PEM key, a key that is not the certificate's. Deno checks
- * them only when it listens, so this listens once on a free loopback port
- * and closes at once; it lets a command say which file is wrong before it
- * starts anything. Where listening there is not allowed (a scoped
- * `--allow-net`), it cannot tell, and says nothing.
- *
- * @example
- * ```ts
- * import { equal } from "node:assert/strict";
- * import { checkTlsMaterial } from "./tls.ts";
- * equal(checkTlsMaterial({ cert: "not PEM", key: "not PEM" })?.kind, "cert");
- * ```
- */
-export function checkTlsMaterial(material: ServeTlsOptions): TlsMaterialProblem | undefined {
-  try {
-    Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...material }).close();
-    return undefined;
-  } catch (error) {
-    // Not allowed to listen there (a scoped --allow-net): it cannot be checked so, and is not wrong.
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-      return undefined;
-    }
-    return materialProblem(error);
-  }
-}
-
-/** Deno's complaint about a certificate or key, in words; `other` for any other error. */
-function materialProblem(error: unknown): TlsMaterialProblem {
-  const message = error instanceof Error ? error.message : String(error);
-  if (/no certificates found/i.test(message)) {
-    return { kind: "cert", text: "the certificate holds no PEM certificate" };
-  }
-  if (/no keys found/i.test(message)) {
-    return { kind: "key", text: "the key holds no PEM private key (PKCS#8, RSA or EC)" };
-  }
-  if (/KeyMismatch|keys may not be consistent/i.test(message)) {
-    return { kind: "mismatch", text: "the key does not match the certificate" };
-  }
-  return { kind: "other", text: describeError(error) };
-}
 
 /** What {@linkcode listenTls} uses for the options left out. */
 export const TLS_DEFAULTS = {
