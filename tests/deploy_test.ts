@@ -354,6 +354,10 @@ const pod = at(deployment, "spec", "template", "spec");
 const container = at(pod, "containers", 0);
 const containerArgs = list(at(container, "args")).map(String);
 
+/** The README's sizing ("Limits and file descriptors"): the start, and a non-reading connection on Deno's engine. */
+const START_MB = 57;
+const NON_READER_KIB = 30.4;
+
 Deno.test("deploy/kubernetes.yaml: probes, graceful stop, security, a Service on the named ports", () => {
   strictEqual(at(deployment, "apiVersion"), "apps/v1");
   const labels = at(deployment, "spec", "template", "metadata", "labels");
@@ -392,7 +396,18 @@ Deno.test("deploy/kubernetes.yaml: probes, graceful stop, security, a Service on
   );
   const volume = list(at(pod, "volumes")).find((v) => at(v, "name") === at(mount, "name"));
   strictEqual(at(volume, "configMap", "name"), at(manifest("ConfigMap"), "metadata", "name"));
-  JSON.parse(String(at(manifest("ConfigMap"), "data", base(configPath))));
+  const limits = JSON.parse(String(at(manifest("ConfigMap"), "data", base(configPath)))) as Record<
+    string,
+    unknown
+  >;
+  // The memory limit holds --max-conns connections of the costliest kind on the pod's engine
+  // and transport (plain TCP, Deno's engine: clients that never read), at the README's figures.
+  const limitMiB = Number(
+    /^(\d+)Mi$/.exec(String(at(container, "resources", "limits", "memory")))?.[1],
+  );
+  const neededMiB = (START_MB * 1e6 + Number(limits["max-conns"]) * NON_READER_KIB * 1024) /
+    2 ** 20;
+  ok(limitMiB >= neededMiB, `memory limit ${limitMiB} MiB, needed ${neededMiB.toFixed(0)} MiB`);
   // The Service selects the pods and reaches each named port by name.
   const service = manifest("Service");
   deepStrictEqual(at(service, "spec", "selector"), labels);
