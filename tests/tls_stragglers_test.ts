@@ -7,7 +7,7 @@
  * certificates.
  */
 import { equal, ok } from "node:assert/strict";
-import { Cli, until } from "./helpers.ts";
+import { Cli, pattern, until, within } from "./helpers.ts";
 import { opensslMissing, testCerts } from "./certs.ts";
 
 const missing = await opensslMissing();
@@ -270,3 +270,67 @@ Deno.test({
     ok(!/closed: error/.test(stderr), stderr);
   },
 });
+
+Deno.test({
+  name:
+    `system: TLS: a client that reads only after the drain timeout still gets every echo, then close_notify${ignored}`,
+  ignore,
+  async fn() {
+    const { ca } = await testCerts();
+    const { cli, port } = await tlsServer(["--drain-timeout", "300ms"]);
+    await using _cli = cli;
+    using slow = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] });
+    // It writes until its writes wait (its echoes fill the buffers: the server has stopped
+    // reading it, and has input it has not read), for 1.5 s at most, reading nothing yet.
+    const chunk = pattern(64 * 1024);
+    let sent = 0;
+    let stalled = false;
+    const writing = (async () => {
+      while (!stalled && sent < 256 * 1024 * 1024) sent += await slow.write(chunk);
+    })().catch(() => {});
+    await until("the writes to stall", steady(() => sent), 10_000, 50);
+    stalled = true;
+    cli.kill("SIGTERM");
+    await cli.waitFor(/draining 1 connection for up to 300ms/);
+    // The drain times out while it still reads nothing; then it reads, well within the second
+    // its gentle cut gives it: every byte echoed, in order, and the end as TLS says it.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    let received = 0;
+    const buffer = new Uint8Array(256 * 1024);
+    let end: string;
+    try {
+      while (true) {
+        const n = await within(slow.read(buffer), "the rest of the echoes");
+        if (n === null) {
+          end = "close_notify";
+          break;
+        }
+        for (let i = 0; i < n; i++) {
+          if (buffer[i] !== chunk[(received + i) % chunk.length]) {
+            throw new Error(`byte ${received + i} differs`);
+          }
+        }
+        received += n;
+      }
+    } catch (error) {
+      end = error instanceof Error ? error.name : String(error);
+    }
+    equal(end, "close_notify", `after ${received} of ${sent} bytes`);
+    ok(received > 0 && received <= sent, `${received} of ${sent} bytes back`);
+    await writing;
+    equal((await cli.finished()).code, 0);
+    ok(/closed: shutdown/.test(cli.stderr), cli.stderr);
+  },
+});
+
+/** True once `value()` is above 0 and has not changed for five probes in a row. */
+function steady(value: () => number): () => boolean {
+  let last = -1;
+  let same = 0;
+  return () => {
+    const now = value();
+    same = now === last && now > 0 ? same + 1 : 0;
+    last = now;
+    return same >= 5;
+  };
+}
