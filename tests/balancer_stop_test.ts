@@ -92,10 +92,8 @@ async function balancerStop(io: IoEngine): Promise<void> {
   );
   const { code, stderr } = await stopping.finished();
   equal(code, 0, stderr);
-  // It kept accepting after SIGTERM: connections opened between "not ready" and the drain.
-  const afterSignal = stderr.slice(stderr.indexOf("SIGTERM: not ready"));
-  const lateOpens = afterSignal.slice(0, afterSignal.indexOf("stopped:")).match(/ opened from /g);
-  ok((lateOpens?.length ?? 0) > 0, `no connection accepted during the delay:\n${afterSignal}`);
+  // (That it goes on accepting during the delay is tests/shutdown_delay_test.ts's to show:
+  // whether HAProxy sends it anyone then is up to its balancing and the machine's pace.)
   // The load went on after the instance had gone: 20 more connections through the others.
   const opens = () =>
     others.reduce((n, cli) => n + (cli.stderr.match(/ opened from /g)?.length ?? 0), 0);
