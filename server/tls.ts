@@ -16,7 +16,7 @@
  */
 import tls from "node:tls";
 import type { Buffer } from "node:buffer";
-import { describeError, formatAddress } from "../text/address.ts";
+import { formatAddress } from "../text/address.ts";
 import { describeTlsError } from "../text/tls.ts";
 import { formatExactDuration } from "../text/duration.ts";
 import { type Adopted, adoptionUnavailable, adoptTcp } from "./adopt.ts";
