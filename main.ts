@@ -22,9 +22,13 @@ const COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<num
 
 async function main(args: readonly string[]): Promise<number> {
   const [first, ...rest] = args;
-  if (first === "--version" || first === "-V") {
+  if (first === "--version" || first === "-V" || first === "version") {
     console.log(`echo-server ${VERSION}`);
     return 0;
+  }
+  // `help serve` is `serve --help`.
+  if (first === "help" && rest[0] !== undefined && Object.hasOwn(COMMANDS, rest[0])) {
+    return await COMMANDS[rest[0]](["--help"]);
   }
   if (first === "--help" || first === "-h" || first === "help") {
     console.log(USAGE);

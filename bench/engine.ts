@@ -92,7 +92,8 @@ async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
   );
   clearTimeout(dialTimer);
   const conns = dialed.filter((c): c is Deno.Conn => c !== null);
-  if (conns.length === 0 && !run.stopping) {
+  // Not one connected (refusals aside, which the report counts): nothing to load.
+  if (conns.length === 0 && run.refused === 0 && !run.stopping) {
     throw new Error(
       `cannot connect to ${benchTarget(o)}: ${run.firstError ?? "no connection"}`,
     );

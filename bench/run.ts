@@ -5,7 +5,7 @@
  * @module
  */
 import { describeError } from "../text/address.ts";
-import { dial, type Endpoint, endpointOf } from "../client/dial.ts";
+import { dial, type Endpoint, endpointOf, HandshakeClosed } from "../client/dial.ts";
 import { Fairness } from "./fairness.ts";
 import { Histogram } from "./histogram.ts";
 import type { BenchMode, BenchOptions } from "./options.ts";
@@ -171,7 +171,13 @@ export class Run {
       this.opened++;
       return conn;
     } catch (err) {
-      if (!this.stopping) {
+      if (this.stopping) return null;
+      if (err instanceof HandshakeClosed) {
+        // Connected, then closed before TLS could start: refused, as a plain server refuses.
+        this.opened++;
+        this.refused++;
+        this.noteError(new Error(`${err.message} (refused?)`));
+      } else {
         this.failed++;
         this.noteError(err);
       }

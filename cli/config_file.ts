@@ -113,7 +113,9 @@ export async function readConfigFile(
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`${path}: not valid JSON: ${describeError(error)}`, { cause: error });
+    // V8 quotes the start of the text, line breaks and all: one line it must stay.
+    const why = describeError(error).replace(/\s*\n\s*/g, " ");
+    throw new ConfigError(`${path}: not valid JSON: ${why}`, { cause: error });
   }
   try {
     return configToGiven(json, table, refused);

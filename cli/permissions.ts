@@ -133,3 +133,9 @@ export function unixNeed(path: string): PermissionNeed {
     permissions: [readOf(path), { name: "write", path }, { name: "net", host: `unix:${path}` }],
   };
 }
+
+/** Fails, naming every missing permission at once, when any of `needs` lacks one. */
+export function throwIfMissing(needs: PermissionNeed[]): void {
+  const missing = describeMissing(needs);
+  if (missing !== undefined) throw new Error(missing);
+}

@@ -30,6 +30,10 @@ export interface ServeCheckValues extends ServeTransportValues {
   metrics?: MetricsAddress;
   /** `--config`. */
   config?: string;
+  /** `--handshake-timeout`, when given. */
+  "handshake-timeout"?: number;
+  /** `--proxy-header-timeout`, when given. */
+  "proxy-header-timeout"?: number;
 }
 
 /**
@@ -57,6 +61,12 @@ export function checkServeFlags(flags: ServeCheckValues): void {
   }
   if (!flags["proxy-protocol"] && flags["trusted-proxy"].length > 0) {
     throw new UsageError("--trusted-proxy needs --proxy-protocol");
+  }
+  if (!flags["proxy-protocol"] && flags["proxy-header-timeout"] !== undefined) {
+    throw new UsageError("--proxy-header-timeout needs --proxy-protocol");
+  }
+  if (flags.cert === undefined && flags["handshake-timeout"] !== undefined) {
+    throw new UsageError("--handshake-timeout needs --cert");
   }
   if (!flags.udp && (flags["udp-rate"] !== undefined || flags["udp-burst"] !== undefined)) {
     throw new UsageError("--udp-rate and --udp-burst need --udp");

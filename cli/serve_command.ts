@@ -26,6 +26,7 @@ import {
 import { migrateReqOn } from "../server/reuse_port.ts";
 import { MAX_WORKERS, startWorkers, type WorkerPool } from "../server/workers.ts";
 import { hasUnstableNet, needsUnstableNet } from "../text/unstable.ts";
+import { formatExactDuration } from "../text/duration.ts";
 import { runCommand } from "./command.ts";
 import { onStopSignals, SAME_SIGNAL_MS } from "./stop_signals.ts";
 import {
@@ -49,7 +50,7 @@ import { collectServer, type StatsSource } from "../metrics/collect.ts";
 import { serveMetrics } from "../metrics/endpoint.ts";
 import { blameConfig, readConfig, watchReloads } from "./reload.ts";
 import { explainEchoListenError, explainMetricsListenError } from "./listen_hints.ts";
-import { describeMissing, type PermissionNeed } from "./permissions.ts";
+import { throwIfMissing } from "./permissions.ts";
 import { checkServeFlags, serveNeeds } from "./serve_checks.ts";
 import { SERVE_TRANSPORT_FLAGS, serveTls } from "./transport_flags.ts";
 
@@ -132,13 +133,15 @@ export const SERVE_FLAGS = {
     default: SERVE_DEFAULTS.idleTimeoutMs,
     help: "close a connection that sends nothing for this long; 0 = never",
   }),
-  "handshake-timeout": durationFlag({
-    value: "DURATION",
-    default: SERVE_DEFAULTS.handshakeTimeoutMs,
-    positive: true,
-    help:
-      "with --cert: close a connection whose TLS handshake is not done by then (at most --idle-timeout)",
-  }),
+  "handshake-timeout": {
+    ...durationFlag({
+      value: "DURATION",
+      positive: true,
+      help:
+        "with --cert: close a connection whose TLS handshake is not done by then (at most --idle-timeout)",
+    }),
+    shownDefault: formatExactDuration(SERVE_DEFAULTS.handshakeTimeoutMs),
+  },
   "max-lifetime": durationFlag({
     value: "DURATION",
     default: SERVE_DEFAULTS.maxLifetimeMs,
@@ -156,12 +159,16 @@ export const SERVE_FLAGS = {
     { value: "CIDR", help: "a proxy that may send PROXY headers; others are closed (repeatable)" },
     parseCidr,
   ),
-  "proxy-header-timeout": durationFlag({
-    value: "DURATION",
-    default: PROXY_DEFAULTS.headerTimeoutMs,
-    positive: true,
-    help: "close a proxy's connection whose PROXY header is not complete by then",
-  }),
+  // Defaults shown, not set: given without what it is for, the flag is a usage error.
+  "proxy-header-timeout": {
+    ...durationFlag({
+      value: "DURATION",
+      positive: true,
+      help:
+        "with --proxy-protocol: close a proxy's connection whose PROXY header is not complete by then",
+    }),
+    shownDefault: formatExactDuration(PROXY_DEFAULTS.headerTimeoutMs),
+  },
   "reject-message": textFlag({
     value: "TEXT",
     help: "a line written to refused connections before closing them",
@@ -215,10 +222,9 @@ const SERVE_USAGE = `Usage: echo-server [serve] [FLAGS]
 
 Echoes every byte each client sends, until the client closes. SIGINT or
 SIGTERM turns /readyz to 503, keeps accepting for --shutdown-delay, then stops
-accepting and lets open connections finish for --drain-timeout; a second
-signal (after the first ${SAME_SIGNAL_MS} ms) skips what is left of the delay,
-and one during the drain exits at once. With --config,
-SIGHUP re-reads the file: its limits (max-conns, max-conns-per-ip, rate,
+accepting and lets open connections finish for --drain-timeout; a second signal
+(after the first ${SAME_SIGNAL_MS} ms) skips what is left of the delay, and one
+during the drain exits at once. With --config, SIGHUP re-reads the file: its limits (max-conns, max-conns-per-ip, rate,
 burst, allow, deny, reject-message, log-level) apply at once, open connections
 stay open, and a bad file changes nothing. Durations: 500ms, 10s, 2m, 1h or plain seconds.
 
@@ -389,10 +395,4 @@ function hinted<T>(make: () => T, explain: (error: unknown) => unknown): T {
   } catch (error) {
     throw explain(error);
   }
-}
-
-/** Fails, naming every missing permission at once, when any of `needs` lacks one. */
-function throwIfMissing(needs: PermissionNeed[]): void {
-  const missing = describeMissing(needs);
-  if (missing !== undefined) throw new Error(missing);
 }

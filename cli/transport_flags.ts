@@ -72,7 +72,7 @@ export function checkServeTransport(flags: ServeTransportValues): void {
   }
   if (flags.cert !== undefined && flags["proxy-protocol"]) {
     throw new UsageError(
-      "--proxy-protocol cannot be combined with --cert: the PROXY header comes before the TLS handshake, which the TLS listener reads itself",
+      "--proxy-protocol cannot be combined with --cert yet: the PROXY header comes before the TLS handshake; put the TLS terminator in front, or serve plain TCP",
     );
   }
   if (flags.io === "epoll") checkEpoll(flags);

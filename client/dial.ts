@@ -156,9 +156,24 @@ async function handshake(
   } catch (error) {
     closeQuietly(tls);
     if (signal?.aborted) throw signal.reason;
-    throw new Error(describeTlsError(error, "client"), { cause: error });
+    const message = describeTlsError(error, "client");
+    throw error instanceof Deno.errors.UnexpectedEof
+      ? new HandshakeClosed(message, { cause: error })
+      : new Error(message, { cause: error });
   } finally {
     signal?.removeEventListener("abort", abort);
+  }
+}
+
+/**
+ * The server closed the connection during the TLS handshake, after the TCP
+ * connect succeeded: over TLS, what a server's refusal at accept looks like.
+ */
+export class HandshakeClosed extends Error {
+  /** Makes the error from its whole message; the handshake's own error as `cause`. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "HandshakeClosed";
   }
 }
 

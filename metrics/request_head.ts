@@ -81,6 +81,8 @@ export function parseHead(text: string): Head | string {
       hasBody = true;
     }
   }
-  const path = target.split("?")[0];
+  // The absolute form (`GET http://host:port/metrics`), which proxies send, names the same path.
+  const absolute = /^https?:\/\/[^/?]*([/?].*)?$/i.exec(target);
+  const path = (absolute === null ? target : absolute[1] ?? "/").split("?")[0] || "/";
   return { method, path, keepAlive, hasBody };
 }

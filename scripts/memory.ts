@@ -218,20 +218,39 @@ function row(m: Measured): string {
   } | **${per}** | ${mb(m.afterKiB)} |`;
 }
 
+const USAGE = `Usage: deno task memory [--io deno,epoll] [--kind idle,busy,nonreading]
+  [--conns 4000] [--settle-ms 1000] [--leave-ms 5000] [--cert F --key F --ca F] [-- SERVER FLAGS…]
+
+The server's resident memory per connection, one row per engine and kind of client.
+Raise ulimit -n first: the server and this script each hold a descriptor per connection.`;
+
 async function main(): Promise<number> {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
   let options: ReturnType<typeof parseFlags>;
   try {
     options = parseFlags(Deno.args);
   } catch (error) {
-    console.error(`memory: ${error instanceof Error ? error.message : error}`);
+    // node:util's own words for an unknown option end in a hint about positionals: not ours.
+    const message = error instanceof Error
+      ? error.message.replace(/\. To specify a positional.*$/s, "")
+      : String(error);
+    console.error(`memory: ${message}\n${USAGE}`);
     return 2;
   }
   console.log(
     "| engine | clients | conns | RSS before MB | RSS with them MB | KiB per conn | RSS after they left MB |",
   );
   console.log("|---|---|---|---|---|---|---|");
-  for (const kind of options.kinds) {
-    for (const engine of options.engines) console.log(row(await measure(engine, kind, options)));
+  try {
+    for (const kind of options.kinds) {
+      for (const engine of options.engines) console.log(row(await measure(engine, kind, options)));
+    }
+  } catch (error) {
+    console.error(`memory: ${error instanceof Error ? error.message : error}`);
+    return 1;
   }
   console.log(
     `(${options.settleMs} ms after the last client was ready; "after": ${options.leaveMs} ms after they closed)`,

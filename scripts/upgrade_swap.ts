@@ -207,22 +207,63 @@ export function setMigrateReq(value: "0" | "1"): string {
   return before;
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    options: {
-      clients: { type: "string", default: "6" },
-      runs: { type: "string", default: "1" },
-      sysctl: { type: "string" },
-      "max-connects": { type: "string", default: "50000" },
-      "max-seconds": { type: "string", default: "10" },
-    },
-    strict: true,
-  });
-  const sysctl = values.sysctl;
-  if (sysctl !== undefined && sysctl !== "0" && sysctl !== "1") {
-    console.error("upgrade_swap: --sysctl takes 0 or 1");
+const USAGE = `Usage: deno task upgrade-swap [--runs 1] [--clients 6] [--sysctl 0|1]
+  [--max-connects 50000] [--max-seconds 10]
+
+Swaps a running instance for a new one on the same port (--reuse-port) under load, and reports the
+connects that failed and the echoes verified. --sysctl sets net.ipv4.tcp_migrate_req for the runs
+and restores it (root).`;
+
+/** The flags, each checked; a wrong one ends the script with one line, exit 2. */
+function swapFlags(args: string[]) {
+  const fail = (message: string): never => {
+    console.error(`upgrade_swap: ${message}\n${USAGE}`);
     Deno.exit(2);
+  };
+  let values: Record<string, string | undefined> = {};
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        clients: { type: "string", default: "6" },
+        runs: { type: "string", default: "1" },
+        sysctl: { type: "string" },
+        "max-connects": { type: "string", default: "50000" },
+        "max-seconds": { type: "string", default: "10" },
+      },
+      strict: true,
+    }).values;
+  } catch (error) {
+    fail(
+      error instanceof Error
+        ? error.message.replace(/\. To specify a positional.*$/s, "")
+        : String(error),
+    );
   }
+  const whole = (name: string): number => {
+    const n = Number(values[name]);
+    return Number.isInteger(n) && n > 0
+      ? n
+      : fail(`invalid --${name} "${values[name]}": expected a whole number above 0`);
+  };
+  const sysctl = values.sysctl;
+  if (sysctl !== undefined && sysctl !== "0" && sysctl !== "1") fail("--sysctl takes 0 or 1");
+  return {
+    clients: whole("clients"),
+    runs: whole("runs"),
+    maxConnects: whole("max-connects"),
+    maxSeconds: whole("max-seconds"),
+    sysctl: sysctl as "0" | "1" | undefined,
+  };
+}
+
+if (import.meta.main) {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const flags = swapFlags(Deno.args);
+  const sysctl = flags.sysctl;
   let restore: string | undefined;
   try {
     if (sysctl !== undefined) restore = setMigrateReq(sysctl);
@@ -232,11 +273,11 @@ if (import.meta.main) {
   }
   let bad = false;
   try {
-    for (let run = 1; run <= Number(values.runs); run++) {
+    for (let run = 1; run <= flags.runs; run++) {
       const r = await upgradeSwap({
-        clients: Number(values.clients),
-        maxConnects: Number(values["max-connects"]),
-        maxMs: Number(values["max-seconds"]) * 1000,
+        clients: flags.clients,
+        maxConnects: flags.maxConnects,
+        maxMs: flags.maxSeconds * 1000,
       });
       const sysctlText = r.migrateReq === undefined ? "unknown" : r.migrateReq ? "1" : "0";
       console.log(

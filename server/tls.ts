@@ -144,6 +144,11 @@ interface TlsContext {
  * churn of short connections should not pay.
  */
 const SHED_AFTER_MS = 1000;
+/**
+ * How long a connection the server closes (an idle timeout, a lifetime, a
+ * refusal line) has to take its close_notify before it is cut.
+ */
+const CLOSE_NOTIFY_MS = 1000;
 
 /** The errors of a Node socket that mean the peer went away: an echo's `reset`. */
 const PEER_GONE_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "ENOTCONN"]);
@@ -290,19 +295,29 @@ class TlsConnection implements Connection {
     });
   }
 
+  /**
+   * Closes the connection: after its handshake, as TLS says (close_notify,
+   * then a FIN, the peer given {@linkcode CLOSE_NOTIFY_MS} to take them);
+   * before it, at once.
+   */
   close(): void {
     if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
     this.#closed = true;
-    this.#release();
+    this.#end(CLOSE_NOTIFY_MS);
   }
 
   /** See `Connection.closeGently`: close_notify and a FIN after the echoes still queued. */
   closeGently(graceMs: number): void {
     if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
     this.#closed = true;
+    this.#end(graceMs);
+  }
+
+  /** Ends TLS with close_notify after what is queued, and lets go within `graceMs`. */
+  #end(graceMs: number): void {
     const socket = this.#socket;
-    // Before its handshake, nothing was echoed to it.
-    if (socket === undefined || !this.#secure) return this.#release();
+    // Before its handshake, nothing was sent to it; a socket already closed has nothing to say.
+    if (socket === undefined || !this.#secure || socket.destroyed) return this.#release();
     // Nothing more is read, so nothing more is echoed: what is queued goes, then the end.
     socket.pause();
     this.#adopted.stopReading();

@@ -182,6 +182,11 @@ Deno.test("parseHead: the request line and the headers that matter", () => {
     keepAlive: true,
     hasBody: true,
   });
+  equal(
+    (parseHead("GET http://127.0.0.1:9100/healthz?x HTTP/1.1") as { path: string }).path,
+    "/healthz",
+  );
+  equal((parseHead("GET http://127.0.0.1:9100 HTTP/1.1") as { path: string }).path, "/");
   equal(parseHead("GET / HTTP/2.0"), "bad request line");
   equal(parseHead("GET / HTTP/1.1\r\n: empty name"), "bad header line");
 });
