@@ -337,3 +337,64 @@ Deno.test("TLS: serve with a certificate that is not PEM throws a ListenError sa
     TypeError,
   );
 });
+
+Deno.test({
+  name:
+    `system: TLS: a connection the server closes (idle timeout) ends with close_notify, which the client reads as a close${ignored}`,
+  ignore,
+  fn: async () => {
+    const { ca, caPath } = await testCerts();
+    const { cli, port } = await tlsServer(["--idle-timeout", "300ms"]);
+    await using _server = cli;
+    using conn = await within(
+      Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] }),
+      "a TLS connection",
+    );
+    await conn.write(new TextEncoder().encode("hi"));
+    const reply = new Uint8Array(2);
+    strictEqual(await within(conn.read(reply), "the echo"), 2);
+    // Then nothing: the idle timeout closes it, the TLS way (a truncation would be an error).
+    strictEqual(await within(conn.read(reply), "the server's close"), null);
+    // And the project's own client says so in its words.
+    const { code, stderr } = await client([
+      "-p",
+      `${port}`,
+      "--tls",
+      "--ca",
+      caPath,
+      "-n",
+      "2",
+      "-i",
+      "1s",
+    ]);
+    strictEqual(code, 1);
+    ok(/closed the connection/.test(stderr) && !/docs\.rs|close_notify/.test(stderr), stderr);
+  },
+});
+
+Deno.test({
+  name:
+    `system: TLS: bench counts a TLS refusal at accept as refused, with a report, as over plain TCP${ignored}`,
+  ignore,
+  fn: async () => {
+    const { ca, caPath } = await testCerts();
+    const { cli, port } = await tlsServer(["--max-conns", "1", "--when-full", "refuse"]);
+    await using _server = cli;
+    // The one slot, held.
+    using held = await within(
+      Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] }),
+      "the connection that holds the slot",
+    );
+    await held.write(new TextEncoder().encode("x"));
+    strictEqual(await within(held.read(new Uint8Array(1)), "its echo"), 1);
+    await using bench = new Cli(
+      ["bench", "-p", `${port}`, "--tls", "--ca", caPath, "-c", "2", "-d", "500ms", "--json"],
+      { permissions },
+    );
+    const { code, stdout, stderr } = await bench.finished();
+    strictEqual(code, 1, stderr);
+    const report = JSON.parse(stdout) as { refused: number; connectionsFailed: number };
+    ok(report.refused >= 2, stdout);
+    ok(/refused\?/.test(stderr), stderr);
+  },
+});
