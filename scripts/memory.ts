@@ -24,6 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import { type Kind, KINDS, openClients } from "./memory_clients.ts";
+import { startProjectServer } from "./project_server.ts";
 
 const ENGINES = ["deno", "epoll"] as const;
 type Engine = typeof ENGINES[number];
@@ -102,79 +103,6 @@ async function rssKiB(pid: number): Promise<number> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A running main.ts: its pid, port and a way to stop it. */
-interface Server extends AsyncDisposable {
-  pid: number;
-  port: number;
-}
-
-/** A free loopback port, as the kernel picks one (free again by the time the server binds it, as a rule). */
-function freePort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return listener.addr.port;
-}
-
-/**
- * Starts main.ts on a free port and resolves once it accepts a connection
- * (any log level: the port is chosen here, not read from the log).
- */
-async function startServer(engine: Engine, flags: string[]): Promise<Server> {
-  const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-net",
-      "--allow-read",
-      ...(engine === "epoll" ? ["--allow-ffi", "main.ts", "--io", "epoll"] : ["main.ts"]),
-      ...["-H", "127.0.0.1", "-p", String(port), "--max-conns", "50000", ...flags],
-    ],
-    cwd: new URL("../", import.meta.url),
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  // Drained, so that a full pipe never stops the server; the tail is kept for errors.
-  let tail = "";
-  const draining = (async () => {
-    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
-      tail = (tail + text).slice(-2000);
-    }
-  })();
-  let exited = false;
-  child.status.then(() => exited = true);
-  const deadline = performance.now() + 30_000;
-  while (true) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      if (exited || performance.now() > deadline) {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // Exited already.
-        }
-        await draining;
-        throw new Error(`the server did not start on port ${port}:\n${tail}`);
-      }
-      await sleep(50);
-    }
-  }
-  return {
-    pid: child.pid,
-    port,
-    async [Symbol.asyncDispose]() {
-      child.kill("SIGTERM");
-      const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-      const { code } = await child.status;
-      clearTimeout(killer);
-      await draining;
-      if (code !== 0) console.error(`the server exited ${code}:\n${tail}`);
-    },
-  };
-}
-
 async function measure(
   engine: Engine,
   kind: Kind,
@@ -184,7 +112,11 @@ async function measure(
   const flags = tls === undefined
     ? options.serverFlags
     : ["--cert", tls.cert, "--key", tls.key, ...options.serverFlags];
-  await using server = await startServer(engine, flags);
+  await using server = await startProjectServer([
+    ...(engine === "epoll" ? ["--io", "epoll"] : []),
+    ...["--max-conns", "50000"],
+    ...flags,
+  ]);
   const caCert = tls === undefined ? undefined : await Deno.readTextFile(tls.ca);
   // The server's start-up settles (its first GCs, the log's first writes) before the baseline.
   await sleep(1000);
