@@ -17,7 +17,7 @@ import { flagValue, haproxyMissing, INSTANCE_ARGS, startStack } from "./haproxy.
 import { migrateReqSettable, withMigrateReq } from "./sysctl.ts";
 import { parseDuration } from "../text/duration.ts";
 
-const missing = haproxyMissing();
+const missing = await haproxyMissing();
 
 /** The bench's JSON report. */
 interface BenchReport {

@@ -9,7 +9,7 @@ import { ok, strictEqual } from "node:assert/strict";
 import { type BoundClient, commandOutput, connectFrom, testEngines, until } from "./helpers.ts";
 import { HAPROXY_CONFIG, haproxyMissing, startStack } from "./haproxy.ts";
 
-const missing = haproxyMissing();
+const missing = await haproxyMissing();
 const ignored = missing === undefined ? "" : ` (ignored: ${missing})`;
 
 Deno.test({

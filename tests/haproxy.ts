@@ -7,7 +7,7 @@
  * @module
  */
 import { ok, strictEqual } from "node:assert/strict";
-import { Cli, ROOT } from "./helpers.ts";
+import { Cli, commandOutput, ROOT } from "./helpers.ts";
 import type { IoEngine } from "../server.ts";
 
 /** The file as shipped. */
@@ -15,11 +15,14 @@ export const HAPROXY_CONFIG = `${ROOT}deploy/haproxy.cfg`;
 const text = Deno.readTextFileSync(HAPROXY_CONFIG);
 
 /** Why `haproxy` cannot run here, or undefined. */
-export function haproxyMissing(): string | undefined {
+export async function haproxyMissing(): Promise<string | undefined> {
   try {
-    const out = new Deno.Command("haproxy", { args: ["-v"], stdout: "null", stderr: "null" })
-      .outputSync();
-    return out.success ? undefined : "haproxy -v failed";
+    const { success } = await commandOutput("haproxy", {
+      args: ["-v"],
+      stdout: "null",
+      stderr: "null",
+    });
+    return success ? undefined : "haproxy -v failed";
   } catch {
     return "haproxy is not installed";
   }

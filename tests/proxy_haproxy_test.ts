@@ -5,28 +5,8 @@
  * 127.0.0.5 and 127.0.0.6. Without haproxy they are ignored, saying why.
  */
 import { ok, strictEqual } from "node:assert/strict";
-import {
-  Cli,
-  commandOutput,
-  connectFrom,
-  PROXIED_SERVE_ARGS,
-  testEngines,
-  WAIT_MS,
-} from "./helpers.ts";
-
-/** Whether `haproxy` runs here; the reason in words when it does not. */
-async function haproxyMissing(): Promise<string | undefined> {
-  try {
-    const { success } = await commandOutput("haproxy", {
-      args: ["-v"],
-      stdout: "null",
-      stderr: "null",
-    });
-    return success ? undefined : "haproxy -v failed";
-  } catch {
-    return "haproxy is not installed";
-  }
-}
+import { HaProxy, haproxyMissing } from "./haproxy.ts";
+import { Cli, connectFrom, PROXIED_SERVE_ARGS, testEngines, WAIT_MS } from "./helpers.ts";
 
 const missing = await haproxyMissing();
 const ignored = missing === undefined ? "" : ` (ignored: ${missing})`;
@@ -39,13 +19,12 @@ function freePort(): number {
   return port;
 }
 
-/** HAProxy in the foreground, one frontend per PROXY version, all to `serverPort`. */
-class HaProxy implements AsyncDisposable {
+/** HAProxy with one frontend per PROXY version, all to `serverPort`. */
+class ProxyPair implements AsyncDisposable {
   readonly v1Port = freePort();
   readonly v2Port = freePort();
   readonly #dir = Deno.makeTempDirSync({ prefix: "echo-haproxy-" });
-  readonly #child: Deno.ChildProcess;
-  readonly #stderr: Promise<string>;
+  readonly #haproxy: HaProxy;
 
   constructor(serverPort: number) {
     const config = `global
@@ -72,13 +51,7 @@ backend echo_v2
   server s1 127.0.0.1:${serverPort} send-proxy-v2
 `;
     Deno.writeTextFileSync(`${this.#dir}/haproxy.cfg`, config);
-    this.#child = new Deno.Command("haproxy", {
-      args: ["-f", `${this.#dir}/haproxy.cfg`, "-db"],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    this.#stderr = new Response(this.#child.stderr).text();
+    this.#haproxy = new HaProxy(`${this.#dir}/haproxy.cfg`);
   }
 
   /**
@@ -96,8 +69,7 @@ backend echo_v2
           break;
         } catch (error) {
           if (performance.now() > deadline) {
-            this.#child.kill("SIGKILL");
-            throw new Error(`haproxy never listened on ${port}: ${error}\n${await this.#stderr}`);
+            throw new Error(`haproxy never listened on ${port}: ${error}\n${this.#haproxy.log}`);
           }
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
@@ -106,13 +78,7 @@ backend echo_v2
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await this.#child.status;
-    await this.#stderr;
+    await this.#haproxy[Symbol.asyncDispose]();
     Deno.removeSync(this.#dir, { recursive: true });
   }
 }
@@ -121,7 +87,7 @@ testEngines(
   `system: HAProxy send-proxy and send-proxy-v2: exact echo, the client's address in the log${ignored}`,
   async (io) => {
     await using server = new Cli([...PROXIED_SERVE_ARGS], { io });
-    await using haproxy = new HaProxy(await server.port());
+    await using haproxy = new ProxyPair(await server.port());
     await haproxy.ready();
     // Every byte value, through HAProxy and back.
     const bytes = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i)).join("");
@@ -142,7 +108,7 @@ testEngines(
   `system: HAProxy: --max-conns-per-ip 1 counts the client behind the proxy${ignored}`,
   async (io) => {
     await using server = new Cli([...PROXIED_SERVE_ARGS, "--max-conns-per-ip", "1"], { io });
-    await using haproxy = new HaProxy(await server.port());
+    await using haproxy = new ProxyPair(await server.port());
     await haproxy.ready();
     const first = await connectFrom("127.0.0.5", haproxy.v1Port);
     strictEqual(await first.echo("first"), "first");
