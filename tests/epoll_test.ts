@@ -26,6 +26,7 @@ import {
   readN,
   readToEnd,
   sameBytes,
+  steady,
   until,
   WAIT_MS,
   within,
@@ -41,21 +42,6 @@ const SHARED_BUFFER_BYTES = 65536;
  */
 const FIRST_READ_BYTES = 8192;
 const encoder = new TextEncoder();
-
-/**
- * A probe for {@linkcode until} that is true once `value()` is above 0 and has
- * stayed the same for `probes` probes in a row: for a flow that stalls.
- */
-function steady(value: () => number, probes = 10): () => boolean {
-  let last = -1;
-  let same = 0;
-  return () => {
-    const now = value();
-    same = now === last && now > 0 ? same + 1 : 0;
-    last = now;
-    return same >= probes;
-  };
-}
 
 /**
  * Echoes `count` messages of varying sizes over `conn`, each checked, one

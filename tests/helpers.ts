@@ -72,6 +72,21 @@ export async function until<T>(
   }
 }
 
+/**
+ * A probe for {@linkcode until} that is true once `value()` is above 0 and has
+ * stayed the same for `probes` probes in a row: for a flow that stalls.
+ */
+export function steady(value: () => number, probes = 10): () => boolean {
+  let last = -1;
+  let same = 0;
+  return () => {
+    const now = value();
+    same = now === last && now > 0 ? same + 1 : 0;
+    last = now;
+    return same >= probes;
+  };
+}
+
 /** `conn`'s peer in words, for messages. */
 function describePeer(conn: Deno.Conn): string {
   const addr = conn.remoteAddr;

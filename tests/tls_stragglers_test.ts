@@ -7,7 +7,7 @@
  * certificates.
  */
 import { equal, ok } from "node:assert/strict";
-import { Cli, pattern, until, within } from "./helpers.ts";
+import { Cli, pattern, steady, until, within } from "./helpers.ts";
 import { opensslMissing, testCerts } from "./certs.ts";
 
 const missing = await opensslMissing();
@@ -288,7 +288,7 @@ Deno.test({
     const writing = (async () => {
       while (!stalled && sent < 256 * 1024 * 1024) sent += await slow.write(chunk);
     })().catch(() => {});
-    await until("the writes to stall", steady(() => sent), 10_000, 50);
+    await until("the writes to stall", steady(() => sent, 5), 10_000, 50);
     stalled = true;
     cli.kill("SIGTERM");
     await cli.waitFor(/draining 1 connection for up to 300ms/);
@@ -322,15 +322,3 @@ Deno.test({
     ok(/closed: shutdown/.test(cli.stderr), cli.stderr);
   },
 });
-
-/** True once `value()` is above 0 and has not changed for five probes in a row. */
-function steady(value: () => number): () => boolean {
-  let last = -1;
-  let same = 0;
-  return () => {
-    const now = value();
-    same = now === last && now > 0 ? same + 1 : 0;
-    last = now;
-    return same >= 5;
-  };
-}
