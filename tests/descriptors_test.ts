@@ -5,7 +5,15 @@
  * Named `system: …`: they run the server under bash's `ulimit`.
  */
 import { equal, match, ok } from "node:assert/strict";
-import { Cli, ioArgs, ioPermissions, testEngines, tryEcho } from "./helpers.ts";
+import {
+  Cli,
+  descriptorsOf,
+  httpGet,
+  ioArgs,
+  ioPermissions,
+  testEngines,
+  tryEcho,
+} from "./helpers.ts";
 import type { IoEngine } from "../server.ts";
 
 /** The server on a free loopback port with metrics, under `ulimit -n limit`. */
@@ -53,11 +61,7 @@ async function fill(port: number, count: number): Promise<Deno.TcpConn[]> {
 /** GET `path` with a deadline; the status, or the error's name when there was no answer. */
 async function status(metrics: number, path: string, ms = 5_000): Promise<number | string> {
   try {
-    const response = await fetch(`http://127.0.0.1:${metrics}${path}`, {
-      signal: AbortSignal.timeout(ms),
-    });
-    await response.body?.cancel();
-    return response.status;
+    return (await httpGet(`http://127.0.0.1:${metrics}${path}`, ms)).status;
   } catch (error) {
     return error instanceof Error
       ? `${error.name}: ${error.message} (${String(error.cause)})`
@@ -81,10 +85,7 @@ async function keepAlive(metrics: number): Promise<Deno.TcpConn> {
 
 /** Reads a sample's value from `/metrics`. */
 async function sample(metrics: number, name: string): Promise<number> {
-  const response = await fetch(`http://127.0.0.1:${metrics}/metrics`, {
-    signal: AbortSignal.timeout(5_000),
-  });
-  const text = await response.text();
+  const { text } = await httpGet(`http://127.0.0.1:${metrics}/metrics`);
   const line = text.split("\n").find((l) => l.startsWith(`${name} `));
   ok(line !== undefined, `${name} in /metrics:\n${text}`);
   return Number(line.split(" ")[1]);
@@ -157,7 +158,7 @@ Deno.test(
   async () => {
     const { cli, metrics } = await limitedServer("deno", 4096);
     await using _cli = cli;
-    const before = [...Deno.readDirSync(`/proc/${cli.pid}/fd`)].length;
+    const before = descriptorsOf(cli.pid);
     const slow: Deno.TcpConn[] = [];
     try {
       for (let i = 0; i < 500; i++) {
@@ -166,7 +167,7 @@ Deno.test(
         slow.push(conn);
       }
       equal(await status(metrics, "/healthz"), 200);
-      const held = [...Deno.readDirSync(`/proc/${cli.pid}/fd`)].length - before;
+      const held = descriptorsOf(cli.pid) - before;
       ok(held <= 33, `the server holds ${held} more descriptors`);
     } finally {
       for (const conn of slow) conn.close();

@@ -87,6 +87,13 @@ export function steady(value: () => number, probes = 10): () => boolean {
   };
 }
 
+/** How many file descriptors the process `pid` holds now (from `/proc/PID/fd`). */
+export function descriptorsOf(pid: number): number {
+  let count = 0;
+  for (const _ of Deno.readDirSync(`/proc/${pid}/fd`)) count++;
+  return count;
+}
+
 /** `conn`'s peer in words, for messages. */
 function describePeer(conn: Deno.Conn): string {
   const addr = conn.remoteAddr;

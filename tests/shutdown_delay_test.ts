@@ -4,7 +4,7 @@
  * then closes its listener and drains; a second signal ends the delay early.
  */
 import { equal, match, ok } from "node:assert/strict";
-import { assertRefused, Cli, testEngines, tryEcho } from "./helpers.ts";
+import { assertRefused, Cli, httpGet, testEngines, tryEcho } from "./helpers.ts";
 import type { IoEngine } from "../server.ts";
 import { opensslMissing, testCerts } from "./certs.ts";
 
@@ -24,11 +24,7 @@ async function start(
 
 /** The status of `/readyz`. */
 async function readyz(metrics: number): Promise<number> {
-  const response = await fetch(`http://127.0.0.1:${metrics}/readyz`, {
-    signal: AbortSignal.timeout(5_000),
-  });
-  await response.body?.cancel();
-  return response.status;
+  return (await httpGet(`http://127.0.0.1:${metrics}/readyz`)).status;
 }
 
 testEngines(

@@ -7,7 +7,7 @@
  * certificates.
  */
 import { equal, ok } from "node:assert/strict";
-import { Cli, pattern, steady, until, within } from "./helpers.ts";
+import { Cli, descriptorsOf, pattern, steady, until, within } from "./helpers.ts";
 import { opensslMissing, testCerts } from "./certs.ts";
 
 const missing = await opensslMissing();
@@ -15,13 +15,6 @@ const ignore = missing !== undefined;
 const ignored = missing === undefined ? "" : ` (ignored: ${missing})`;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Descriptors the process `pid` holds now. */
-function descriptors(pid: number): number {
-  let count = 0;
-  for (const _ of Deno.readDirSync(`/proc/${pid}/fd`)) count++;
-  return count;
-}
 
 /** A TLS server from the command line, optionally under `ulimit -n`; its pid and port. */
 async function tlsServer(flags: string[], limit?: number): Promise<{ cli: Cli; port: number }> {
@@ -53,7 +46,7 @@ Deno.test({
   async fn() {
     const { cli, port } = await tlsServer(["--handshake-timeout", "1s", "--idle-timeout", "2s"]);
     await using _cli = cli;
-    const before = descriptors(cli.pid);
+    const before = descriptorsOf(cli.pid);
     const silent = await Promise.all(
       Array.from({ length: 300 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
     );
@@ -62,7 +55,7 @@ Deno.test({
       () => (cli.stderr.match(/ opened from /g)?.length ?? 0) === 300,
       10_000,
     );
-    ok(descriptors(cli.pid) >= before + 300, "the server holds them meanwhile");
+    ok(descriptorsOf(cli.pid) >= before + 300, "the server holds them meanwhile");
     // Every peer reads the end of its connection: closed for real, not only in the books.
     const ends = await Promise.all(silent.map(async (conn) => {
       try {
@@ -80,7 +73,7 @@ Deno.test({
       () => cli.stderr.match(/failed: no handshake within 1s/g)?.length === 300,
       5_000,
     );
-    await until("the descriptors to come back", () => descriptors(cli.pid) <= before + 2, 5_000);
+    await until("the descriptors to come back", () => descriptorsOf(cli.pid) <= before + 2, 5_000);
     cli.kill("SIGTERM");
     equal((await cli.finished()).code, 0);
   },
@@ -95,7 +88,7 @@ Deno.test({
     // The idle timeout also bounds the handshake: each round's silent peers are cut after 1 s.
     const { cli, port } = await tlsServer(["--idle-timeout", "1s"], 100);
     await using _cli = cli;
-    const baseline = descriptors(cli.pid);
+    const baseline = descriptorsOf(cli.pid);
     for (let round = 1; round <= 3; round++) {
       const silent: Deno.TcpConn[] = [];
       for (let i = 0; i < 250; i++) {
@@ -104,13 +97,17 @@ Deno.test({
       // More than the server can hold: it takes what it can (its descriptors near the limit).
       await until(
         `round ${round}: the server to fill its descriptors`,
-        () => descriptors(cli.pid) >= 90,
+        () => descriptorsOf(cli.pid) >= 90,
         10_000,
       );
       // All at once, and the next round at once: the server frees them as it can.
       for (const conn of silent) conn.close();
     }
-    await until("the descriptors to come back", () => descriptors(cli.pid) <= baseline + 2, 10_000);
+    await until(
+      "the descriptors to come back",
+      () => descriptorsOf(cli.pid) <= baseline + 2,
+      10_000,
+    );
     // A crowd afterwards, each client holding its connection until every one has its echo:
     // only a server that holds 60 at once gets through (the cap came back up with the descriptors).
     const everyone = Promise.withResolvers<void>();
@@ -161,7 +158,7 @@ Deno.test({
     const { ca } = await testCerts();
     const { cli, port } = await tlsServer([]);
     await using _cli = cli;
-    const before = descriptors(cli.pid);
+    const before = descriptorsOf(cli.pid);
     const clients = await Promise.all(
       Array.from(
         { length: 50 },
@@ -176,7 +173,7 @@ Deno.test({
       // Two each at first (Deno's and Node's), one each once they have lasted a second.
       await until(
         "one descriptor per connection",
-        () => descriptors(cli.pid) <= before + 50 + 1,
+        () => descriptorsOf(cli.pid) <= before + 50 + 1,
         10_000,
       );
       for (const [i, conn] of clients.entries()) {
