@@ -5,14 +5,14 @@
  *
  * | part             | module                  | job                                                             |
  * | ---------------- | ----------------------- | --------------------------------------------------------------- |
- * | listener         | `server/listener.ts`    | yields connections: TCP by default, or any {@linkcode Listener} |
+ * | listener         | `transport/`            | yields connections: TCP by default, or any {@linkcode Listener} |
  * | acceptor         | `server/acceptor.ts`    | the accept loop: back-off, out of descriptors, waiting for room |
  * | guard            | `admission/guard.ts`    | admits or refuses: allow/deny lists, rate, per-address and cap  |
  * | connection table | `server/connections.ts` | runs each echo in a task of its own; counts, timeouts, drain    |
- * | echo             | `server/echo.ts`        | reads a chunk, writes all of it back, repeats                   |
+ * | echo             | `transport/echo.ts`     | reads a chunk, writes all of it back, repeats                   |
  *
  * {@linkcode serve} (`server/serve.ts`) joins them and stops them in order. With
- * `udp`, it also echoes datagrams on the same port (`server/udp.ts`): not a
+ * `udp`, it also echoes datagrams on the same port (`transport/udp.ts`): not a
  * stream, so one loop of its own, under the guard's allow/deny rules and a
  * reply limit per source address (`admission/datagrams.ts`).
  *
@@ -44,25 +44,24 @@ export {
   type Connection,
   type Listener,
   ListenError,
-  listenTcp,
   type TcpAddr,
-  type TcpListenOptions,
   TransportError,
-} from "./server/listener.ts";
-export { checkTlsMaterial, type TlsMaterialProblem } from "./server/tls_material.ts";
+} from "./transport/contract.ts";
+export { listenTcp, type TcpListenOptions } from "./transport/tcp.ts";
+export { checkTlsMaterial, type TlsMaterialProblem } from "./transport/tls_material.ts";
 export {
   listenTls,
   type ServeTlsOptions,
   TLS_DEFAULTS,
   type TlsListenOptions,
-} from "./server/tls.ts";
-export { listenUnix } from "./server/unix.ts";
+} from "./transport/tls.ts";
+export { listenUnix } from "./transport/unix.ts";
 export type { ServerStats } from "./server/stats.ts";
 export type { CloseReason, DurationHistogram } from "./server/closes.ts";
-export type { Duplex, EchoCounters, EchoDone, EchoEnd, EchoOptions } from "./server/echo.ts";
+export type { Duplex, EchoCounters, EchoDone, EchoEnd, EchoOptions } from "./transport/echo.ts";
 export { epollUnavailable } from "./epoll/libc.ts";
 export { type EpollListener, listenEpoll } from "./epoll/listener.ts";
-export type { DatagramStats, UdpOptions } from "./server/udp.ts";
+export type { DatagramStats, UdpOptions } from "./transport/udp.ts";
 export { PROXY_DEFAULTS, type ProxyProtocolOptions } from "./proxy/listener.ts";
 // The admission rules that ServeOptions.guard takes, so that one import serves.
 export * from "./admission/mod.ts";

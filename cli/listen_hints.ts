@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ListenError } from "../server/listener.ts";
+import { ListenError } from "../transport/contract.ts";
 import { formatAddress, unbracket } from "../text/address.ts";
 import { hasUnstableNet } from "../text/unstable.ts";
 
@@ -32,7 +32,7 @@ const IN_USE = /address already in use$/;
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
- * import { ListenError } from "../server/listener.ts";
+ * import { ListenError } from "../transport/contract.ts";
  * import { explainEchoListenError } from "./listen_hints.ts";
  * const error = new ListenError("cannot listen on 127.0.0.1:9100: address already in use");
  * const plan = { host: "127.0.0.1", port: 9100, reusePort: false, metrics: { hostname: "127.0.0.1", port: 9100 } };

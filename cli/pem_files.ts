@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { ServeTlsOptions } from "../server/tls.ts";
-import { checkTlsMaterial } from "../server/tls_material.ts";
+import type { ServeTlsOptions } from "../transport/tls.ts";
+import { checkTlsMaterial } from "../transport/tls_material.ts";
 import { describeFileError } from "../text/address.ts";
 
 /**

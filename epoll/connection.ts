@@ -24,8 +24,9 @@
  *
  * @module
  */
-import { type EchoCounters, type EchoDone, type EchoOptions, isPeerGone } from "../server/echo.ts";
-import type { Connection } from "../server/listener.ts";
+import type { EchoCounters, EchoDone, EchoOptions } from "../transport/echo.ts";
+import { isPeerGone } from "../transport/echo.ts";
+import type { Connection } from "../transport/contract.ts";
 import { C, E, errorFor } from "./libc.ts";
 import { type Lingerer, Lingering } from "./linger.ts";
 import { failureOf, type Linger, SEND_FLAGS, unsentAtClose } from "./socket_calls.ts";
@@ -33,16 +34,15 @@ import { ParkedIo, READING } from "./parked_io.ts";
 import type { Reactor, Readiness } from "./reactor.ts";
 import type { IpPort } from "./sockaddr.ts";
 
-/** Counters for no echo: a connection that is not echoing counts nothing. */
+/** A connection that is not echoing counts nothing. */
 const NO_COUNTERS: EchoCounters = { bytesIn: 0, bytesOut: 0 };
 /** `int` option values for `setsockopt`, made once: libc only reads them during the call. */
 const ONE = new Uint8Array(new Int32Array([1]).buffer);
 const ZERO = new Uint8Array(4);
 /**
- * The most a hot-path read takes from the kernel: a message up to this size
- * is one `recv` and one `send`, and a peer that stops reading leaves at most
- * this much of its echo in the server's memory. 8 KiB: twice the 4 KiB
- * pingpong, half the 16 KiB per connection that the issue allowed.
+ * The most a hot-path read takes from the kernel: a message up to this size is one `recv` and one
+ * `send`, and a peer that stops reading leaves at most this much of its echo in the server's
+ * memory. 8 KiB: twice the 4 KiB pingpong, half the 16 KiB per connection that the issue allowed.
  */
 export const FIRST_READ_BYTES = 8192;
 const FIRST_READ = BigInt(FIRST_READ_BYTES);

@@ -16,8 +16,8 @@ import {
   type Listener,
   ListenError,
   type TcpAddr,
-  type TcpListenOptions,
-} from "../server/listener.ts";
+} from "../transport/contract.ts";
+import type { TcpListenOptions } from "../transport/tcp.ts";
 import { EpollConnection } from "./connection.ts";
 import { C, E, errorFor, OsError, type System } from "./libc.ts";
 import { Reactor, type Readiness } from "./reactor.ts";

@@ -8,7 +8,7 @@
  */
 import { describeError, formatAddress } from "../text/address.ts";
 import { logger } from "../log/log.ts";
-import { ListenError } from "../server/listener.ts";
+import { ListenError } from "../transport/contract.ts";
 import { EXPOSITION_CONTENT_TYPE, formatMetrics, type MetricFamily } from "./exposition.ts";
 import { type HttpCounts, type HttpReply, type HttpRequest, HttpServer, plain } from "./http.ts";
 

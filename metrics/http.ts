@@ -15,12 +15,13 @@
  * @module
  */
 import { describeError } from "../text/address.ts";
-import { isPeerGone } from "../server/echo.ts";
-import { closeQuietly } from "../server/listener.ts";
-import { sleepUnless } from "../server/wait.ts";
+import { isPeerGone } from "../transport/echo.ts";
+import { closeQuietly } from "../transport/contract.ts";
+import { sleepUnless } from "../transport/wait.ts";
 import { hasUnstableNet } from "../text/unstable.ts";
 import { logger } from "../log/log.ts";
-import { FailureEpisode, isOutOfDescriptors } from "../server/shortage.ts";
+import { FailureEpisode } from "../log/episode.ts";
+import { isOutOfDescriptors } from "../transport/contract.ts";
 import { plural } from "../text/words.ts";
 import { headEnd, parseHead } from "./request_head.ts";
 

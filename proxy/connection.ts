@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { closeQuietly, type Connection } from "../server/listener.ts";
-import { type EchoDone, type EchoOptions, isPeerGone } from "../server/echo.ts";
+import { closeQuietly, type Connection } from "../transport/contract.ts";
+import { type EchoDone, type EchoOptions, isPeerGone } from "../transport/echo.ts";
 import { describeError } from "../text/address.ts";
 import { formatExactDuration } from "../text/duration.ts";
 import { parseProxyHeader, PROXY_HEADER_MAX_BYTES, type ProxyEndpoint } from "./header.ts";

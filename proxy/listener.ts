@@ -17,7 +17,7 @@ import {
   type Listener,
   type Peer,
   peerOf,
-} from "../server/listener.ts";
+} from "../transport/contract.ts";
 import { describeError } from "../text/address.ts";
 import { type HeaderOutcome, proxiedConnection, readProxyHeader } from "./connection.ts";
 
@@ -74,7 +74,7 @@ const log = logger("server");
  * ```ts
  * import { equal } from "node:assert/strict";
  * import { parseCidr } from "../admission/cidr.ts";
- * import { listenTcp } from "../server/listener.ts";
+ * import { listenTcp } from "../transport/tcp.ts";
  * import { encodeProxyV1 } from "./encode.ts";
  * import { proxyListener } from "./listener.ts";
  *

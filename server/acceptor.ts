@@ -12,10 +12,17 @@ import { describeError } from "../text/address.ts";
 import type { Guard } from "../admission/guard.ts";
 import type { RefusalReason } from "../admission/refusals.ts";
 import { logger } from "../log/log.ts";
-import { closeQuietly, type Connection, type Listener, type Peer, peerOf } from "./listener.ts";
-import { sleepUnless } from "./wait.ts";
-import { isPeerGone } from "./echo.ts";
-import { DescriptorShortage, isOutOfDescriptors } from "./shortage.ts";
+import {
+  closeQuietly,
+  type Connection,
+  isOutOfDescriptors,
+  type Listener,
+  type Peer,
+  peerOf,
+} from "../transport/contract.ts";
+import { sleepUnless } from "../transport/wait.ts";
+import { isPeerGone } from "../transport/echo.ts";
+import { DescriptorShortage } from "./shortage.ts";
 
 /** An admitted connection's place in the guard's counts: the admission itself. */
 export interface Slot {

@@ -10,11 +10,22 @@ import { formatDuration } from "../text/duration.ts";
 import { plural } from "../text/words.ts";
 import { logger } from "../log/log.ts";
 import { logLine } from "../log/line.ts";
-import { echoConnection, type EchoCounters, type EchoDone, type EchoEnd } from "./echo.ts";
-import { closeQuietly, type Connection, type Peer, peerOf, TransportError } from "./listener.ts";
+import {
+  echoConnection,
+  type EchoCounters,
+  type EchoDone,
+  type EchoEnd,
+} from "../transport/echo.ts";
+import {
+  closeQuietly,
+  type Connection,
+  type Peer,
+  peerOf,
+  TransportError,
+} from "../transport/contract.ts";
 import type { ServerStats } from "./stats.ts";
 import { type CloseReason, noCloses, noDurations, observeDuration } from "./closes.ts";
-import { sleepUnless } from "./wait.ts";
+import { sleepUnless } from "../transport/wait.ts";
 import type { Slot } from "./acceptor.ts";
 
 /** Why the server closed a connection itself, in the words its log line uses. */

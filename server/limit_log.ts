@@ -9,7 +9,7 @@ import { addressKey } from "../admission/cidr.ts";
 import { noRefusals, type RefusalReason } from "../admission/refusals.ts";
 import { logger } from "../log/log.ts";
 import { LogThrottle } from "../log/throttle.ts";
-import type { Peer } from "./listener.ts";
+import type { Peer } from "../transport/contract.ts";
 
 const log = logger("server");
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { logger } from "../log/log.ts";
-import { describeAddr } from "./listener.ts";
+import { describeAddr } from "../transport/contract.ts";
 
 /** What the line speaks of, from the server's options (`ServeOptions`). */
 export interface ListeningOptions {

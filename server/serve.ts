@@ -17,12 +17,12 @@ import {
   describeAddr,
   type Listener,
   ListenError,
-  listenTcp,
   type TcpAddr,
-} from "./listener.ts";
+} from "../transport/contract.ts";
+import { listenTcp } from "../transport/tcp.ts";
 import { type ServerStats, summary } from "./stats.ts";
-import { listenTls, type ServeTlsOptions, TLS_DEFAULTS } from "./tls.ts";
-import { startUdp, type UdpEcho, type UdpOptions } from "./udp.ts";
+import { listenTls, type ServeTlsOptions, TLS_DEFAULTS } from "../transport/tls.ts";
+import { startUdp, type UdpEcho, type UdpOptions } from "../transport/udp.ts";
 import { listenEpoll } from "../epoll/listener.ts";
 import { logListening } from "./listening.ts";
 
@@ -123,7 +123,7 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
   /**
    * Also echo UDP datagrams on the same address and port (with port 0, the
    * one the listener got), within the guard's allow/deny rules and a reply
-   * rate per source address; `true` takes the default rate. See `server/udp.ts`.
+   * rate per source address; `true` takes the default rate. See `transport/udp.ts`.
    * @default {false}
    */
   udp?: boolean | UdpOptions;

@@ -6,7 +6,7 @@
  */
 import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "../admission/refusals.ts";
 import { grouped, plural } from "../text/words.ts";
-import { addDatagrams, type DatagramStats, datagramSummary } from "./udp.ts";
+import { addDatagrams, type DatagramStats, datagramSummary } from "../transport/udp.ts";
 import {
   addDurations,
   CLOSE_REASONS,

@@ -9,7 +9,8 @@ import { Guard, type GuardOptions } from "../admission/guard.ts";
 import { checkGuardOptions } from "../admission/guard_options.ts";
 import { SharedCounts } from "../admission/shared_counts.ts";
 import { logger, type LoggingOptions, setupLogging, writeLogLines } from "../log/log.ts";
-import { ListenError, listenTcp } from "./listener.ts";
+import { ListenError } from "../transport/contract.ts";
+import { listenTcp } from "../transport/tcp.ts";
 import {
   type EchoServer,
   type LiveOptions,

@@ -6,7 +6,7 @@
  * checked one by one; the bytes are checked too.
  */
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { type Duplex, echoConnection, UNPROVEN_BUFFER_BYTES } from "../server/echo.ts";
+import { type Duplex, echoConnection, UNPROVEN_BUFFER_BYTES } from "../transport/echo.ts";
 import { pattern, sameBytes } from "./helpers.ts";
 
 /** Fills every read it is given (up to `total` bytes), takes writes as `takes` says, records it all. */

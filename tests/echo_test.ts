@@ -4,7 +4,7 @@
  * covered end to end in server_test.ts.)
  */
 import { deepStrictEqual, rejects, strictEqual } from "node:assert/strict";
-import { type Duplex, echoConnection } from "../server/echo.ts";
+import { type Duplex, echoConnection } from "../transport/echo.ts";
 import { pattern } from "./helpers.ts";
 
 /** Delivers `chunks` one per read, takes at most `maxWrite` bytes per write, records it all. */

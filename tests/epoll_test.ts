@@ -13,7 +13,7 @@ import net from "node:net";
 import { once } from "node:events";
 import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { epollUnavailable, listenEpoll, ListenError, serve } from "../server.ts";
-import { type Connection, peerOf } from "../server/listener.ts";
+import { type Connection, peerOf } from "../transport/contract.ts";
 import { C, E, openLibc } from "../epoll/libc.ts";
 import { Reactor, type Readiness } from "../epoll/reactor.ts";
 import {

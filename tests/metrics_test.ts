@@ -18,7 +18,7 @@ import {
 } from "./helpers.ts";
 import { type IoEngine, serve } from "../server.ts";
 import { Inbox } from "./udp_helpers.ts";
-import type { Connection, Listener } from "../server/listener.ts";
+import type { Connection, Listener } from "../transport/contract.ts";
 
 const PYTHON = "/usr/bin/python3";
 

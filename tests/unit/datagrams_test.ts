@@ -22,7 +22,7 @@ import {
 } from "../../bench/datagram.ts";
 import { Pattern } from "../../bench/pattern.ts";
 import { udpLines, udpWhat } from "../../bench/udp_report.ts";
-import { datagramSummary, noDatagrams } from "../../server/udp.ts";
+import { datagramSummary, noDatagrams } from "../../transport/udp.ts";
 import { summary, total } from "../../server/stats.ts";
 import { noRefusals } from "../../admission/refusals.ts";
 

@@ -6,7 +6,8 @@
  */
 import { equal } from "node:assert/strict";
 import { Guard } from "../../admission/guard.ts";
-import { DescriptorShortage, FailureEpisode, QUIET_MS } from "../../server/shortage.ts";
+import { DescriptorShortage } from "../../server/shortage.ts";
+import { FailureEpisode, QUIET_MS } from "../../log/episode.ts";
 
 const EMFILE = Object.assign(new Error("too many open files"), { code: "EMFILE" });
 

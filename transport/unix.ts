@@ -11,7 +11,7 @@
  */
 import { describeError } from "../text/address.ts";
 import { logger } from "../log/log.ts";
-import { type Listener, ListenError } from "./listener.ts";
+import { type Listener, ListenError } from "./contract.ts";
 
 const log = logger("server");
 

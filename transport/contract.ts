@@ -6,8 +6,7 @@
  *
  * @module
  */
-import { describeError, formatAddress } from "../text/address.ts";
-import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
+import { formatAddress } from "../text/address.ts";
 import type { Duplex, EchoDone, EchoOptions } from "./echo.ts";
 
 /**
@@ -116,55 +115,6 @@ export class TransportError extends Error {
   }
 }
 
-/** Where {@linkcode listenTcp} listens. */
-export interface TcpListenOptions {
-  /** The address to listen on; `::` listens on IPv6 too. */
-  hostname: string;
-  /** The port; 0 picks a free one. */
-  port: number;
-  /** Let several listeners share the port (for workers; unstable `net`). */
-  reusePort?: boolean;
-}
-
-/**
- * Listens on a TCP port.
- *
- * @throws {ListenError} when the port cannot be had, saying where and why.
- *
- * @example
- * ```ts
- * import { equal } from "node:assert/strict";
- * import { listenTcp } from "./listener.ts";
- * const listener = listenTcp({ hostname: "127.0.0.1", port: 0 });
- * equal(listener.addr.transport, "tcp");
- * listener.close();
- * ```
- */
-export function listenTcp(options: TcpListenOptions): Listener<TcpAddr> {
-  const { hostname, port } = options;
-  // Without the unstable API, Deno would end the whole process (exit 70) instead of throwing.
-  if (options.reusePort && !hasUnstableNet()) {
-    throw new ListenError(
-      `cannot share ${formatAddress(hostname, port)} (reusePort): ${UNSTABLE_NET_OFF}`,
-    );
-  }
-  let tcp: Deno.TcpListener;
-  try {
-    tcp = Deno.listen({ hostname, port, reusePort: options.reusePort });
-  } catch (error) {
-    throw new ListenError(
-      `cannot listen on ${formatAddress(hostname, port)}: ${describeError(error)}`,
-      { cause: error },
-    );
-  }
-  const addr: TcpAddr = { transport: "tcp", hostname: tcp.addr.hostname, port: tcp.addr.port };
-  return {
-    addr,
-    close: () => tcp.close(),
-    [Symbol.asyncIterator]: () => tcp[Symbol.asyncIterator](),
-  };
-}
-
 /** A connection's peer, in the two forms the server needs. */
 export interface Peer {
   /** What the admission rules key on: the IP address, or the socket path. */
@@ -192,7 +142,7 @@ class IpPeer implements Peer {
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
- * import { peerOf } from "./listener.ts";
+ * import { peerOf } from "./contract.ts";
  * const peer = peerOf({ transport: "tcp", hostname: "::1", port: 80 });
  * equal(peer.host, "::1");
  * equal(peer.text, "[::1]:80");
@@ -220,7 +170,7 @@ export function peerOf(addr: Deno.Addr): Peer {
  * @example
  * ```ts
  * import { equal } from "node:assert/strict";
- * import { describeAddr } from "./listener.ts";
+ * import { describeAddr } from "./contract.ts";
  * equal(describeAddr({ transport: "unix", path: "/run/echo.sock" }), "/run/echo.sock");
  * ```
  */
@@ -245,4 +195,21 @@ export function closeQuietly(resource: { close(): void }): void {
   } catch {
     // Already closed: the aim is reached.
   }
+}
+
+/**
+ * Tells whether `error` is the system saying that the process (`EMFILE`) or
+ * the whole system (`ENFILE`) is out of file descriptors.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { isOutOfDescriptors } from "./contract.ts";
+ * equal(isOutOfDescriptors(Object.assign(new Error("x"), { code: "EMFILE" })), true);
+ * equal(isOutOfDescriptors(new Deno.errors.ConnectionReset("x")), false);
+ * ```
+ */
+export function isOutOfDescriptors(error: unknown): boolean {
+  const code = error instanceof Error && "code" in error ? error.code : undefined;
+  return code === "EMFILE" || code === "ENFILE";
 }

@@ -23,7 +23,7 @@ import { describeError, formatAddress } from "../text/address.ts";
 import { grouped, plural } from "../text/words.ts";
 import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
 import type { Guard } from "../admission/guard.ts";
-import { describeAddr, ListenError } from "./listener.ts";
+import { describeAddr, ListenError } from "./contract.ts";
 import { sleepUnless } from "./wait.ts";
 
 /** The largest UDP payload over IPv4 (65,535 − 8 − 20); IPv6 allows 20 bytes more. */

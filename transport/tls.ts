@@ -2,7 +2,7 @@
  * The TLS listener: TCP accepted by Deno (`Deno.listen`, so that the
  * acceptor's back-off and the admission rules see every connection before
  * any TLS work), and a server-side handshake by `node:tls` on each admitted
- * connection (see `server/adopt.ts`), under a deadline of its own. A
+ * connection (see `transport/adopt.ts`), under a deadline of its own. A
  * connection whose handshake does not finish in time, or that is refused or
  * closed before it, is closed for real: its descriptor is released and the
  * peer sees the end at once. (Deno's own TLS listener kept such a socket open
@@ -23,19 +23,18 @@ import { type Adopted, adoptionUnavailable, adoptTcp } from "./adopt.ts";
 import { checkTlsMaterial, type ServeTlsOptions } from "./tls_material.ts";
 
 export type { ServeTlsOptions } from "./tls_material.ts";
-import { isOutOfDescriptors } from "./shortage.ts";
+import { isOutOfDescriptors } from "./contract.ts";
 import type { EchoCounters, EchoDone, EchoOptions } from "./echo.ts";
 import {
   closeQuietly,
   type Connection,
   type Listener,
   ListenError,
-  listenTcp,
   peerOf,
   type TcpAddr,
-  type TcpListenOptions,
   TransportError,
-} from "./listener.ts";
+} from "./contract.ts";
+import { listenTcp, type TcpListenOptions } from "./tcp.ts";
 
 /** What {@linkcode listenTls} uses for the options left out. */
 export const TLS_DEFAULTS = {
@@ -140,7 +139,7 @@ interface TlsContext {
 
 /**
  * How old a connection gets before Deno's second descriptor of it is given
- * back (see `server/adopt.ts`): it costs a tenth of a millisecond, which a
+ * back (see `transport/adopt.ts`): it costs a tenth of a millisecond, which a
  * churn of short connections should not pay.
  */
 const SHED_AFTER_MS = 1000;
