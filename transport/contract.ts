@@ -46,6 +46,16 @@ export interface Connection extends Duplex {
    * connection for good after the grace.
    */
   closeWrite?(): Promise<void>;
+  /**
+   * Ends the connection with a reset (`SO_LINGER` 0) instead of a FIN: what
+   * a fault asks for on purpose. Where a transport cannot, the server closes.
+   */
+  reset?(): void;
+  /**
+   * The subject of the certificate the client presented (mutual TLS), e.g.
+   * `CN=client-1,O=Example`, once its handshake is done; absent otherwise.
+   */
+  readonly clientSubject?: string;
 }
 
 /**
@@ -68,6 +78,27 @@ export interface Listener<A extends Deno.Addr = Deno.Addr> extends AsyncIterable
    * connection it gave out.
    */
   readonly stopped?: Promise<void>;
+  /**
+   * For a TLS listener: serve `material` to the handshakes that begin from
+   * now on; connections already open go on as they are (SIGHUP reloads the
+   * certificate files through this).
+   *
+   * @throws {Error} when `material` cannot serve TLS: nothing changes then.
+   */
+  updateTls?(material: TlsMaterial): void;
+}
+
+/**
+ * What a TLS listener serves, as PEM text: the certificate chain and its key,
+ * and for mutual TLS the CAs a client certificate must be signed by.
+ */
+export interface TlsMaterial {
+  /** The certificate chain, PEM: the server's certificate first, then any intermediates. */
+  cert: string;
+  /** The certificate's private key, PEM (PKCS#8, RSA or EC). */
+  key: string;
+  /** With it, a client must present a certificate signed by one of these CAs (PEM). */
+  clientCa?: string;
 }
 
 /**
