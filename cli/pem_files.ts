@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { ServeTlsOptions } from "../transport/tls.ts";
 import { checkTlsMaterial } from "../transport/tls_material.ts";
 import { describeFileError } from "../text/address.ts";
@@ -55,6 +56,50 @@ export function readCaFile(path: string): string {
   const text = readFlagFile("ca", path);
   if (!text.includes("-----BEGIN CERTIFICATE-----")) {
     throw new Error(`--ca ${path}: no PEM certificate in it`);
+  }
+  return text;
+}
+
+/**
+ * Reads `client`'s `--cert` and `--key` and checks that they go together:
+ * a PEM certificate, a PEM private key, the key the certificate's.
+ *
+ * @throws {Error} naming the flag and the file that is wrong, or
+ *   `--cert and --key do not match`.
+ */
+export function readClientCert(certPath: string, keyPath: string): { cert: string; key: string } {
+  const cert = readFlagFile("cert", certPath);
+  const key = readFlagFile("key", keyPath);
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch {
+    throw new Error(`--cert ${certPath}: no PEM certificate in it`);
+  }
+  let privateKey: ReturnType<typeof createPrivateKey>;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw new Error(`--key ${keyPath}: no PEM private key in it (PKCS#8, RSA or EC)`);
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new Error(`--cert and --key do not match (${certPath}, ${keyPath})`);
+  }
+  return { cert, key };
+}
+
+/**
+ * Reads `serve --client-ca`: the PEM certificates of the CAs a client's
+ * certificate must be signed by.
+ *
+ * @throws {Error} when the file cannot be read or holds no PEM certificate.
+ */
+export function readClientCa(path: string): string {
+  const text = readFlagFile("client-ca", path);
+  try {
+    new X509Certificate(text);
+  } catch {
+    throw new Error(`--client-ca ${path}: no PEM certificate in it`);
   }
   return text;
 }
