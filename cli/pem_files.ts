@@ -24,13 +24,22 @@ export function readFlagFile(flag: string, path: string): string {
 }
 
 /**
- * Reads `--cert` and `--key` and checks that they serve TLS together.
+ * Reads `--cert` and `--key`, and `--client-ca` when given, and checks that
+ * they serve TLS together.
  *
  * @throws {Error} naming the flag and the file that is wrong, or
  *   `--cert and --key do not match`.
  */
-export function readServerTls(certPath: string, keyPath: string): ServeTlsOptions {
-  const material = { cert: readFlagFile("cert", certPath), key: readFlagFile("key", keyPath) };
+export function readServerTls(
+  certPath: string,
+  keyPath: string,
+  clientCaPath?: string,
+): ServeTlsOptions {
+  const material: ServeTlsOptions = {
+    cert: readFlagFile("cert", certPath),
+    key: readFlagFile("key", keyPath),
+  };
+  if (clientCaPath !== undefined) material.clientCa = readFlagFile("client-ca", clientCaPath);
   const problem = checkTlsMaterial(material);
   if (problem === undefined) return material;
   switch (problem.kind) {
@@ -40,6 +49,8 @@ export function readServerTls(certPath: string, keyPath: string): ServeTlsOption
       throw new Error(`--key ${keyPath}: no PEM private key in it (PKCS#8, RSA or EC)`);
     case "mismatch":
       throw new Error(`--cert and --key do not match (${certPath}, ${keyPath})`);
+    case "clientCa":
+      throw new Error(`--client-ca ${clientCaPath}: no PEM certificate in it`);
     case "other":
       throw new Error(
         `cannot serve TLS with --cert ${certPath} and --key ${keyPath}: ${problem.text}`,
@@ -86,20 +97,4 @@ export function readClientCert(certPath: string, keyPath: string): { cert: strin
     throw new Error(`--cert and --key do not match (${certPath}, ${keyPath})`);
   }
   return { cert, key };
-}
-
-/**
- * Reads `serve --client-ca`: the PEM certificates of the CAs a client's
- * certificate must be signed by.
- *
- * @throws {Error} when the file cannot be read or holds no PEM certificate.
- */
-export function readClientCa(path: string): string {
-  const text = readFlagFile("client-ca", path);
-  try {
-    new X509Certificate(text);
-  } catch {
-    throw new Error(`--client-ca ${path}: no PEM certificate in it`);
-  }
-  return text;
 }

@@ -18,6 +18,7 @@ import { describeMissing, netTo, type PermissionNeed, readOf, unixNeed } from ".
 export const SERVE_TRANSPORT_FLAGS: {
   readonly cert: Flag<string | undefined>;
   readonly key: Flag<string | undefined>;
+  readonly "client-ca": Flag<string | undefined>;
   readonly unix: Flag<string | undefined>;
   readonly io: Flag<IoEngine>;
 } = {
@@ -26,6 +27,10 @@ export const SERVE_TRANSPORT_FLAGS: {
     help: "serve TLS with this certificate chain (PEM); needs --key",
   }),
   key: textFlag({ value: "FILE", help: "the private key of --cert (PEM)" }),
+  "client-ca": textFlag({
+    value: "FILE",
+    help: "with --cert: require a client certificate signed by a CA in FILE (PEM): mutual TLS",
+  }),
   unix: textFlag({
     value: "PATH",
     help: "listen on a Unix domain socket instead of TCP (--host, --port unused)",
@@ -44,6 +49,8 @@ export interface ServeTransportValues {
   cert?: string;
   /** `--key`. */
   key?: string;
+  /** `--client-ca`. */
+  "client-ca"?: string;
   /** `--unix`. */
   unix?: string;
   /** `--host`. */
@@ -69,6 +76,9 @@ export interface ServeTransportValues {
 export function checkServeTransport(flags: ServeTransportValues): void {
   if ((flags.cert === undefined) !== (flags.key === undefined)) {
     throw new UsageError(flags.cert === undefined ? "--key needs --cert" : "--cert needs --key");
+  }
+  if (flags["client-ca"] !== undefined && flags.cert === undefined) {
+    throw new UsageError("--client-ca needs --cert and --key: mutual TLS is TLS first");
   }
   if (flags.cert !== undefined && flags["proxy-protocol"]) {
     throw new UsageError(
@@ -108,13 +118,15 @@ function checkEpoll(flags: ServeTransportValues): void {
 }
 
 /**
- * Reads `--cert` and `--key`, when given.
+ * Reads `--cert` and `--key`, and `--client-ca`, when given.
  *
  * @throws {Error} naming the flag and the file that cannot serve.
  */
-export function serveTls(flags: { cert?: string; key?: string }): ServeTlsOptions | undefined {
+export function serveTls(
+  flags: { cert?: string; key?: string; "client-ca"?: string },
+): ServeTlsOptions | undefined {
   if (flags.cert === undefined || flags.key === undefined) return undefined;
-  return readServerTls(flags.cert, flags.key);
+  return readServerTls(flags.cert, flags.key, flags["client-ca"]);
 }
 
 /** The transport flags of `client` and `bench`, for their tables. */

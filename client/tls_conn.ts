@@ -12,6 +12,7 @@
 import tls from "node:tls";
 import { isIP } from "node:net";
 import type { Buffer } from "node:buffer";
+import { describeTlsError } from "../text/tls.ts";
 
 /** What {@linkcode connectTls} needs: where, and how to verify and be verified. */
 export interface TlsDialOptions {
@@ -140,7 +141,7 @@ export class NodeTlsConn implements Deno.Conn<Deno.NetAddr> {
     this.localAddr = netAddr(socket.localAddress, socket.localPort);
     this.remoteAddr = netAddr(socket.remoteAddress, socket.remotePort);
     socket.on("end", () => this.#ended = true);
-    socket.on("error", (error) => this.#error ??= fromNodeError(error));
+    socket.on("error", (error) => this.#error ??= connectionError(error));
   }
 
   /** The subject of the server's certificate, e.g. `CN=localhost`, for tests and messages. */
@@ -194,7 +195,7 @@ export class NodeTlsConn implements Deno.Conn<Deno.NetAddr> {
     return new Promise((resolve, reject) => {
       socket.write(p, (error) => {
         if (error === undefined || error === null) resolve(p.length);
-        else reject(this.#error ?? fromNodeError(error));
+        else reject(this.#error ?? connectionError(error));
       });
     });
   }
@@ -248,6 +249,17 @@ export class NodeTlsConn implements Deno.Conn<Deno.NetAddr> {
   [Symbol.dispose](): void {
     if (!this.#closed) this.close();
   }
+}
+
+/**
+ * An error of an open connection: Deno's for a broken one, and for one that
+ * TLS ended (an alert after the handshake, such as a server that wants a
+ * client certificate saying so in TLS 1.3) the reason in words.
+ */
+function connectionError(error: unknown): unknown {
+  const mapped = fromNodeError(error);
+  if (mapped !== error || !(error instanceof Error)) return mapped;
+  return new Error(describeTlsError(error, "client"), { cause: error });
 }
 
 function netAddr(hostname: string | undefined, port: number | undefined): Deno.NetAddr {

@@ -106,6 +106,7 @@ export function describeTlsError(error: unknown, side: TlsSide): string {
       ? `${peer} does not trust the certificate (${alert[1]})`
       : `${peer} ended the TLS handshake (${alert[1]})`;
   }
+  if (/peer sent no certificates/.test(message)) return NO_CLIENT_CERTIFICATE;
   if (/corrupt message of type InvalidContentType/.test(message)) {
     return side === "server"
       ? `${peer} does not speak TLS (plain text?)`
@@ -115,6 +116,37 @@ export function describeTlsError(error: unknown, side: TlsSide): string {
     return `${peer} does not speak TLS (it sent the handshake back: an echo server without TLS?)`;
   }
   return describeError(error);
+}
+
+/** A server asking for a client certificate got none: the same words, whichever way it heard. */
+const NO_CLIENT_CERTIFICATE = "the client sent no certificate";
+
+/**
+ * Why a server did not accept a client's certificate (mutual TLS), from the
+ * verification code `node:tls` gives (`UNABLE_TO_VERIFY_LEAF_SIGNATURE`, or
+ * an error carrying it), or `none` when the client sent none; the
+ * certificate's subject named when known.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { describeClientCertificate } from "./tls.ts";
+ * equal(
+ *   describeClientCertificate("DEPTH_ZERO_SELF_SIGNED_CERT", "CN=me"),
+ *   "the client's certificate (CN=me) is not trusted (self-signed, and not among those trusted)",
+ * );
+ * equal(describeClientCertificate("none"), "the client sent no certificate");
+ * ```
+ */
+export function describeClientCertificate(problem: unknown, subject?: string): string {
+  if (problem === "none") return NO_CLIENT_CERTIFICATE;
+  const code = typeof problem === "string"
+    ? problem
+    : problem instanceof Error && "code" in problem
+    ? String(problem.code)
+    : describeError(problem);
+  const named = subject === undefined ? "" : ` (${subject})`;
+  return `the client's certificate${named} is not trusted (${VERIFY_PROBLEMS[code] ?? code})`;
 }
 
 /**
