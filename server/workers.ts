@@ -312,6 +312,7 @@ export function workerMain(): void {
     if (message.type === "tls") {
       try {
         server?.updateTls(message.material);
+        log.info("reloaded certificate in use");
       } catch (error) {
         // Checked by the main thread already: only this worker's listener can say no now.
         log.error("certificate not reloaded: {reason}", {
