@@ -144,17 +144,6 @@ export class NodeTlsConn implements Deno.Conn<Deno.NetAddr> {
     socket.on("error", (error) => this.#error ??= connectionError(error));
   }
 
-  /** The subject of the server's certificate, e.g. `CN=localhost`, for tests and messages. */
-  get peerSubject(): string {
-    const subject = this.#socket.getPeerCertificate()?.subject ?? {};
-    return Object.entries(subject).map(([key, value]) => `${key}=${value}`).join(",");
-  }
-
-  /** The SHA-256 fingerprint of the server's certificate, as `AB:CD:…`. */
-  get peerFingerprint(): string {
-    return this.#socket.getPeerCertificate()?.fingerprint256 ?? "";
-  }
-
   read(p: Uint8Array): Promise<number | null> {
     const socket = this.#socket;
     return new Promise((resolve, reject) => {
