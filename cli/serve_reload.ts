@@ -9,14 +9,13 @@
  * @module
  */
 import { X509Certificate } from "node:crypto";
-import { logger, setupLogging } from "../log/log.ts";
-import type { EchoServer, ServeTlsOptions } from "../server.ts";
+import { logger, type LoggingOptions, setupLogging } from "../log/log.ts";
+import type { EchoServer, LiveOptions, ServeTlsOptions } from "../server.ts";
 import type { WorkerPool } from "../server/workers.ts";
-import type { FlagValues } from "./flags.ts";
+import type { FlagTable, FlagValues } from "./flags.ts";
 import type { GivenFlags } from "./parse.ts";
 import { watchReloads } from "./reload.ts";
-import { checkServeFlags } from "./serve_checks.ts";
-import type { SERVE_FLAGS } from "./serve_command.ts";
+import { checkServeFlags, type ServeCheckValues } from "./serve_checks.ts";
 import { serveTls } from "./transport_flags.ts";
 
 /** What SIGHUP may change of the limits: for new connections, and the caps at once. */
@@ -34,19 +33,34 @@ const RELOADABLE_LIMITS = [
 /** The certificate files, which SIGHUP reads again when the server serves TLS. */
 const RELOADABLE_TLS = ["cert", "key", "client-ca"] as const;
 
-/** `serve`'s flag table. */
-type ServeFlags = typeof SERVE_FLAGS;
-/** `serve`'s flag values. */
-type ServeValues = FlagValues<ServeFlags>;
+/** The values of `serve`'s flags that a reload reads. */
+export interface ReloadValues extends ServeCheckValues {
+  /** `--max-conns`. */
+  "max-conns": number;
+  /** `--max-conns-per-ip`. */
+  "max-conns-per-ip"?: number;
+  /** `--allow`. */
+  allow: NonNullable<LiveOptions["guard"]["allow"]>;
+  /** `--deny`. */
+  deny: NonNullable<LiveOptions["guard"]["deny"]>;
+  /** `--reject-message`. */
+  "reject-message"?: string;
+  /** `--log-level`. */
+  "log-level": LoggingOptions["level"];
+  /** `--log-format`. */
+  "log-format": LoggingOptions["format"];
+  /** `--config`. */
+  config?: string;
+}
 
 /** What {@linkcode watchServeReloads} needs. */
-export interface ServeReloadOptions {
+export interface ServeReloadOptions<S extends FlagTable> {
   /** The running server: one (on a port or a socket), or the workers. */
   server: EchoServer<Deno.Addr> | WorkerPool;
   /** `serve`'s flag table. */
-  table: ServeFlags;
+  table: S;
   /** The values in force at start (the file's and the command line's). */
-  flags: ServeValues;
+  flags: FlagValues<S> & ReloadValues;
   /** What the command line gave; it wins over the file at every reload. */
   cliGiven: GivenFlags;
   /** What the file and the command line gave at start, as text. */
@@ -62,11 +76,13 @@ const log = logger("server");
  * or TLS), and reloads it; dispose the result to stop. Without either,
  * returns undefined and SIGHUP keeps its default.
  */
-export function watchServeReloads(options: ServeReloadOptions): Disposable | undefined {
+export function watchServeReloads<S extends FlagTable>(
+  options: ServeReloadOptions<S>,
+): Disposable | undefined {
   const { server, flags } = options;
   let tls = options.tls;
   /** Reads the files of `values` again; serves them when they differ, and says so. */
-  const reloadTls = (values: ServeValues): (() => void) | undefined => {
+  const reloadTls = (values: ReloadValues): (() => void) | undefined => {
     if (tls === undefined) return undefined;
     const next = serveTls(values);
     if (next === undefined) {
@@ -112,9 +128,12 @@ export function watchServeReloads(options: ServeReloadOptions): Disposable | und
     args: options.cliGiven,
     initial: flags,
     initialGiven: options.fileGiven,
-    check: checkServeFlags,
+    // The file's values go through `serve`'s own table: they have the shape of `flags`.
+    check: (values) => checkServeFlags(values as FlagValues<S> & ReloadValues),
     reloadable: [...RELOADABLE_LIMITS, ...(tls === undefined ? [] : RELOADABLE_TLS)],
-    apply: async (next, before) => {
+    apply: async (nextValues, beforeValues) => {
+      const next = nextValues as FlagValues<S> & ReloadValues;
+      const before = beforeValues as FlagValues<S> & ReloadValues;
       // Read and checked first: a file that is wrong leaves the limits as they were too.
       const serveNewTls = reloadTls(next);
       server.reconfigure({

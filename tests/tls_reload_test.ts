@@ -72,7 +72,7 @@ Deno.test({
     files.put(renewed);
     cli.kill("SIGHUP");
     await cli.waitFor(
-      /INFO  server: SIGHUP: serving a new certificate: CN=localhost, valid until /,
+      /INFO {2}server: SIGHUP: serving a new certificate: CN=localhost, valid until /,
     );
     strictEqual(await served(port, renewed), renewed.fingerprint);
     await echoes(open, "after");
