@@ -98,13 +98,20 @@ export function watchServeReloads<S extends FlagTable>(
       }
       server.updateTls(next);
       tls = next;
-      log.info("SIGHUP: serving a new certificate: {certificate}{clientCa}", {
+      const clientCa = before?.clientCa === next.clientCa
+        ? ""
+        : next.clientCa === undefined
+        ? "client certificates no longer required"
+        : before?.clientCa === undefined
+        ? "client certificates required from now on"
+        : "new client CA in use";
+      if (before?.cert === next.cert && before.key === next.key) {
+        log.info("SIGHUP: {clientCa}", { clientCa });
+        return;
+      }
+      log.info("SIGHUP: serving a new certificate: {certificate}{more}", {
         certificate: describeCertificate(next.cert),
-        clientCa: before?.clientCa === next.clientCa
-          ? ""
-          : next.clientCa === undefined
-          ? "; client certificates no longer required"
-          : "; new client CA",
+        more: clientCa === "" ? "" : `; ${clientCa}`,
       });
     };
   };

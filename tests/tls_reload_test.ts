@@ -124,7 +124,7 @@ Deno.test({
 
 Deno.test({
   name:
-    `system: SIGHUP with cert and key in --config: the files are read again with the rest${ignored}`,
+    `system: SIGHUP with cert and key in --config: the files are read again with the rest, client-ca added${ignored}`,
   ignore,
   fn: async () => {
     const { selfSigned, renewed } = await peerCerts();
@@ -136,14 +136,23 @@ Deno.test({
     const port = await cli.port();
     strictEqual(await served(port, selfSigned), selfSigned.fingerprint);
     files.put(renewed);
+    const { caPath, client } = await peerCerts();
     Deno.writeTextFileSync(
       config,
-      JSON.stringify({ cert: files.cert, key: files.key, "max-conns": 50 }),
+      JSON.stringify({ cert: files.cert, key: files.key, "client-ca": caPath, "max-conns": 50 }),
     );
     cli.kill("SIGHUP");
-    await cli.waitFor(/SIGHUP: serving a new certificate: CN=localhost/);
-    await cli.waitFor(/SIGHUP: reloaded \S+: max-conns 10000 → 50/);
-    strictEqual(await served(port, renewed), renewed.fingerprint);
+    await cli.waitFor(
+      /SIGHUP: serving a new certificate: CN=localhost, [^\n]*; client certificates required from now on\n/,
+    );
+    await cli.waitFor(/SIGHUP: reloaded \S+: max-conns 10000 → 50, client-ca none → "/);
+    const without = await pythonClient(port, renewed.certPath, "x");
+    strictEqual(without.echo, "");
+    await cli.waitFor(/failed: the client sent no certificate/);
+    const withCert = await pythonClient(port, renewed.certPath, "mutual", client);
+    strictEqual(withCert.error, "");
+    strictEqual(withCert.echo, "mutual");
+    strictEqual(withCert.fingerprint, renewed.fingerprint);
   },
 });
 
