@@ -9,7 +9,9 @@
  */
 import { ok, strictEqual } from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { Cli } from "./helpers.ts";
+import { dial, endpointOf } from "../client/dial.ts";
+import { serve } from "../server.ts";
+import { Cli, within } from "./helpers.ts";
 import { opensslMissing } from "./certs.ts";
 import { peerCerts, pythonEchoServer, pythonMissing } from "./tls_peers.ts";
 
@@ -224,5 +226,32 @@ Deno.test({
       strictEqual(result.stderr.split("\n")[0], line, flags.join(" "));
       ok(!/^\s+at /m.test(result.stderr), result.stderr);
     }
+  },
+});
+
+Deno.test({
+  name:
+    `system: TLS client: a dialled TLS connection is a whole Deno.Conn (streams, addresses, half-close)${ignored}`,
+  ignore,
+  fn: async () => {
+    const { selfSigned } = await peerCerts();
+    await using server = serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: selfSigned.cert, key: selfSigned.key },
+    });
+    const endpoint = endpointOf({
+      host: "127.0.0.1",
+      port: server.addr.port,
+      tls: { caCerts: [selfSigned.cert] },
+    });
+    using conn = await within(dial(endpoint), "a TLS connection");
+    strictEqual((conn.remoteAddr as Deno.NetAddr).port, server.addr.port);
+    ok((conn.localAddr as Deno.NetAddr).port > 0);
+    const writer = conn.writable.getWriter();
+    await writer.write(new TextEncoder().encode("through streams"));
+    await writer.close(); // close_notify and FIN: the server echoes what it has, then closes
+    const echoed = await within(new Response(conn.readable).text(), "the echo to its end");
+    strictEqual(echoed, "through streams");
   },
 });

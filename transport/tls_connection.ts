@@ -286,7 +286,7 @@ export class TlsConnection implements Connection {
       this.#identify?.();
     });
     // Whatever ends it first: a failed or timed-out handshake leaves no one waiting.
-    socket.once("close", () => this.#identify?.());
+    if (requestCert) socket.once("close", () => this.#identify?.());
     // Errors are taken by whoever uses the socket; this one keeps an unheard one from throwing.
     socket.on("error", () => {});
     return socket;
