@@ -180,7 +180,7 @@ export function benchCommand(args: readonly string[]): Promise<number> {
       checkUdpFlags({ ...flags, size });
       let transport: ClientTransport;
       try {
-        transport = clientTransport(flags);
+        transport = clientTransport(flags, "bench");
       } catch (error) {
         if (error instanceof UsageError) throw error;
         return Promise.resolve(failEarly(error, flags.json));

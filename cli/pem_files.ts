@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { ServeTlsOptions } from "../transport/tls.ts";
 import { checkTlsMaterial } from "../transport/tls_material.ts";
 import { describeFileError } from "../text/address.ts";
@@ -23,13 +24,22 @@ export function readFlagFile(flag: string, path: string): string {
 }
 
 /**
- * Reads `--cert` and `--key` and checks that they serve TLS together.
+ * Reads `--cert` and `--key`, and `--client-ca` when given, and checks that
+ * they serve TLS together.
  *
  * @throws {Error} naming the flag and the file that is wrong, or
  *   `--cert and --key do not match`.
  */
-export function readServerTls(certPath: string, keyPath: string): ServeTlsOptions {
-  const material = { cert: readFlagFile("cert", certPath), key: readFlagFile("key", keyPath) };
+export function readServerTls(
+  certPath: string,
+  keyPath: string,
+  clientCaPath?: string,
+): ServeTlsOptions {
+  const material: ServeTlsOptions = {
+    cert: readFlagFile("cert", certPath),
+    key: readFlagFile("key", keyPath),
+  };
+  if (clientCaPath !== undefined) material.clientCa = readFlagFile("client-ca", clientCaPath);
   const problem = checkTlsMaterial(material);
   if (problem === undefined) return material;
   switch (problem.kind) {
@@ -39,6 +49,8 @@ export function readServerTls(certPath: string, keyPath: string): ServeTlsOption
       throw new Error(`--key ${keyPath}: no PEM private key in it (PKCS#8, RSA or EC)`);
     case "mismatch":
       throw new Error(`--cert and --key do not match (${certPath}, ${keyPath})`);
+    case "clientCa":
+      throw new Error(`--client-ca ${clientCaPath}: no PEM certificate in it`);
     case "other":
       throw new Error(
         `cannot serve TLS with --cert ${certPath} and --key ${keyPath}: ${problem.text}`,
@@ -57,4 +69,32 @@ export function readCaFile(path: string): string {
     throw new Error(`--ca ${path}: no PEM certificate in it`);
   }
   return text;
+}
+
+/**
+ * Reads `client`'s `--cert` and `--key` and checks that they go together:
+ * a PEM certificate, a PEM private key, the key the certificate's.
+ *
+ * @throws {Error} naming the flag and the file that is wrong, or
+ *   `--cert and --key do not match`.
+ */
+export function readClientCert(certPath: string, keyPath: string): { cert: string; key: string } {
+  const cert = readFlagFile("cert", certPath);
+  const key = readFlagFile("key", keyPath);
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch {
+    throw new Error(`--cert ${certPath}: no PEM certificate in it`);
+  }
+  let privateKey: ReturnType<typeof createPrivateKey>;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw new Error(`--key ${keyPath}: no PEM private key in it (PKCS#8, RSA or EC)`);
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new Error(`--cert and --key do not match (${certPath}, ${keyPath})`);
+  }
+  return { cert, key };
 }

@@ -79,7 +79,7 @@ export function checkServeFlags(flags: ServeCheckValues): void {
 
 /**
  * The permissions `serve`'s flags need: the net for its ports, read and
- * write for `--unix`, read for `--cert`, `--key`, `--config` and for the
+ * write for `--unix`, read for `--cert`, `--key`, `--client-ca`, `--config` and for the
  * workers to load `entry`, FFI for `--io epoll`. With `beforeConfig`, only
  * what the config file cannot change: not where the server listens, which
  * the file may say (`unix`, `host`, `port`).
@@ -103,7 +103,7 @@ export function serveNeeds(
       permissions: [netTo(flags.metrics.hostname, flags.metrics.port)],
     });
   }
-  for (const flag of ["cert", "key", "config"] as const) {
+  for (const flag of ["cert", "key", "client-ca", "config"] as const) {
     const path = flags[flag];
     if (path !== undefined) needs.push({ what: `--${flag}`, permissions: [readOf(path)] });
   }

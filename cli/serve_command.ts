@@ -24,7 +24,7 @@ import {
   type WhenFull,
 } from "../server.ts";
 import { migrateReqOn } from "../server/reuse_port.ts";
-import { MAX_WORKERS, startWorkers, type WorkerPool } from "../server/workers.ts";
+import { MAX_WORKERS, startWorkers } from "../server/workers.ts";
 import { hasUnstableNet, needsUnstableNet } from "../text/unstable.ts";
 import { formatExactDuration } from "../text/duration.ts";
 import { runCommand } from "./command.ts";
@@ -48,7 +48,8 @@ import { formatFlags, type GivenFlags, scanFlags } from "./parse.ts";
 import { METRICS_FLAG } from "./metrics_flag.ts";
 import { collectServer, type StatsSource } from "../metrics/collect.ts";
 import { serveMetrics } from "../metrics/endpoint.ts";
-import { blameConfig, readConfig, watchReloads } from "./reload.ts";
+import { blameConfig, readConfig } from "./reload.ts";
+import { watchServeReloads } from "./serve_reload.ts";
 import { explainEchoListenError, explainMetricsListenError } from "./listen_hints.ts";
 import { throwIfMissing } from "./permissions.ts";
 import { checkServeFlags, serveNeeds } from "./serve_checks.ts";
@@ -206,18 +207,6 @@ export const SERVE_FLAGS = {
   help: HELP_FLAG,
 };
 
-/** What SIGHUP may change: the limits, for new connections and the caps at once. */
-const RELOADABLE = [
-  "max-conns",
-  "max-conns-per-ip",
-  "rate",
-  "burst",
-  "allow",
-  "deny",
-  "reject-message",
-  "log-level",
-] as const satisfies readonly (keyof typeof SERVE_FLAGS)[];
-
 const SERVE_USAGE = `Usage: echo-server [serve] [FLAGS]
 
 Echoes every byte each client sends, until the client closes. SIGINT or
@@ -226,7 +215,9 @@ accepting and lets open connections finish for --drain-timeout; a second signal
 (after the first ${SAME_SIGNAL_MS} ms) skips what is left of the delay, and one
 during the drain exits at once. With --config, SIGHUP re-reads the file: its limits (max-conns, max-conns-per-ip, rate,
 burst, allow, deny, reject-message, log-level) apply at once, open connections
-stay open, and a bad file changes nothing. Durations: 500ms, 10s, 2m, 1h or plain seconds.
+stay open, and a bad file changes nothing. With --cert, SIGHUP also re-reads
+the --cert, --key and --client-ca files: new handshakes use them, open
+connections go on, and a bad pair changes nothing. Durations: 500ms, 10s, 2m, 1h or plain seconds.
 
 Flags:
 ${formatFlags(SERVE_FLAGS)}
@@ -348,32 +339,13 @@ async function runServe(
       "--reuse-port: net.ipv4.tcp_migrate_req is 0, so connections queued on this listener when it closes (an upgrade) are reset; sysctl -w net.ipv4.tcp_migrate_req=1 hands them to the new instance",
     );
   }
-  using _reloads = flags.config === undefined ? undefined : watchReloads({
-    path: flags.config,
+  using _reloads = watchServeReloads({
+    server,
     table: SERVE_FLAGS,
-    args: cliGiven,
-    initial: flags,
-    initialGiven: fileGiven,
-    check: checkServeFlags,
-    reloadable: RELOADABLE,
-    apply: async (next, before) => {
-      server.reconfigure({
-        guard: {
-          maxConns: next["max-conns"],
-          maxConnsPerIp: next["max-conns-per-ip"],
-          rate: next.rate,
-          burst: next.burst,
-          allow: next.allow,
-          deny: next.deny,
-        },
-        rejectMessage: next["reject-message"],
-      });
-      if (next["log-level"] === before["log-level"]) return;
-      const relogging = { level: next["log-level"], format: flags["log-format"] };
-      await setupLogging(relogging);
-      // With --workers, each worker isolate has its own logging to set up again.
-      (server as Partial<WorkerPool>).setLogging?.(relogging);
-    },
+    flags,
+    cliGiven,
+    fileGiven,
+    tls,
   });
   using _signals = onStopSignals({
     shutdownDelayMs: flags["shutdown-delay"],

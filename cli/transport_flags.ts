@@ -1,7 +1,7 @@
 /**
  * The stream transports on the command line: `--cert`/`--key`, `--unix` and
- * the I/O engine (`--io`) for `serve`; `--tls`, `--ca`, `--servername` and `--unix` for `client` and
- * `bench`. Their specifications, the combinations they refuse, and what they
+ * the I/O engine (`--io`) for `serve`; `--tls`, `--ca`, `--servername`, `--insecure`, `--cert`,
+ * `--key` and `--unix` for `client` and `bench`. Their specifications, the combinations they refuse, and what they
  * read into.
  *
  * @module
@@ -11,13 +11,14 @@ import { IO_ENGINES, type IoEngine, SERVE_DEFAULTS, type ServeTlsOptions } from 
 import { choiceFlag, type Flag, switchFlag, textFlag, UsageError } from "./flags.ts";
 import { encodeSockaddr } from "../epoll/sockaddr.ts";
 import { unbracket } from "../text/address.ts";
-import { readCaFile, readServerTls } from "./pem_files.ts";
+import { readCaFile, readClientCert, readServerTls } from "./pem_files.ts";
 import { describeMissing, netTo, type PermissionNeed, readOf, unixNeed } from "./permissions.ts";
 
 /** `serve`'s transport flags, for its table. */
 export const SERVE_TRANSPORT_FLAGS: {
   readonly cert: Flag<string | undefined>;
   readonly key: Flag<string | undefined>;
+  readonly "client-ca": Flag<string | undefined>;
   readonly unix: Flag<string | undefined>;
   readonly io: Flag<IoEngine>;
 } = {
@@ -26,6 +27,10 @@ export const SERVE_TRANSPORT_FLAGS: {
     help: "serve TLS with this certificate chain (PEM); needs --key",
   }),
   key: textFlag({ value: "FILE", help: "the private key of --cert (PEM)" }),
+  "client-ca": textFlag({
+    value: "FILE",
+    help: "with --cert: require a client certificate signed by a CA in FILE (PEM): mutual TLS",
+  }),
   unix: textFlag({
     value: "PATH",
     help: "listen on a Unix domain socket instead of TCP (--host, --port unused)",
@@ -44,6 +49,8 @@ export interface ServeTransportValues {
   cert?: string;
   /** `--key`. */
   key?: string;
+  /** `--client-ca`. */
+  "client-ca"?: string;
   /** `--unix`. */
   unix?: string;
   /** `--host`. */
@@ -69,6 +76,9 @@ export interface ServeTransportValues {
 export function checkServeTransport(flags: ServeTransportValues): void {
   if ((flags.cert === undefined) !== (flags.key === undefined)) {
     throw new UsageError(flags.cert === undefined ? "--key needs --cert" : "--cert needs --key");
+  }
+  if (flags["client-ca"] !== undefined && flags.cert === undefined) {
+    throw new UsageError("--client-ca needs --cert and --key: mutual TLS is TLS first");
   }
   if (flags.cert !== undefined && flags["proxy-protocol"]) {
     throw new UsageError(
@@ -108,13 +118,15 @@ function checkEpoll(flags: ServeTransportValues): void {
 }
 
 /**
- * Reads `--cert` and `--key`, when given.
+ * Reads `--cert` and `--key`, and `--client-ca`, when given.
  *
  * @throws {Error} naming the flag and the file that cannot serve.
  */
-export function serveTls(flags: { cert?: string; key?: string }): ServeTlsOptions | undefined {
+export function serveTls(
+  flags: { cert?: string; key?: string; "client-ca"?: string },
+): ServeTlsOptions | undefined {
   if (flags.cert === undefined || flags.key === undefined) return undefined;
-  return readServerTls(flags.cert, flags.key);
+  return readServerTls(flags.cert, flags.key, flags["client-ca"]);
 }
 
 /** The transport flags of `client` and `bench`, for their tables. */
@@ -125,6 +137,12 @@ export interface ClientTransportFlags {
   readonly ca: Flag<string | undefined>;
   /** `--servername NAME`. */
   readonly servername: Flag<string | undefined>;
+  /** `-k, --insecure`. */
+  readonly insecure: Flag<boolean>;
+  /** `--cert FILE`: a client certificate. */
+  readonly cert: Flag<string | undefined>;
+  /** `--key FILE`: its key. */
+  readonly key: Flag<string | undefined>;
   /** `--unix PATH`. */
   readonly unix: Flag<string | undefined>;
 }
@@ -134,12 +152,22 @@ export const CLIENT_TRANSPORT_FLAGS: ClientTransportFlags = {
   tls: switchFlag({ help: "speak TLS, verifying the server's certificate" }),
   ca: textFlag({
     value: "FILE",
-    help: "with --tls: also trust the CA certificates in FILE (PEM)",
+    help:
+      "with --tls: trust the certificates in FILE (PEM) instead of the built-in roots: a CA, or the server's own (self-signed)",
   }),
   servername: textFlag({
     value: "NAME",
     help: "with --tls: the name to verify and send as SNI (default: --host)",
   }),
+  insecure: switchFlag({
+    short: "k",
+    help: "with --tls: do not verify the server's certificate (a quick test only)",
+  }),
+  cert: textFlag({
+    value: "FILE",
+    help: "with --tls: present this client certificate (PEM), for mutual TLS; needs --key",
+  }),
+  key: textFlag({ value: "FILE", help: "the private key of --cert (PEM)" }),
   unix: textFlag({
     value: "PATH",
     help: "connect to a Unix domain socket instead (--host, --port unused)",
@@ -169,7 +197,7 @@ export interface ClientTransport {
  * ```
  */
 export function clientNeeds(
-  flags: { host: string; port: number; ca?: string; unix?: string },
+  flags: { host: string; port: number; ca?: string; cert?: string; key?: string; unix?: string },
 ): PermissionNeed[] {
   const needs: PermissionNeed[] = [];
   if (flags.unix !== undefined) needs.push(unixNeed(flags.unix));
@@ -177,14 +205,18 @@ export function clientNeeds(
     const net = netTo(flags.host, flags.port);
     needs.push({ what: `connecting to ${net.host}`, permissions: [net] });
   }
-  if (flags.ca !== undefined) needs.push({ what: "--ca", permissions: [readOf(flags.ca)] });
+  for (const flag of ["ca", "cert", "key"] as const) {
+    const path = flags[flag];
+    if (path !== undefined) needs.push({ what: `--${flag}`, permissions: [readOf(path)] });
+  }
   return needs;
 }
 
 /**
  * Reads `client`'s or `bench`'s transport flags: a {@linkcode UsageError} for
  * a combination that cannot work, a plain error for a missing permission
- * (every one named at once) or for a `--ca` file that cannot be read.
+ * (every one named at once) or for a `--ca`, `--cert` or `--key` file that
+ * cannot be used. With `--insecure`, one warning line goes to stderr.
  */
 export function clientTransport(
   flags: {
@@ -193,13 +225,25 @@ export function clientTransport(
     tls: boolean;
     ca?: string;
     servername?: string;
+    insecure?: boolean;
+    cert?: string;
+    key?: string;
     unix?: string;
     udp?: boolean;
     proxy?: string;
   },
+  command = "client",
 ): ClientTransport {
-  if (!flags.tls && (flags.ca !== undefined || flags.servername !== undefined)) {
-    throw new UsageError(`--${flags.ca !== undefined ? "ca" : "servername"} needs --tls`);
+  if (!flags.tls) {
+    const tlsOnly = (["ca", "servername", "insecure", "cert", "key"] as const)
+      .find((flag) => flags[flag] !== undefined && flags[flag] !== false);
+    if (tlsOnly !== undefined) throw new UsageError(`--${tlsOnly} needs --tls`);
+  }
+  if ((flags.cert === undefined) !== (flags.key === undefined)) {
+    throw new UsageError(flags.cert === undefined ? "--key needs --cert" : "--cert needs --key");
+  }
+  if (flags.insecure && flags.ca !== undefined) {
+    throw new UsageError("--insecure verifies nothing, so --ca would be unused: give one of them");
   }
   if (flags.servername !== undefined && (flags.servername === "" || /\s/.test(flags.servername))) {
     throw new UsageError(`invalid --servername "${flags.servername}": expected a host name`);
@@ -215,13 +259,20 @@ export function clientTransport(
   }
   const missing = describeMissing(clientNeeds(flags));
   if (missing !== undefined) throw new Error(missing);
-  return {
-    tls: flags.tls
-      ? {
-        caCerts: flags.ca === undefined ? undefined : [readCaFile(flags.ca)],
-        serverName: flags.servername,
-      }
-      : undefined,
-    path: flags.unix,
-  };
+  const tls = flags.tls
+    ? {
+      caCerts: flags.ca === undefined ? undefined : [readCaFile(flags.ca)],
+      serverName: flags.servername,
+      ...(flags.cert === undefined || flags.key === undefined
+        ? {}
+        : readClientCert(flags.cert, flags.key)),
+      insecure: flags.insecure || undefined,
+    }
+    : undefined;
+  if (flags.insecure) {
+    console.error(
+      `echo-server ${command}: warning: --insecure: the server's certificate is not verified`,
+    );
+  }
+  return { tls, path: flags.unix };
 }

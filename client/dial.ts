@@ -7,12 +7,15 @@
  */
 import { formatAddress } from "../text/address.ts";
 import { describeTlsError } from "../text/tls.ts";
+import { connectTls } from "./tls_conn.ts";
 
 /** How to speak TLS to a server. */
 export interface ClientTlsOptions {
   /**
-   * CA certificates (PEM) to trust besides the roots Deno trusts (Mozilla's,
-   * or the system's with `DENO_TLS_CA_STORE=system`).
+   * Certificates (PEM) to trust instead of the built-in roots (Mozilla's), as
+   * `openssl -CAfile` and `curl --cacert` do: a server is trusted when its
+   * certificate is signed by one of them, or is exactly one of them (a
+   * self-signed test certificate). The name is checked either way.
    */
   caCerts?: readonly string[];
   /**
@@ -20,6 +23,12 @@ export interface ClientTlsOptions {
    * @default {the host connected to}
    */
   serverName?: string;
+  /** A client certificate chain (PEM) to present, for a server that asks for one (mutual TLS). */
+  cert?: string;
+  /** The private key of `cert` (PEM). */
+  key?: string;
+  /** Do not verify the server's certificate or name at all: for a quick test only. */
+  insecure?: boolean;
 }
 
 /** Where to connect: a TCP port, a TLS port, or a Unix socket. */
@@ -123,45 +132,37 @@ export async function dial(endpoint: Endpoint, signal?: AbortSignal): Promise<De
       throw error;
     }
   }
+  if (endpoint.transport === "tls") return await handshake(endpoint, signal);
   const tcp = await Deno.connect({ hostname: endpoint.hostname, port: endpoint.port, signal });
   try {
     tcp.setNoDelay(true);
   } catch {
     // Only latency is at stake; a dead connection shows itself on the first use.
   }
-  if (endpoint.transport === "tcp") return tcp;
-  return await handshake(tcp, endpoint, signal);
+  return tcp;
 }
 
+/** Connects over TLS; a failed handshake rejects with its reason in words. */
 async function handshake(
-  tcp: Deno.TcpConn,
   endpoint: Extract<Endpoint, { transport: "tls" }>,
   signal: AbortSignal | undefined,
-): Promise<Deno.TlsConn> {
-  let tls: Deno.TlsConn;
+): Promise<Deno.Conn> {
   try {
-    tls = await Deno.startTls(tcp, {
-      hostname: endpoint.serverName ?? endpoint.hostname,
-      caCerts: endpoint.caCerts === undefined ? undefined : [...endpoint.caCerts],
-    });
+    return await connectTls(endpoint, signal);
   } catch (error) {
-    closeQuietly(tcp);
-    throw error;
-  }
-  const abort = () => closeQuietly(tls);
-  signal?.addEventListener("abort", abort, { once: true });
-  try {
-    await tls.handshake();
-    return tls;
-  } catch (error) {
-    closeQuietly(tls);
-    if (signal?.aborted) throw signal.reason;
-    const message = describeTlsError(error, "client");
-    throw error instanceof Deno.errors.UnexpectedEof
-      ? new HandshakeClosed(message, { cause: error })
-      : new Error(message, { cause: error });
-  } finally {
-    signal?.removeEventListener("abort", abort);
+    if (signal?.aborted || !(error instanceof Error)) throw error;
+    // Connected, then closed before the handshake was done: a refusal, over TLS.
+    if (
+      error instanceof Deno.errors.UnexpectedEof ||
+      /before secure TLS connection was established/.test(error.message)
+    ) {
+      throw new HandshakeClosed(describeTlsError(new Deno.errors.UnexpectedEof(), "client"), {
+        cause: error,
+      });
+    }
+    // A refused connection is not the handshake's: its words are the connect's own.
+    if (error instanceof Deno.errors.ConnectionRefused) throw error;
+    throw new Error(describeTlsError(error, "client"), { cause: error });
   }
 }
 
@@ -174,13 +175,5 @@ export class HandshakeClosed extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "HandshakeClosed";
-  }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
   }
 }

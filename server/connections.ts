@@ -49,6 +49,8 @@ class Entry implements EchoCounters, EchoDone {
   lastActiveAt: number;
   /** Set when the server closes it: the reason to report. */
   closedBy: ServerClose | undefined = undefined;
+  /** The peer, until the `opened` line is logged (it waits for a client certificate). */
+  unannounced: Peer | undefined = undefined;
 
   constructor(
     readonly id: number,
@@ -94,6 +96,24 @@ export const CUT_GRACE_MS = 1000;
 const log = logger("server");
 const connLog = logger("conn");
 
+/**
+ * Logs a connection's `opened` line, once: with the subject of the
+ * certificate its client presented, when there is one (mutual TLS).
+ */
+function announce(entry: Entry, peer: Peer): void {
+  entry.unannounced = undefined;
+  const clientSubject = entry.conn.clientSubject;
+  if (clientSubject === undefined) {
+    logLine(connLog, "info", "#{id} opened from {peer}", { id: entry.id, peer: peer.text });
+    return;
+  }
+  logLine(connLog, "info", "#{id} opened from {peer}, client certificate {clientSubject}", {
+    id: entry.id,
+    peer: peer.text,
+    clientSubject,
+  });
+}
+
 /** The open connections of one server, and its counts of those already closed. */
 export class ConnectionTable {
   readonly #open = new Set<Entry>();
@@ -138,7 +158,14 @@ export class ConnectionTable {
     const entry = new Entry(++this.#nextId, conn, performance.now(), slot, this.#onEnded);
     this.#open.add(entry);
     this.#served++;
-    logLine(connLog, "info", "#{id} opened from {peer}", { id: entry.id, peer: peer.text });
+    // A client that presents a certificate is named by it: the line waits for the handshake.
+    if (conn.identified === undefined) announce(entry, peer);
+    else {
+      entry.unannounced = peer;
+      void conn.identified.then(() => {
+        if (entry.unannounced !== undefined) announce(entry, peer);
+      });
+    }
     try {
       conn.setNoDelay?.(true);
     } catch {
@@ -265,6 +292,8 @@ export class ConnectionTable {
       clearTimeout(cut);
       this.#cutTimers.delete(entry);
     }
+    // A handshake that failed leaves the opened line unsaid: it comes first, without a name.
+    if (entry.unannounced !== undefined) announce(entry, entry.unannounced);
     closeQuietly(entry.conn);
     entry.slot.release();
     this.#open.delete(entry);

@@ -18,6 +18,7 @@ import {
   type Listener,
   ListenError,
   type TcpAddr,
+  type TlsMaterial,
 } from "../transport/contract.ts";
 import { listenTcp } from "../transport/tcp.ts";
 import { type ServerStats, summary } from "./stats.ts";
@@ -73,8 +74,9 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
   listener?: Listener<A>;
   /**
    * Serve TLS with this certificate and key (PEM text) on `hostname` and
-   * `port`; each connection's handshake runs once it is admitted, within
-   * `handshakeTimeoutMs`. Not with `proxyProtocol` (yet: the PROXY header
+   * `port`, and with `clientCa`, require a client certificate signed by it
+   * (mutual TLS); each connection's handshake runs once it is admitted,
+   * within `handshakeTimeoutMs`. Not with `proxyProtocol` (yet: the PROXY header
    * comes before the handshake). For a Unix socket, pass
    * `listener: await listenUnix(path)`. @default {plain TCP}
    */
@@ -156,6 +158,15 @@ export interface EchoServer<A extends Deno.Addr = TcpAddr> extends AsyncDisposab
    * All or nothing: throws on a bad limit and changes nothing.
    */
   reconfigure(options: LiveOptions): void;
+  /**
+   * Serves `material` (certificate, key, client CA) to the TLS handshakes
+   * that begin from now on, whatever the engine; open connections go on as
+   * they are. SIGHUP reloads the certificate files through this.
+   *
+   * @throws {Error} when the server does not serve TLS, or `material`
+   *   cannot serve it (the reason in words): nothing changes then.
+   */
+  updateTls(material: TlsMaterial): void;
 }
 
 const log = logger("server");
@@ -298,6 +309,11 @@ class Server implements EchoServer<Deno.Addr> {
   reconfigure(options: LiveOptions): void {
     this.#guard.reconfigure(options.guard);
     this.#acceptor.setRejectLine(rejectLine(options.rejectMessage));
+  }
+
+  updateTls(material: TlsMaterial): void {
+    if (this.#listener.updateTls === undefined) throw new Error("the server does not serve TLS");
+    this.#listener.updateTls(material);
   }
 
   async shutdown(): Promise<ServerStats> {

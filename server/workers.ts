@@ -9,7 +9,8 @@ import { Guard, type GuardOptions } from "../admission/guard.ts";
 import { checkGuardOptions } from "../admission/guard_options.ts";
 import { SharedCounts } from "../admission/shared_counts.ts";
 import { logger, type LoggingOptions, setupLogging, writeLogLines } from "../log/log.ts";
-import { ListenError } from "../transport/contract.ts";
+import { ListenError, type TlsMaterial } from "../transport/contract.ts";
+import { checkTlsMaterial } from "../transport/tls_material.ts";
 import { listenTcp } from "../transport/tcp.ts";
 import {
   type EchoServer,
@@ -68,6 +69,7 @@ type ToWorker =
   | { type: "start"; id: number; config: WorkerConfig; shared: SharedArrayBuffer }
   | { type: "shutdown" }
   | { type: "reconfigure"; options: LiveOptions }
+  | { type: "tls"; material: TlsMaterial }
   | { type: "logging"; logging: LoggingOptions }
   | { type: "stats"; seq: number };
 type FromWorker =
@@ -227,6 +229,15 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
       const message: ToWorker = { type: "reconfigure", options: live };
       for (const worker of workers) worker.postMessage(message);
     },
+    updateTls: (material) => {
+      if (options.config.serve.tls === undefined) throw new Error("the server does not serve TLS");
+      // Checked here, so that a bad pair changes no worker rather than fail in each.
+      const problem = checkTlsMaterial(material);
+      if (problem !== undefined) throw new Error(problem.text);
+      if (settled) return;
+      const message: ToWorker = { type: "tls", material };
+      for (const worker of workers) worker.postMessage(message);
+    },
     collectStats: (timeoutMs = SCRAPE_TIMEOUT_MS) => collectStats(timeoutMs),
     setLogging: (logging) => {
       if (settled) return;
@@ -296,6 +307,18 @@ export function workerMain(): void {
     if (message.type === "reconfigure") {
       server?.reconfigure(message.options);
       log.info("reloaded limits applied");
+      return;
+    }
+    if (message.type === "tls") {
+      try {
+        server?.updateTls(message.material);
+        log.info("reloaded certificate in use");
+      } catch (error) {
+        // Checked by the main thread already: only this worker's listener can say no now.
+        log.error("certificate not reloaded: {reason}", {
+          reason: error instanceof Error ? error.message : String(error),
+        });
+      }
       return;
     }
     if (message.type === "logging") {

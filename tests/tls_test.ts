@@ -112,7 +112,7 @@ Deno.test({
     strictEqual(wrong.code, 1);
     strictEqual(
       wrong.stderr.trim(),
-      `echo-server client: cannot connect to 127.0.0.1:${port}: certificate not valid for example.com (it is for localhost, 127.0.0.1, 0::1)`,
+      `echo-server client: cannot connect to 127.0.0.1:${port}: certificate not valid for example.com (it is for localhost, 127.0.0.1, ::1)`,
     );
   },
 });

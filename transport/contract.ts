@@ -56,6 +56,14 @@ export interface Connection extends Duplex {
    * `CN=client-1,O=Example`, once its handshake is done; absent otherwise.
    */
   readonly clientSubject?: string;
+  /**
+   * For a connection whose client is asked for a certificate (mutual TLS):
+   * settles once its handshake is over, done or failed (it never rejects),
+   * `clientSubject` set by then when it was done. The server logs the
+   * connection's `opened` line at that moment, so that the line can name
+   * the client. It does not start the handshake (the echo does).
+   */
+  readonly identified?: Promise<void>;
 }
 
 /**

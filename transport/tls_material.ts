@@ -4,26 +4,29 @@
  *
  * @module
  */
+import { X509Certificate } from "node:crypto";
 import { describeError } from "../text/address.ts";
+import type { TlsMaterial } from "./contract.ts";
 
-/** The certificate and key a TLS listener serves, as PEM text. */
-export interface ServeTlsOptions {
-  /** The certificate chain, PEM: the server's certificate first, then any intermediates. */
-  cert: string;
-  /** The certificate's private key, PEM (PKCS#8, RSA or EC). */
-  key: string;
-}
+/**
+ * What a TLS listener serves, as PEM text: the certificate and key, and for
+ * mutual TLS the CAs a client's certificate must be signed by. One shape
+ * with the contract's {@linkcode TlsMaterial}, which a reload hands over.
+ */
+export type ServeTlsOptions = TlsMaterial;
 
 /** What is wrong with a certificate and key, as {@linkcode checkTlsMaterial} finds it. */
 export type TlsMaterialProblem =
   | { kind: "cert"; text: string }
   | { kind: "key"; text: string }
   | { kind: "mismatch"; text: string }
+  | { kind: "clientCa"; text: string }
   | { kind: "other"; text: string };
 
 /**
  * Tells what, if anything, keeps `cert` and `key` from serving TLS: no PEM
- * certificate, no PEM key, a key that is not the certificate's. Deno checks
+ * certificate, no PEM key, a key that is not the certificate's; and a
+ * `clientCa` with no PEM certificate in it. Deno checks
  * them only when it listens, so this listens once on a free loopback port
  * and closes at once; it lets a command say which file is wrong before it
  * starts anything. Where listening there is not allowed (a scoped
@@ -37,8 +40,16 @@ export type TlsMaterialProblem =
  * ```
  */
 export function checkTlsMaterial(material: ServeTlsOptions): TlsMaterialProblem | undefined {
+  if (material.clientCa !== undefined) {
+    try {
+      new X509Certificate(material.clientCa);
+    } catch {
+      return { kind: "clientCa", text: "the client CA file holds no PEM certificate" };
+    }
+  }
   try {
-    Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...material }).close();
+    Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: material.cert, key: material.key })
+      .close();
     return undefined;
   } catch (error) {
     // Not allowed to listen there (a scoped --allow-net): it cannot be checked so, and is not wrong.
