@@ -136,9 +136,11 @@ testEngines("system: --rate and --burst limit new connections per address", asyn
 
 testEngines("--idle-timeout closes a silent connection and spares an active one", async (io) => {
   await using server = serve({ ...local, io, idleTimeoutMs: 300 });
+  // Before the connects: the server's clock starts when it admits, which may come before a
+  // connect resolves here (and the second connect takes its time on a busy machine).
+  const started = performance.now();
   using silent = await Deno.connect(server.addr);
   using active = await Deno.connect(server.addr);
-  const started = performance.now();
   let silentClosed = false;
   const silentEnd = silent.read(new Uint8Array(1)).finally(() => silentClosed = true);
   silentEnd.catch(() => {}); // awaited below; a failure before then must not go unhandled
@@ -158,8 +160,8 @@ testEngines("--idle-timeout closes a silent connection and spares an active one"
 
 testEngines("--max-lifetime closes even a busy connection", async (io) => {
   await using server = serve({ ...local, io, maxLifetimeMs: 200 });
+  const started = performance.now(); // before the connect, as above
   using conn = await Deno.connect(server.addr);
-  const started = performance.now();
   let replies = 0;
   while (await tryEcho(conn, "busy") === "busy") {
     replies++;

@@ -183,8 +183,8 @@ Deno.test({
       idleTimeoutMs: 0,
       guard: new Guard({ maxConns: 1 }),
     });
+    const started = performance.now(); // before the connect: the deadline may start before it resolves
     using silent = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
-    const started = performance.now();
     await using next = await within(
       connect({ port: server.addr.port, tls: { caCerts: [ca] } }),
       "the next client's TLS connection",
