@@ -19,11 +19,12 @@ export function checkOutputs(...paths: (string | undefined)[]): void {
       throw new Error(`cannot write ${path}: run deno with --allow-write`);
     }
     const folder = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-    let isFolder = false;
+    let isFolder = true;
     try {
       isFolder = Deno.statSync(folder).isDirectory;
-    } catch {
-      // Missing or unreadable: said below.
+    } catch (error) {
+      // Without the permission to look, the write itself will say what is wrong.
+      if (error instanceof Deno.errors.NotFound) isFolder = false;
     }
     if (!isFolder) throw new Error(`cannot write ${path}: there is no folder ${folder}`);
   }

@@ -31,6 +31,28 @@ export type FromWorker =
 
 type Done = Extract<FromWorker, { type: "done" }>;
 
+/** The module each worker runs. */
+const WORKER_MODULE = new URL("./worker.ts", import.meta.url);
+
+/**
+ * Why workers cannot start in this process, as one sentence, or `undefined`
+ * when they can: their module must be there (it is not beside the
+ * single-file bundle) and readable.
+ */
+export function workersUnavailable(): string | undefined {
+  if (WORKER_MODULE.protocol !== "file:") return undefined;
+  const path = decodeURIComponent(WORKER_MODULE.pathname);
+  if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
+    return `--workers loads ${path} in each worker: run deno with --allow-read`;
+  }
+  try {
+    Deno.statSync(path);
+  } catch {
+    return `--workers needs the bench's worker module, ${path}, which this build of echo-server does not have: run main.ts from the source`;
+  }
+  return undefined;
+}
+
 /** `n` into `parts` integers as equal as can be, the larger first. */
 function split(n: number, parts: number): number[] {
   return Array.from({ length: parts }, (_, i) => Math.floor(n / parts) + (i < n % parts ? 1 : 0));
@@ -50,7 +72,7 @@ export async function measureOnWorkers(o: BenchOptions, workers: number): Promis
   try {
     const results = await Promise.all(shares.map((connections, i) => {
       const { promise, resolve, reject } = Promise.withResolvers<Done>();
-      const worker = new Worker(new URL("./worker.ts", import.meta.url), {
+      const worker = new Worker(WORKER_MODULE, {
         type: "module",
         name: `echo-server bench worker ${i + 1}`,
       });

@@ -14,7 +14,7 @@ import {
 import { compareFiles } from "../bench/compare.ts";
 import { measure } from "../bench/engine.ts";
 import { checkOutputs, writeOutputs } from "../bench/outputs.ts";
-import { measureOnWorkers } from "../bench/workers.ts";
+import { measureOnWorkers, workersUnavailable } from "../bench/workers.ts";
 import { epollUnavailable } from "../epoll/libc.ts";
 import { parseCidr } from "../admission/cidr.ts";
 import { DATAGRAM_HEADER, DATAGRAM_MAX, WINDOW_MAX } from "../bench/datagram.ts";
@@ -227,10 +227,9 @@ export function benchCommand(args: readonly string[]): Promise<number> {
       let transport: ClientTransport;
       try {
         transport = clientTransport(flags);
-        if (flags.io === "epoll") {
-          const why = epollUnavailable();
-          if (why !== undefined) throw new Error(why);
-        }
+        const why = (flags.io === "epoll" ? epollUnavailable() : undefined) ??
+          (workers === undefined ? undefined : workersUnavailable());
+        if (why !== undefined) throw new Error(why);
         checkOutputs(flags.report, flags.hgrm);
       } catch (error) {
         if (error instanceof UsageError) throw error;
