@@ -139,7 +139,11 @@ export class EpollPeer implements Readiness {
     this.#finish();
   }
 
-  /** Sending has stopped: a pingpong connection waits on the run's wake-up, which comes now. */
+  /**
+   * Sending has stopped. Nothing to do here: a connection between messages
+   * sleeps on the run's wake-ups, which the stop fires, and one in an
+   * exchange ends once its echo is in.
+   */
   stop(): void {}
 
   /**
@@ -206,6 +210,8 @@ export class EpollPeer implements Readiness {
   }
 
   readonly #wake = (): void => {
+    // The server may have closed the connection while it slept: it ended then.
+    if (this.#state === DONE) return;
     if (this.#run.stopping) return this.#finish();
     this.#go(performance.now());
   };

@@ -22,6 +22,8 @@ interface PageData {
   p50: number[];
   p99: number[];
   p999: number[];
+  /** Whether the run was a stream, whose throughput is in bytes. */
+  stream: boolean;
   /** The distribution: 1/(1-percentile) and the latency (ms) there. */
   inverse: number[];
   latency: number[];
@@ -52,6 +54,7 @@ export function htmlReport(report: BenchReport, histogram: Histogram): string {
   const inverse = steps.map(([p]) => p < 100 ? 100 / (100 - p) : 0);
   if (inverse.length > 1) inverse[inverse.length - 1] = inverse[inverse.length - 2] * 10;
   const data: PageData = {
+    stream: report.options.mode === "stream",
     t: series.map((s) => s.t),
     msgs: series.map((s) => s.msgsPerS),
     mb: series.map((s) => s.mbPerS),
@@ -100,7 +103,9 @@ td:first-child{color:#666}.chart{margin:8px 0 24px}pre{background:#f6f6f6;paddin
 </style></head><body>
 <h1>${escape(title)}</h1>
 <h2>Figures</h2>${table(figures)}
-<h2>Throughput per second</h2><div class="chart" id="throughput"></div>
+<h2>Throughput per second${
+    report.options.mode === "stream" ? " (MB/s)" : " (echoes/s)"
+  }</h2><div class="chart" id="throughput"></div>
 <h2>Latency per second (ms)</h2><div class="chart" id="latency"></div>
 <h2>Latency distribution (ms by percentile)</h2><div class="chart" id="distribution"></div>
 <h2>Settings</h2>${table(settings)}
@@ -120,14 +125,16 @@ window.addEventListener("error", (e) => { document.body.dataset.error = String(e
   const width = Math.min(1000, document.body.clientWidth || 1000);
   const line = (label, stroke) => ({ label, stroke, width: 1.5 });
   const charts = [];
+  // A stream's figure is its bytes; the others' their echoes (their MB/s is the same curve).
+  const [unit, rate] = d.stream ? ["MB/s", d.mb] : ["msg/s", d.msgs];
   charts.push(new uPlot({
     width, height: 260, scales: { x: { time: false } },
-    axes: [{ label: "s" }, { label: "msg/s" }, { side: 1, scale: "MB", label: "MB/s", grid: { show: false } }],
-    series: [{ label: "s" }, line("msg/s", "#1f77b4"), { ...line("MB/s", "#2ca02c"), scale: "MB" }],
-  }, [d.t, d.msgs, d.mb], document.getElementById("throughput")));
+    axes: [{ label: "s" }, { label: unit, size: 80 }],
+    series: [{ label: "s" }, line(unit, "#1f77b4")],
+  }, [d.t, rate], document.getElementById("throughput")));
   charts.push(new uPlot({
     width, height: 260, scales: { x: { time: false } },
-    axes: [{ label: "s" }, { label: "ms" }],
+    axes: [{ label: "s" }, { label: "ms", size: 80 }],
     series: [{ label: "s" }, line("p50", "#2ca02c"), line("p99", "#ff7f0e"), line("p99.9", "#d62728")],
   }, [d.t, d.p50, d.p99, d.p999], document.getElementById("latency")));
   const percent = (v) => v <= 1 ? "0%" : (100 - 100 / v).toPrecision(6).replace(/\\.?0+$/, "") + "%";
@@ -143,7 +150,7 @@ window.addEventListener("error", (e) => { document.body.dataset.error = String(e
         return out;
       },
       values: (u, vs) => vs.map(percent),
-    }, { label: "ms" }],
+    }, { label: "ms", size: 80 }],
     series: [{ label: "percentile", value: (u, v) => v == null ? "" : percent(v) }, line("latency", "#9467bd")],
   }, [d.inverse.filter((_, i) => keep[i]), d.latency.filter((_, i) => keep[i])],
     document.getElementById("distribution")));

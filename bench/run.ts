@@ -58,7 +58,7 @@ export class Run {
   readonly total = new Histogram();
   /** Each connection's wait for its echo, and the pauses that end a starvation. */
   readonly fairness: Fairness;
-  /** Verified echoes of each connection (churn: each slot) from the start of the measurement until sending stopped. */
+  /** Verified echoes of each connection (churn: slot), from the measurement's start to its stop. */
   readonly perConnection: Uint32Array;
   /** Connections the epoll engine has open now (the Deno engine's are in `open`). */
   peersOpen = 0;
