@@ -2,12 +2,15 @@
  * The load on the libc epoll engine (`io: "epoll"`): every connection a
  * state machine on one {@linkcode Reactor} (`epoll_peer.ts`,
  * `epoll_stream.ts`), so that a message costs two libc calls and no
- * `Promise`. Plain TCP only; the options check refuses the rest.
+ * `Promise`. TCP only, with or without PROXY headers; the options check
+ * refuses TLS, Unix sockets and UDP.
  *
  * @module
  */
 import { epollUnavailable } from "../epoll/libc.ts";
 import { Reactor } from "../epoll/reactor.ts";
+import { decodeSockaddr } from "../epoll/sockaddr.ts";
+import type { ProxyEndpoint } from "../proxy/header.ts";
 import { type Clock, CONNECT_TIMEOUT_MAX_MS, CONNECT_TIMEOUT_MIN_MS } from "./deno_load.ts";
 import { EpollPeer, type PeerHost } from "./epoll_peer.ts";
 import { resolveSockaddr } from "./epoll_socket.ts";
@@ -30,6 +33,7 @@ class EpollLoad implements PeerHost {
   readonly run: Run;
   readonly reactor: Reactor;
   readonly address: Uint8Array;
+  readonly server: ProxyEndpoint;
   started = false;
   readonly peers: Peer[] = [];
   /** First connects still pending, and connections that succeeded. */
@@ -43,6 +47,8 @@ class EpollLoad implements PeerHost {
     this.run = run;
     this.reactor = reactor;
     this.address = address;
+    const ip = decodeSockaddr(address);
+    this.server = { address: ip?.hostname ?? "0.0.0.0", port: ip?.port ?? 0 };
   }
 
   add(peer: Peer): void {

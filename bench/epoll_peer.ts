@@ -11,7 +11,8 @@ import { C } from "../epoll/libc.ts";
 import type { Reactor, Readiness } from "../epoll/reactor.ts";
 import { failureOf, SEND_FLAGS } from "../epoll/socket_calls.ts";
 import { describeBanner } from "../text/tls.ts";
-import { connectResult, startConnect } from "./epoll_socket.ts";
+import type { ProxyEndpoint } from "../proxy/header.ts";
+import { connectResult, sendProxyHeader, startConnect } from "./epoll_socket.ts";
 import { EOF, failedBy, Link, lost, mismatch } from "./failures.ts";
 import { type Run, SLOTS } from "./run.ts";
 import { TIMER_SLACK_MS } from "./schedule.ts";
@@ -24,6 +25,8 @@ export interface PeerHost {
   readonly reactor: Reactor;
   /** The server's address, as libc takes it. */
   readonly address: Uint8Array;
+  /** The server's address, as a PROXY header names it. */
+  readonly server: ProxyEndpoint;
   /** Whether the load has begun: a connection then begins as soon as it connects. */
   readonly started: boolean;
   /** A first connect ended (`ok`: it connected). */
@@ -161,7 +164,10 @@ export class EpollPeer implements Readiness {
 
   #onConnect(): void {
     const run = this.#run;
-    const error = connectResult(this.#host.reactor.sys, this.#fd);
+    const sys = this.#host.reactor.sys;
+    const headers = run.proxyHeaders;
+    const error = connectResult(sys, this.#fd) ??
+      (headers && sendProxyHeader(sys, this.#fd, headers, this.#host.server));
     if (error !== undefined) return this.#connectFailed(error);
     this.#connected = true;
     run.opened++;

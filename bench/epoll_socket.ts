@@ -1,12 +1,16 @@
 /**
  * The client side of a TCP connection on the epoll engine: a non-blocking
  * socket whose connect ends with `EPOLLOUT`, its result read with
- * `SO_ERROR`, and the server's address as libc takes it.
+ * `SO_ERROR`, the server's address as libc takes it, and the PROXY header
+ * a connection sends first when the run speaks as a proxy.
  *
  * @module
  */
 import { C, errorFor, type System } from "../epoll/libc.ts";
-import { encodeSockaddr } from "../epoll/sockaddr.ts";
+import { decodeSockaddr, encodeSockaddr, SOCKADDR_BYTES } from "../epoll/sockaddr.ts";
+import { SEND_FLAGS } from "../epoll/socket_calls.ts";
+import type { ProxyEndpoint } from "../proxy/header.ts";
+import type { ProxyHeaders } from "./proxy.ts";
 
 /** `errno` values of a connect that `epoll/libc.ts` does not name. */
 const ECONNREFUSED = 111;
@@ -74,4 +78,31 @@ export async function resolveSockaddr(host: string, port: number): Promise<Uint8
     }
   }
   throw new Deno.errors.NotFound(`cannot resolve ${bare}`);
+}
+
+/**
+ * Sends the next of `headers` on `fd`, just connected to `server`, first
+ * thing: from the socket's own address, or the next of the run's sources.
+ * A fresh socket takes the hundred-odd bytes at once, so the send is not
+ * waited for: anything short of the whole header is an error.
+ */
+export function sendProxyHeader(
+  sys: System,
+  fd: number,
+  headers: ProxyHeaders,
+  server: ProxyEndpoint,
+): Error | undefined {
+  const local = new Uint8Array(SOCKADDR_BYTES);
+  const length = new Uint32Array([SOCKADDR_BYTES]);
+  const named = sys.getsockname(fd, local, new Uint8Array(length.buffer));
+  const own = named === 0 ? decodeSockaddr(local.subarray(0, length[0])) : undefined;
+  const header = headers.next(
+    own?.port ?? 0,
+    server,
+    own === undefined ? undefined : { address: own.hostname, port: own.port },
+  );
+  const n = sys.send(fd, header, BigInt(header.length), SEND_FLAGS);
+  if (n === header.length) return undefined;
+  if (n < 0) return errorFor("send", -n);
+  return new Error(`the PROXY header did not go out whole (${n} of ${header.length} bytes)`);
 }

@@ -11,7 +11,7 @@ import { C } from "../epoll/libc.ts";
 import type { Readiness } from "../epoll/reactor.ts";
 import { failureOf, SEND_FLAGS } from "../epoll/socket_calls.ts";
 import { describeError } from "../text/address.ts";
-import { connectResult, startConnect } from "./epoll_socket.ts";
+import { connectResult, sendProxyHeader, startConnect } from "./epoll_socket.ts";
 import type { PeerHost } from "./epoll_peer.ts";
 import { BANNER_MAX, EOF, NO_REPLY, refusal } from "./failures.ts";
 import { hex, int } from "./numbers.ts";
@@ -116,7 +116,9 @@ export class EpollStream implements Readiness {
 
   #onConnect(): void {
     const host = this.#host;
-    const error = connectResult(host.reactor.sys, this.#fd);
+    const headers = host.run.proxyHeaders;
+    const error = connectResult(host.reactor.sys, this.#fd) ??
+      (headers && sendProxyHeader(host.reactor.sys, this.#fd, headers, host.server));
     if (error !== undefined) return this.#connectFailed(error);
     this.#connecting = false;
     this.#connected = true;

@@ -133,9 +133,9 @@ export interface BenchOptions {
   /**
    * What drives the TCP connections: `deno` (the default), Deno's own
    * sockets with a `Promise` loop per connection; or `epoll`, the libc epoll
-   * engine the server has too (Linux, `--allow-ffi`, plain TCP only: not
-   * with `tls`, `path`, `udp` or `proxy`), a state machine per connection
-   * with no `Promise` per message.
+   * engine the server has too (Linux, `--allow-ffi`, TCP only: not with
+   * `tls`, `path` or `udp`), a state machine per connection with no
+   * `Promise` per message.
    */
   io?: "deno" | "epoll";
   /**
@@ -247,9 +247,9 @@ function checkTiming(o: BenchOptions): void {
     throw new RangeError(`io must be deno or epoll, got ${String(o.io)}`);
   }
   const tls = o.tls !== undefined && o.tls !== false;
-  if (o.io === "epoll" && (tls || o.path !== undefined || o.udp || o.proxy !== undefined)) {
-    const what = tls ? "tls" : o.path !== undefined ? "path" : o.udp ? "udp" : "proxy";
-    throw new RangeError(`io epoll drives plain TCP connections: not with ${what}`);
+  if (o.io === "epoll" && (tls || o.path !== undefined || o.udp)) {
+    const what = tls ? "tls" : o.path !== undefined ? "path" : "udp";
+    throw new RangeError(`io epoll drives TCP connections: not with ${what}`);
   }
   for (const [name, v] of [["warmupMs", o.warmupMs], ["rampMs", o.rampMs]] as const) {
     if (v !== undefined && !(v >= 0 && v <= LONGEST_MS)) {

@@ -111,7 +111,7 @@ export const BENCH_FLAGS = {
     choices: ["deno", "epoll"],
     default: "deno",
     help:
-      "TCP engine: deno, or epoll (Linux, --allow-ffi, plain TCP only: no Promise per message, no starved connection)",
+      "TCP engine: deno, or epoll (Linux, --allow-ffi, TCP only: no Promise per message, no starved connection)",
   }),
   workers: textFlag({
     value: "N|auto",
@@ -301,7 +301,6 @@ function checkEngineFlags(
     udp: boolean;
     tls: boolean;
     unix?: string;
-    proxy?: string;
     workers?: number;
     warmup?: number;
     ramp?: number;
@@ -317,11 +316,9 @@ function checkEngineFlags(
       ? "--unix"
       : flags.udp
       ? "--udp"
-      : flags.proxy !== undefined
-      ? "--proxy"
       : undefined;
     if (other !== undefined) {
-      throw new UsageError(`--io epoll drives plain TCP connections: not with ${other}`);
+      throw new UsageError(`--io epoll drives TCP connections: not with ${other}`);
     }
   }
   if (flags.udp) {

@@ -1,12 +1,13 @@
 /**
  * `io: "epoll"`: the bench's connections on the libc epoll engine, against
  * real servers on port 0: every mode, the open loop, and the failures it
- * must count as the Deno engine does (corrupted, refused, cut short), plus
- * the warm-up, the ramp and the per-connection spread.
+ * must count as the Deno engine does (corrupted, refused, cut short), PROXY
+ * headers, the warm-up, the ramp and the per-connection spread.
  */
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { type BenchOptions, type BenchReport, formatReport, runBench } from "../bench/mod.ts";
-import { serve } from "../server.ts";
+import { parseCidr } from "../admission/cidr.ts";
+import { Guard, serve } from "../server.ts";
 import { Cli, within } from "./helpers.ts";
 
 /** A run of the epoll engine against `port`, small and short unless told otherwise. */
@@ -164,10 +165,31 @@ Deno.test("bench --io epoll starves none of 1,000 connections to an epoll server
   ok((r.perConnection?.min ?? 0) > 0, text);
 });
 
-Deno.test("bench refuses io epoll over TLS, Unix sockets, UDP and PROXY headers", async () => {
-  for (
-    const more of [{ tls: true }, { path: "/tmp/x.sock" }, { udp: true }, { proxy: 1 as const }]
-  ) {
+Deno.test("bench --io epoll --proxy v2 --sources: one address each passes a per-address cap of 1", async () => {
+  const proxyProtocol = { trustedProxies: [parseCidr("127.0.0.1/32")] };
+  for (const [sources, served] of [["10.1.0.0/24", 20], ["10.1.0.7/32", 1]] as const) {
+    await using server = serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      proxyProtocol,
+      guard: new Guard({ maxConnsPerIp: 1 }),
+    });
+    const r = await run(server.addr.port, {
+      connections: 20,
+      proxy: 2,
+      proxySources: sources,
+      durationMs: 500,
+    });
+    const text = formatReport(r);
+    equal(r.connectionsOpened, served, text);
+    equal(r.refused, 20 - served, text);
+    ok(r.messages > 0 && r.mismatches === 0, text);
+    equal(server.stats().refusals["per-ip"], 20 - served);
+  }
+});
+
+Deno.test("bench refuses io epoll over TLS, Unix sockets and UDP", async () => {
+  for (const more of [{ tls: true }, { path: "/tmp/x.sock" }, { udp: true }]) {
     await rejects(run(1, more), RangeError);
   }
 });

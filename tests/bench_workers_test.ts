@@ -32,7 +32,7 @@ Deno.test("bench's engine and output flags refuse bad values in one line", async
     [["--workers", "0"], /invalid --workers "0": expected a count from 1 to 256, or auto/],
     [["--warmup", "soon"], /invalid --warmup "soon": expected a duration/],
     [["--io", "uring"], /invalid --io "uring"/],
-    [["--io", "epoll", "--tls"], /--io epoll drives plain TCP connections: not with --tls/],
+    [["--io", "epoll", "--tls"], /--io epoll drives TCP connections: not with --tls/],
     [["--udp", "--workers", "2"], /--workers applies to TCP runs, not to --udp/],
     [["-d", "1s", "--ramp", "2s"], /--ramp must fit in the run/],
   ] as const;
