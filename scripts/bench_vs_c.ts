@@ -19,13 +19,20 @@ import { parseArgs } from "node:util";
 const SHARED = new URL("../../shared/bench/", import.meta.url).pathname;
 const ROOT = new URL("../", import.meta.url).pathname;
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: "string", default: "6" },
-    rounds: { type: "string", default: "3" },
-  },
-  strict: true,
-});
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      seconds: { type: "string", default: "6" },
+      rounds: { type: "string", default: "3" },
+    },
+    strict: true,
+  });
+} catch (error) {
+  console.error(`bench_vs_c: ${error instanceof Error ? error.message : error}`);
+  Deno.exit(2);
+}
+const { values } = parsed;
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
 if (!(seconds > 0 && seconds <= 60) || !(Number.isInteger(rounds) && rounds >= 1 && rounds <= 9)) {

@@ -13,8 +13,18 @@ import { parseArgs } from "node:util";
 import * as hdr from "hdr-histogram-js";
 import { Histogram } from "../bench/histogram.ts";
 
-const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
-const rounds = Number(values.rounds);
+let rounds = 0;
+try {
+  const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
+  rounds = Number(values.rounds);
+} catch (error) {
+  console.error(`histogram_compare: ${error instanceof Error ? error.message : error}`);
+  Deno.exit(2);
+}
+if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) {
+  console.error("histogram_compare: --rounds from 1 to 20");
+  Deno.exit(2);
+}
 const N = 5_000_000;
 // Latencies as a pingpong sees them: mostly hundreds of µs, a long tail to a few ms.
 const samples = new Float64Array(N);
