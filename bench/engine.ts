@@ -1,6 +1,7 @@
 /**
- * {@linkcode runBench}: opens the connections, runs the load loops of the
- * chosen mode for the duration, drains the echoes in flight, and sums up.
+ * {@linkcode runBench}: runs the load on the chosen engine (`deno_load.ts`,
+ * `epoll_load.ts`) under the run's clock (the warm-up, the duration, the
+ * per-second series), and sums up.
  *
  * @module
  */
