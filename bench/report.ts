@@ -178,7 +178,9 @@ export function formatReport(r: BenchReport): string {
   const lines = [
     `bench ${what}, ${fixed(r.elapsedS, 2)} s against ${benchTarget(o)} (${
       o.tls ? "TLS, " : ""
-    }${pace}${proxy})`,
+    }${pace}${proxy}${o.io === "epoll" ? ", epoll" : ""}${
+      r.workers ? `, ${r.workers} workers` : ""
+    })`,
   ];
   if (r.interrupted) {
     lines.push(
