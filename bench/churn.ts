@@ -12,15 +12,17 @@ import { READ_MAX, type Run, SLOTS } from "./run.ts";
 const RETRY_MS = 10;
 
 /**
- * Runs one churn slot until the run stops. `first`, when not null, was
+ * Runs one churn slot until the run stops. `first`, when a connection, was
  * opened before the clock started together with every other slot's, `firstMs`
  * its connect time: its echo takes the first place in the schedule and is
  * timed as that connect plus the echo, leaving out the wait for the other
- * connects. `phase` and `interval` pace an open loop as in pingpong.
+ * connects; `null` when that connect failed, `undefined` when the slot
+ * connects only now (a ramp). `phase` and `interval` pace an open loop as in
+ * pingpong.
  */
 export async function churn(
   run: Run,
-  first: Deno.Conn | null,
+  first: Deno.Conn | null | undefined,
   firstMs: number,
   index: number,
   phase: number,
@@ -29,8 +31,8 @@ export async function churn(
   const buf = new Uint8Array(Math.min(run.size, READ_MAX) + 1);
   const link = new Link();
   let slot = index % SLOTS;
-  let due = run.startedAt + phase + (first === null ? 0 : interval);
-  let conn = first;
+  let due = run.startedAt + phase + (first ? interval : 0);
+  let conn = first ?? null;
   let start = performance.now() - firstMs;
   let failedBefore = first === null;
   /** As in pingpong, over all of this slot's connections. */
@@ -61,6 +63,7 @@ export async function churn(
     const done = performance.now();
     if (outcome === "echoed") {
       run.messages++;
+      if (!run.stopping) run.perConnection[index]++;
       run.window.record((done - start) * 1000);
     }
     if (answered(outcome)) {

@@ -1,25 +1,34 @@
 /**
- * {@linkcode runBench}: opens the connections, runs the load loops of the
- * chosen mode for the duration, drains the echoes in flight, and sums up.
+ * {@linkcode runBench}: runs the load on the chosen engine (`deno_load.ts`,
+ * `epoll_load.ts`) under the run's clock (the warm-up, the duration, the
+ * per-second series), and sums up.
  *
  * @module
  */
-import { churn } from "./churn.ts";
+import { type Clock, loadDeno } from "./deno_load.ts";
+import { loadEpoll } from "./epoll_load.ts";
+import { Histogram } from "./histogram.ts";
 import { type BenchOptions, validateOptions } from "./options.ts";
-import { pingpong } from "./pingpong.ts";
-import { startProgress } from "./progress.ts";
-import { type BenchReport, benchTarget, latencyOf, reportedOptions } from "./report.ts";
+import { type BenchReport, latencyOf, reportedOptions } from "./report.ts";
 import { Run } from "./run.ts";
-import type { Timer } from "./schedule.ts";
-import { stream } from "./stream.ts";
+import { spreadOf, Ticker } from "./series.ts";
 import { runUdpBench } from "./udp.ts";
 
 /**
- * How long the first connections may take before the run gives up on them:
- * the duration, within 1–10 s.
+ * A run's report with what it was made from: the whole latency histogram
+ * (for `--hgrm` and the HTML page), each second's, and each connection's
+ * echo count, so that the runs of several workers can be merged.
  */
-const CONNECT_TIMEOUT_MIN_MS = 1_000;
-const CONNECT_TIMEOUT_MAX_MS = 10_000;
+export interface Measured {
+  /** The report. */
+  report: BenchReport;
+  /** Every latency sample of the measurement. */
+  histogram: Histogram;
+  /** Each second's latency ({@linkcode Histogram.toSparse}), in the order of `report.series`. */
+  seconds: number[][];
+  /** Verified echoes of each connection (churn: slot). */
+  perConnection: Uint32Array;
+}
 
 /**
  * Validates the options, runs the load and reports. Rejects with
@@ -54,8 +63,19 @@ const CONNECT_TIMEOUT_MAX_MS = 10_000;
  * ```
  */
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
+  return (await measure(options)).report;
+}
+
+/**
+ * {@linkcode runBench}, returning the histograms and counts that its
+ * report was made from as well.
+ */
+export async function measure(options: BenchOptions): Promise<Measured> {
   validateOptions(options);
-  if (options.udp) return await runUdpBench(options);
+  if (options.udp) {
+    const report = await runUdpBench(options);
+    return { report, histogram: new Histogram(), seconds: [], perConnection: new Uint32Array() };
+  }
   const run = new Run(options);
   const external = options.signal;
   const onAbort = () => {
@@ -65,96 +85,44 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   };
   external?.addEventListener("abort", onAbort, { once: true });
   if (external?.aborted) onAbort();
+  const ticker = new Ticker(run, options.onProgress);
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  let warmup: ReturnType<typeof setTimeout> | undefined;
+  const clock: Clock = {
+    start() {
+      // Stopped while connecting (Ctrl-C): the run lasted from the first connect.
+      run.startedAt = run.stopping ? run.dialStartedAt : performance.now();
+      const warmupMs = options.warmupMs ?? 0;
+      deadline = setTimeout(() => run.stop(), warmupMs + options.durationMs);
+      if (warmupMs > 0 && !run.stopping) {
+        warmup = setTimeout(() => {
+          run.endWarmup(performance.now());
+          ticker.start();
+        }, warmupMs);
+      }
+      ticker.start();
+    },
+  };
   try {
-    return await execute(run, options);
+    run.dialStartedAt = performance.now();
+    await (options.io === "epoll" ? loadEpoll : loadDeno)(run, options, clock);
   } finally {
+    clearTimeout(deadline);
+    clearTimeout(warmup);
+    ticker.stop();
     external?.removeEventListener("abort", onAbort);
     run.closeAll();
   }
-}
-
-async function execute(run: Run, o: BenchOptions): Promise<BenchReport> {
-  run.dialStartedAt = performance.now();
-  const timeout = Math.min(CONNECT_TIMEOUT_MAX_MS, Math.max(CONNECT_TIMEOUT_MIN_MS, o.durationMs));
-  const dialTimer = setTimeout(
-    () => run.dialing.abort(new Error(`timed out after ${timeout / 1000} s`)),
-    timeout,
-  );
-  // How long each first connect took: churn times its first echo by it.
-  const dialMs = new Float64Array(o.connections);
-  const dialed = await Promise.all(
-    Array.from({ length: o.connections }, async (_, i) => {
-      const t = performance.now();
-      const conn = await run.connect(run.dialing.signal);
-      dialMs[i] = performance.now() - t;
-      return conn;
-    }),
-  );
-  clearTimeout(dialTimer);
-  const conns = dialed.filter((c): c is Deno.Conn => c !== null);
-  // Not one connected (refusals aside, which the report counts): nothing to load.
-  if (conns.length === 0 && run.refused === 0 && !run.stopping) {
-    throw new Error(
-      `cannot connect to ${benchTarget(o)}: ${run.firstError ?? "no connection"}`,
-    );
-  }
-  // Stopped while connecting (Ctrl-C): the run lasted from the first connect.
-  run.startedAt = run.stopping ? run.dialStartedAt : performance.now();
-  const deadline = setTimeout(() => run.stop(), o.durationMs);
-  if (o.mode === "pingpong") run.fairness.start();
-  const ticker = o.onProgress === undefined ? undefined : startProgress(
-    run.startedAt,
-    () => ({
-      messages: run.messages,
-      bytesReceived: run.bytesReceived,
-      opened: run.opened,
-      open: run.open.size,
-      errors: run.failed + run.refused + run.resets,
-      mismatches: run.corrupted + run.short,
-      mode: run.mode,
-    }),
-    run.window,
-    run.total,
-    o.onProgress,
-  );
-  // Latency is measured per connection from its scheduled send time; with no
-  // rate the interval is 0 and each message goes as soon as the last came back.
-  const senders = o.mode === "churn" ? o.connections : conns.length;
-  const interval = o.rate === undefined ? 0 : (1000 * senders) / o.rate;
-  let loops: Promise<void>[];
-  if (o.mode === "stream") {
-    loops = conns.map((c, i) => stream(run, c, i));
-  } else if (o.mode === "pingpong") {
-    loops = conns.map((c, i) => pingpong(run, c, i, i * interval / senders, interval));
-  } else {
-    // Churn keeps every slot, even one whose first connect failed: it retries.
-    loops = dialed.map((c, i) => churn(run, c, dialMs[i], i, i * interval / senders, interval));
-  }
-  const all = Promise.all(loops);
-  try {
-    await Promise.race([all, run.stopped]);
-    run.stop();
-    // Give in-flight echoes a bounded time to come back; what is still missing
-    // then is a short echo.
-    let drain: Timer | undefined;
-    const drained = new Promise<void>((resolve) => {
-      drain = setTimeout(resolve, run.drainMs);
-    });
-    await Promise.race([all, drained]);
-    clearTimeout(drain);
-  } finally {
-    clearTimeout(deadline);
-    run.fairness.stop();
-    if (ticker !== undefined) clearInterval(ticker);
-    run.closeAll();
-    await all;
-    await run.ended();
-  }
-  return summarize(run, o);
+  return {
+    report: summarize(run, options, ticker),
+    histogram: run.total,
+    seconds: ticker.seconds,
+    perConnection: run.perConnection,
+  };
 }
 
 /** The report of a finished run. */
-function summarize(run: Run, o: BenchOptions): BenchReport {
+function summarize(run: Run, o: BenchOptions, ticker: Ticker): BenchReport {
   run.total.merge(run.window);
   run.window.reset();
   const end = Math.max(run.stoppedAt, run.lastEchoAt);
@@ -192,5 +160,7 @@ function summarize(run: Run, o: BenchOptions): BenchReport {
     interrupted: run.interrupted,
     ok: errors === 0 && mismatches === 0 && run.timedOut === 0 && verified,
     latencyUs: latencyOf(h),
+    perConnection: spreadOf(run.perConnection),
+    series: ticker.figures,
   };
 }

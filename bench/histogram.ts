@@ -182,6 +182,62 @@ export class Histogram {
   }
 
   /**
+   * The histogram as plain numbers, for a worker to post: `[count, min, max,
+   * sum, index, n, index, n, …]` over the buckets that hold samples.
+   *
+   * @example
+   * ```ts
+   * import { equal } from "node:assert/strict";
+   * import { Histogram } from "./histogram.ts";
+   * const h = new Histogram();
+   * h.record(42);
+   * equal(Histogram.fromSparse(h.toSparse()).percentile(50), 42);
+   * ```
+   */
+  toSparse(): number[] {
+    const out = [this.#count, this.#min, this.#max, this.#sum];
+    const counts = this.#counts;
+    for (let i = 0; i < BUCKETS; i++) if (counts[i] > 0) out.push(i, counts[i]);
+    return out;
+  }
+
+  /** The histogram that {@linkcode Histogram.toSparse} wrote. */
+  static fromSparse(sparse: readonly number[]): Histogram {
+    const h = new Histogram();
+    if (sparse.length < 4 || sparse[0] === 0) return h;
+    h.#count = sparse[0];
+    h.#min = sparse[1];
+    h.#max = sparse[2];
+    h.#sum = sparse[3];
+    for (let i = 4; i + 1 < sparse.length; i += 2) h.#counts[sparse[i]] += sparse[i + 1];
+    return h;
+  }
+
+  /**
+   * Calls `each` for every bucket that holds samples, in increasing order,
+   * with the largest value the bucket holds (clamped to the exact max) and
+   * its count: what a percentile distribution is written from.
+   *
+   * @example
+   * ```ts
+   * import { deepEqual } from "node:assert/strict";
+   * import { Histogram } from "./histogram.ts";
+   * const h = new Histogram();
+   * h.record(3);
+   * h.record(3);
+   * const seen: number[] = [];
+   * h.forEachBucket((value, count) => seen.push(value, count));
+   * deepEqual(seen, [3, 2]);
+   * ```
+   */
+  forEachBucket(each: (value: number, count: number) => void): void {
+    const counts = this.#counts;
+    for (let i = 0; i < BUCKETS; i++) {
+      if (counts[i] > 0) each(Math.min(Math.max(highestIn(i), this.#min), this.#max), counts[i]);
+    }
+  }
+
+  /**
    * Number of samples recorded.
    *
    * @example

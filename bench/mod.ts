@@ -48,3 +48,4 @@ export {
 } from "./options.ts";
 export { type BenchReport, formatProgress, formatReport, type LatencyReport } from "./report.ts";
 export type { UdpFigures } from "./udp_report.ts";
+export type { ConnectionSpread, SecondFigures } from "./series.ts";

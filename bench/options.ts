@@ -130,6 +130,27 @@ export interface BenchOptions {
    * @default {1}
    */
   window?: number;
+  /**
+   * What drives the TCP connections: `deno` (the default), Deno's own
+   * sockets with a `Promise` loop per connection; or `epoll`, the libc epoll
+   * engine the server has too (Linux, `--allow-ffi`, TCP only: not with
+   * `tls`, `path` or `udp`), a state machine per connection with no
+   * `Promise` per message.
+   */
+  io?: "deno" | "epoll";
+  /**
+   * Load this long first, measured but left out of the report (errors
+   * excepted): the run lasts `warmupMs + durationMs`.
+   * @default {0}
+   */
+  warmupMs?: number;
+  /**
+   * Open the connections gradually over this long from the start, connection
+   * `i` of `n` at `i / n` of it, each loading as soon as it is open; part of
+   * the run's time (leave it out of the figures with `warmupMs` ≥ `rampMs`).
+   * @default {0}
+   */
+  rampMs?: number;
   /** Stops the run early; the report covers the time until then. */
   signal?: AbortSignal;
   /** Called about once a second with the figures of the last interval. */
@@ -217,6 +238,28 @@ export function validateOptions(o: BenchOptions): void {
   checkProxyOptions(o);
   checkUdpOptions(o);
   checkTransport(o);
+  checkTiming(o);
+}
+
+/** The engine, the warm-up and the ramp. */
+function checkTiming(o: BenchOptions): void {
+  if (o.io !== undefined && o.io !== "deno" && o.io !== "epoll") {
+    throw new RangeError(`io must be deno or epoll, got ${String(o.io)}`);
+  }
+  const tls = o.tls !== undefined && o.tls !== false;
+  if (o.io === "epoll" && (tls || o.path !== undefined || o.udp)) {
+    const what = tls ? "tls" : o.path !== undefined ? "path" : "udp";
+    throw new RangeError(`io epoll drives TCP connections: not with ${what}`);
+  }
+  for (const [name, v] of [["warmupMs", o.warmupMs], ["rampMs", o.rampMs]] as const) {
+    if (v !== undefined && !(v >= 0 && v <= LONGEST_MS)) {
+      throw new RangeError(`${name} must be from 0 to ${LONGEST_MS}, got ${v}`);
+    }
+    if (v !== undefined && v > 0 && o.udp) throw new RangeError(`${name} is not for udp`);
+  }
+  if ((o.rampMs ?? 0) > (o.warmupMs ?? 0) + o.durationMs) {
+    throw new RangeError("rampMs must fit in the run: at most warmupMs + durationMs");
+  }
 }
 
 /** TLS and Unix sockets: stream transports, one at a time, and not under a PROXY header. */

@@ -70,6 +70,7 @@ export async function pingpong(
     if (!run.stopping) fed = true;
     if (outcome === "echoed") {
       run.messages++;
+      if (!run.stopping) run.perConnection[index]++;
       run.window.record((done - start) * 1000);
     }
     run.lastEchoAt = done;

@@ -9,6 +9,7 @@ import { plural } from "../text/words.ts";
 import { fixed, int, rate, size, throughput, volume } from "./numbers.ts";
 import type { Histogram } from "./histogram.ts";
 import type { BenchOptions, BenchProgress } from "./options.ts";
+import type { ConnectionSpread, SecondFigures } from "./series.ts";
 import { type UdpFigures, udpLines, udpWhat } from "./udp_report.ts";
 
 /**
@@ -125,6 +126,15 @@ export interface BenchReport {
    * 64 KiB write → its echo.
    */
   latencyUs: LatencyReport;
+  /**
+   * How the verified echoes were spread over the connections (churn: slots);
+   * `perConnection.none` got not one in the measurement. Not for `udp`.
+   */
+  perConnection?: ConnectionSpread;
+  /** Each second of the measurement (the last may be shorter). Not for `udp`. */
+  series?: SecondFigures[];
+  /** With `workers`: how many isolates the load was split over. */
+  workers?: number;
   /** With `udp`: datagrams sent, echoed, lost, duplicated and reordered. */
   udp?: UdpFigures;
 }
@@ -168,7 +178,9 @@ export function formatReport(r: BenchReport): string {
   const lines = [
     `bench ${what}, ${fixed(r.elapsedS, 2)} s against ${benchTarget(o)} (${
       o.tls ? "TLS, " : ""
-    }${pace}${proxy})`,
+    }${pace}${proxy}${o.io === "epoll" ? ", epoll" : ""}${
+      r.workers ? `, ${r.workers} workers` : ""
+    })`,
   ];
   if (r.interrupted) {
     lines.push(
@@ -203,6 +215,15 @@ export function formatReport(r: BenchReport): string {
   );
   if (r.timedOut > 0) {
     lines.push(`  timed out    ${int(r.timedOut)}  (no reply within the run)`);
+  }
+  const s = r.perConnection;
+  if (s !== undefined) {
+    lines.push(
+      `  spread       ${int(s.none)} ${
+        o.mode === "churn" ? "slots" : "connections"
+      } got no echo; ` +
+        `echoes each: min ${int(s.min)}, p1 ${int(s.p1)}, median ${int(s.p50)}, max ${int(s.max)}`,
+    );
   }
   lines.push(...latencyLines(r));
   lines.push(`  result       ${r.ok ? "OK" : "FAILED"}`);
@@ -338,6 +359,9 @@ export function reportedOptions(o: BenchOptions): BenchReport["options"] {
     ...(o.proxySources === undefined ? {} : { proxySources: o.proxySources }),
     ...(o.tls === undefined || o.tls === false ? {} : { tls: true }),
     ...(o.path === undefined ? {} : { path: o.path }),
+    ...(o.io === undefined ? {} : { io: o.io }),
+    ...(o.warmupMs ? { warmupMs: o.warmupMs } : {}),
+    ...(o.rampMs ? { rampMs: o.rampMs } : {}),
   };
 }
 

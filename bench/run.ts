@@ -58,6 +58,10 @@ export class Run {
   readonly total = new Histogram();
   /** Each connection's wait for its echo, and the pauses that end a starvation. */
   readonly fairness: Fairness;
+  /** Verified echoes of each connection (churn: slot), from the measurement's start to its stop. */
+  readonly perConnection: Uint32Array;
+  /** Connections the epoll engine has open now (the Deno engine's are in `open`). */
+  peersOpen = 0;
 
   /** No new messages once set; in-flight echoes may still complete. */
   stopping = false;
@@ -115,6 +119,7 @@ export class Run {
     this.proxyHeaders = proxyHeaders(o);
     this.drainMs = Math.min(2000, Math.max(200, o.durationMs));
     this.fairness = new Fairness(o.connections);
+    this.perConnection = new Uint32Array(o.connections);
     this.pattern = new Pattern(o.mode === "stream" ? READ_MAX + 1 : Math.max(o.size, READ_MAX + 1));
     for (let i = 0; i < SLOTS; i++) {
       // 1031 is prime: the offsets spread over the whole period.
@@ -140,6 +145,30 @@ export class Run {
   /** Resolves about at `time` (performance.now() clock), or at once when the run stops. */
   until(time: number): Promise<void> {
     return this.stopping ? Promise.resolve() : this.#wakeups.at(time);
+  }
+
+  /**
+   * Calls `wake` about at `time` (performance.now() clock), or at once when
+   * the run stops: a sleep for the epoll engine, without a `Promise`.
+   */
+  wakeAt(time: number, wake: () => void): void {
+    if (this.stopping) wake();
+    else this.#wakeups.call(time, wake);
+  }
+
+  /**
+   * Ends the warm-up: what was measured so far (echoes, bytes, latency, each
+   * connection's count) is left out of the report, which covers the load
+   * from `now` on. Errors are kept: a failure in the warm-up is still one.
+   */
+  endWarmup(now: number): void {
+    this.startedAt = now;
+    this.messages = 0;
+    this.bytesSent = 0;
+    this.bytesReceived = 0;
+    this.window.reset();
+    this.total.reset();
+    this.perConnection.fill(0);
   }
 
   /**

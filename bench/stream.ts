@@ -198,6 +198,7 @@ export async function stream(run: Run, conn: Deno.Conn, index: number): Promise<
           do {
             run.window.record((now - st.markTime[st.head]) * 1000);
             run.messages++;
+            if (!run.stopping) run.perConnection[index]++;
             st.head = (st.head + 1) % MARKS;
           } while (st.head !== st.tail && st.received >= st.markAt[st.head]);
         }

@@ -10,8 +10,12 @@ import {
   type BenchOptions,
   formatProgress,
   formatReport,
-  runBench,
 } from "../bench/mod.ts";
+import { compareFiles } from "../bench/compare.ts";
+import { measure } from "../bench/engine.ts";
+import { checkOutputs, writeOutputs } from "../bench/outputs.ts";
+import { measureOnWorkers, workersUnavailable } from "../bench/workers.ts";
+import { epollUnavailable } from "../epoll/libc.ts";
 import { parseCidr } from "../admission/cidr.ts";
 import { DATAGRAM_HEADER, DATAGRAM_MAX, WINDOW_MAX } from "../bench/datagram.ts";
 import { int } from "../bench/numbers.ts";
@@ -103,9 +107,46 @@ export const BENCH_FLAGS = {
     max: WINDOW_MAX,
     help: "with --udp, closed loop: datagrams in flight per socket (default: 1)",
   }),
-  json: switchFlag({ help: "print the report as one JSON object" }),
+  io: choiceFlag({
+    choices: ["deno", "epoll"],
+    default: "deno",
+    help:
+      "TCP engine: deno, or epoll (Linux, --allow-ffi, TCP only: no Promise per message, no starved connection)",
+  }),
+  workers: textFlag({
+    value: "N|auto",
+    help: "split the load over N isolates (auto: one per core), one merged report",
+  }),
+  warmup: durationFlag({
+    value: "DURATION",
+    help: "load this long first, measured but left out of the report",
+  }),
+  ramp: durationFlag({
+    value: "DURATION",
+    help: "open the connections gradually over this long, from the start of the run",
+  }),
+  report: textFlag({
+    value: "FILE",
+    help: "also write a self-contained HTML page: throughput and latency per second, distribution",
+  }),
+  hgrm: textFlag({
+    value: "FILE",
+    help: "also write the latency distribution in HdrHistogram's percentile format (ms)",
+  }),
+  json: switchFlag({ help: "print the report as one JSON object, with its per-second series" }),
   help: HELP_FLAG,
 };
+
+/** `--workers N|auto`: a count from 1 to 256, `auto` for the cores there are. */
+function workersOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (text.toLowerCase() === "auto") return navigator.hardwareConcurrency;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 256) {
+    throw new UsageError(`invalid --workers "${text}": expected a count from 1 to 256, or auto`);
+  }
+  return n;
+}
 
 /** `--sources CIDR`: checked as a CIDR block, passed on as written. */
 function sourcesFlag(): Flag<string | undefined> {
@@ -148,11 +189,13 @@ function checkUdpFlags(
 }
 
 const BENCH_USAGE = `Usage: echo-server bench [FLAGS]
+       echo-server bench compare A.json B.json
 
 Loads an echo server from many connections, verifies every byte that comes
 back, and reports throughput and a latency histogram. Shows a progress line
 each second; Ctrl-C ends the run early with a report. Exits 1 if any echo was
-corrupted or short, or a connection failed.
+corrupted or short, or a connection failed. \`bench compare\` prints two runs'
+--json reports side by side, with the ratio B/A of each figure.
 
 Flags:
 ${formatFlags(BENCH_FLAGS)}
@@ -160,6 +203,7 @@ ${formatFlags(BENCH_FLAGS)}
 
 /** Runs `bench` with `args` and resolves with its exit code. */
 export function benchCommand(args: readonly string[]): Promise<number> {
+  if (args[0] === "compare") return compareCommand(args.slice(1));
   return runCommand({
     name: "bench",
     usage: BENCH_USAGE,
@@ -178,9 +222,15 @@ export function benchCommand(args: readonly string[]): Promise<number> {
         throw new UsageError("--sources needs --proxy");
       }
       checkUdpFlags({ ...flags, size });
+      const workers = workersOf(flags.workers);
+      checkEngineFlags({ ...flags, workers });
       let transport: ClientTransport;
       try {
         transport = clientTransport(flags, "bench");
+        const why = (flags.io === "epoll" ? epollUnavailable() : undefined) ??
+          (workers === undefined ? undefined : workersUnavailable());
+        if (why !== undefined) throw new Error(why);
+        checkOutputs(flags.report, flags.hgrm);
       } catch (error) {
         if (error instanceof UsageError) throw error;
         return Promise.resolve(failEarly(error, flags.json));
@@ -198,7 +248,10 @@ export function benchCommand(args: readonly string[]): Promise<number> {
         proxySources: flags.sources,
         udp: flags.udp || undefined,
         window: flags.window,
-      }, flags.json);
+        io: flags.io === "epoll" ? "epoll" : undefined,
+        warmupMs: flags.warmup,
+        rampMs: flags.ramp,
+      }, { json: flags.json, workers, html: flags.report, hgrm: flags.hgrm });
     },
   }, args);
 }
@@ -206,11 +259,26 @@ export function benchCommand(args: readonly string[]): Promise<number> {
 const encoder = new TextEncoder();
 
 /**
- * Runs a benchmark and resolves with the exit code: 0 when every echo was
- * verified, 1 when any was corrupted, short or timed out, a connection failed,
- * or the server could not be reached (with `json`, stdout then gets
- * `{"ok":false,"error":"..."}`). SIGINT ends the run early with a report.
+ * `bench compare A.json B.json`: 0 with the table on stdout, 2 for a wrong
+ * command line, 1 for a file that cannot be read or is not a report.
  */
+async function compareCommand(args: readonly string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(BENCH_USAGE);
+    return 0;
+  }
+  if (args.length !== 2 || args.some((a) => a.startsWith("-"))) {
+    throw new UsageError("compare takes two report files: bench compare A.json B.json", "bench");
+  }
+  try {
+    console.log(await compareFiles(args[0], args[1]));
+    return 0;
+  } catch (error) {
+    console.error(`echo-server bench compare: ${describeError(error)}`);
+    return 1;
+  }
+}
+
 /** A failure before the run (a `--ca` file that cannot be read): one line, and with `json` one object. */
 function failEarly(error: unknown, json: boolean): number {
   if (json) console.log(JSON.stringify({ ok: false, error: describeError(error) }));
@@ -218,10 +286,64 @@ function failEarly(error: unknown, json: boolean): number {
   return 1;
 }
 
+/** What the command does with a run beyond loading: its outputs and its workers. */
+interface Outputs {
+  json: boolean;
+  workers?: number;
+  html?: string;
+  hgrm?: string;
+}
+
+/** The flags of the engine and the outputs, in the combinations that work. */
+function checkEngineFlags(
+  flags: {
+    io: string;
+    udp: boolean;
+    tls: boolean;
+    unix?: string;
+    workers?: number;
+    warmup?: number;
+    ramp?: number;
+    duration: number;
+    report?: string;
+    hgrm?: string;
+  },
+): void {
+  if (flags.io === "epoll") {
+    const other = flags.tls
+      ? "--tls"
+      : flags.unix !== undefined
+      ? "--unix"
+      : flags.udp
+      ? "--udp"
+      : undefined;
+    if (other !== undefined) {
+      throw new UsageError(`--io epoll drives TCP connections: not with ${other}`);
+    }
+  }
+  if (flags.udp) {
+    for (const name of ["workers", "warmup", "ramp", "report", "hgrm"] as const) {
+      if (flags[name] !== undefined) {
+        throw new UsageError(`--${name} applies to TCP runs, not to --udp`);
+      }
+    }
+  }
+  if ((flags.ramp ?? 0) > (flags.warmup ?? 0) + flags.duration) {
+    throw new UsageError("--ramp must fit in the run: at most --warmup plus --duration");
+  }
+}
+
+/**
+ * Runs a benchmark and resolves with the exit code: 0 when every echo was
+ * verified, 1 when any was corrupted, short or timed out, a connection failed,
+ * or the server could not be reached (with `json`, stdout then gets
+ * `{"ok":false,"error":"..."}`). SIGINT ends the run early with a report.
+ */
 async function runBenchCommand(
   options: Omit<BenchOptions, "signal" | "onProgress">,
-  json: boolean,
+  outputs: Outputs,
 ): Promise<number> {
+  const json = outputs.json;
   const interrupted = new AbortController();
   const onInterrupt = () => interrupted.abort();
   Deno.addSignalListener("SIGINT", onInterrupt);
@@ -230,7 +352,7 @@ async function runBenchCommand(
   const tty = Deno.stderr.isTerminal();
   let drawn = false;
   try {
-    const report = await runBench({
+    const run: BenchOptions = {
       ...options,
       signal: interrupted.signal,
       onProgress: (progress) => {
@@ -238,8 +360,13 @@ async function runBenchCommand(
         Deno.stderr.writeSync(encoder.encode(tty ? `\r\x1b[2K${line}` : `${line}\n`));
         drawn = tty;
       },
-    });
+    };
+    const measured = outputs.workers === undefined
+      ? await measure(run)
+      : await measureOnWorkers(run, outputs.workers);
+    const report = measured.report;
     if (drawn) Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));
+    await writeOutputs(measured, outputs.html, outputs.hgrm);
     console.log(json ? JSON.stringify(report) : formatReport(report));
     if (!report.ok) {
       const timedOut = report.timedOut > 0 ? `, ${int(report.timedOut)} timed out` : "";

@@ -48,6 +48,8 @@ const SYMBOLS = {
     nonblocking: true,
   },
   __errno_location: { parameters: [], result: "pointer" },
+  // The bench's client side (bench/epoll_socket.ts): a non-blocking connect, its end read with SO_ERROR.
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -266,6 +268,12 @@ export class System {
   /** `epoll_wait(2)` on this thread: events ready, or `-errno`. */
   epollWait(epfd: number, events: Uint8Array, max: number, timeoutMs: number): number {
     const r = this.libc.epoll_wait(epfd, events, max, timeoutMs);
+    return r < 0 ? -this.#errno[0] : r;
+  }
+
+  /** `connect(2)`: 0, or `-errno` (`-EINPROGRESS` on a non-blocking socket still connecting). */
+  connect(fd: number, address: Uint8Array): number {
+    const r = this.libc.connect(fd, address, address.length);
     return r < 0 ? -this.#errno[0] : r;
   }
 }
