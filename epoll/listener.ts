@@ -45,6 +45,12 @@ const RETRY_ACCEPT: ReadonlySet<number> = new Set([
   E.EOPNOTSUPP,
 ]);
 
+/** Makes the connection for a socket that `accept4` gave: a plain one, or one that speaks TLS. */
+export type MakeConnection = (reactor: Reactor, fd: number, peer: IpPort) => Connection;
+
+/** The plain connection. */
+const plain: MakeConnection = (reactor, fd, peer) => new EpollConnection(reactor, fd, peer);
+
 /** An epoll listener; its `stopped` settles once its loop and every connection are closed. */
 export interface EpollListener extends Listener<TcpAddr> {
   /** Settles when the loop has stopped: after `close()` and the last connection's close. */
@@ -67,7 +73,10 @@ export interface EpollListener extends Listener<TcpAddr> {
  * await listener.stopped;
  * ```
  */
-export function listenEpoll(options: TcpListenOptions): EpollListener {
+export function listenEpoll(
+  options: TcpListenOptions,
+  make: MakeConnection = plain,
+): EpollListener {
   const { port } = options;
   const hostname = unbracket(options.hostname);
   const where = formatAddress(hostname, port);
@@ -84,7 +93,7 @@ export function listenEpoll(options: TcpListenOptions): EpollListener {
   try {
     reactor = new Reactor();
     const { fd, local } = listenOn(reactor.sys, address, options.reusePort ?? false);
-    return new TcpEpollListener(reactor, fd, local);
+    return new TcpEpollListener(reactor, fd, local, make);
   } catch (error) {
     // A loop that never got a user stops at once.
     reactor?.retain();
@@ -137,7 +146,10 @@ class TcpEpollListener implements EpollListener, Readiness {
   /** The loop failed under it. */
   #dead = false;
 
-  constructor(reactor: Reactor, fd: number, local: IpPort) {
+  readonly #make: MakeConnection;
+
+  constructor(reactor: Reactor, fd: number, local: IpPort, make: MakeConnection) {
+    this.#make = make;
     this.#reactor = reactor;
     this.#fd = fd;
     this.addr = { transport: "tcp", hostname: local.hostname, port: local.port };
@@ -206,7 +218,7 @@ class TcpEpollListener implements EpollListener, Readiness {
   }
 
   /** One connection from the backlog, `undefined` when it is empty; throws what the acceptor must back off from. */
-  #accept(): EpollConnection | undefined {
+  #accept(): Connection | undefined {
     const { sys } = this.#reactor;
     while (true) {
       this.#peerLength[0] = SOCKADDR_BYTES;
@@ -217,7 +229,7 @@ class TcpEpollListener implements EpollListener, Readiness {
         C.SOCK_NONBLOCK | C.SOCK_CLOEXEC,
       );
       if (fd >= 0) {
-        return new EpollConnection(this.#reactor, fd, decodeSockaddr(this.#peer) ?? NO_PEER);
+        return this.#make(this.#reactor, fd, decodeSockaddr(this.#peer) ?? NO_PEER);
       }
       const code = -fd;
       if (code === E.EAGAIN) return undefined;
