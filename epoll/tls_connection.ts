@@ -19,22 +19,12 @@ import { type Connection, peerOf, TransportError } from "../transport/contract.t
 import { formatExactDuration } from "../text/duration.ts";
 import { C, E, errorFor } from "./libc.ts";
 import { type Lingerer, Lingering } from "./linger.ts";
-import { type OpenSsl, peerSubject, S, takeError, verifyError } from "./openssl.ts";
+import { S } from "./openssl.ts";
+import { TlsSession, type TlsShared } from "./tls_session.ts";
 import { ParkedIo } from "./parked_io.ts";
 import type { Reactor, Readiness } from "./reactor.ts";
 import type { Parked } from "./socket_calls.ts";
 import type { IpPort } from "./sockaddr.ts";
-import { describeHandshakeFailure } from "./tls_words.ts";
-
-/** What every TLS connection of one listener shares. */
-export interface TlsShared {
-  /** OpenSSL, opened. */
-  readonly lib: OpenSsl;
-  /** The context that handshakes starting from now on use (replaced by a reload). */
-  context: Deno.PointerObject;
-  /** How long a handshake may take from its start. */
-  readonly handshakeTimeoutMs: number;
-}
 
 /** Not yet TLS: a plain socket. */
 const RAW = 0;
@@ -65,10 +55,8 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   readonly #hostname: string;
   readonly #port: number;
   #phase: Phase = RAW;
-  #ssl: Deno.PointerObject | null = null;
-  /** While the bytes read past a PROXY header are OpenSSL's to read first: the memory BIO holding them. */
-  #memoryBio: Deno.PointerObject | null = null;
-  #socketBio: Deno.PointerObject | null = null;
+  /** OpenSSL's side, from the start of the handshake. */
+  #session: TlsSession | undefined;
   /** Bytes given back before the handshake, for OpenSSL to read before the socket's. */
   #unread: Uint8Array | undefined;
   #interest = -1;
@@ -83,8 +71,6 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   #writer: Parked<number> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #linger: { until: number } | undefined;
-  /** Whether close_notify went (or was tried) already. */
-  #notified = false;
   /** See `Connection.clientSubject`. */
   clientSubject?: string;
 
@@ -103,7 +89,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     return { transport: "tcp", hostname: this.#hostname, port: this.#port };
   }
 
-  /** Turns Nagle's algorithm off (or on) on the socket under the records. */
+  /** Turns Nagle's algorithm off (or on) under the records. */
   setNoDelay(noDelay = true): void {
     const fd = this.#open();
     const r = this.#reactor.sys.setsockopt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, noDelay ? ONE : ZERO);
@@ -171,7 +157,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
    */
   close(): void {
     const fd = this.#open();
-    this.#notify();
+    this.#session?.notify(this.#phase === OPEN);
     const { sys, buffer, bufferLength } = this.#reactor;
     // Unread input would make the close a reset, which can destroy what was just written.
     sys.recv(fd, buffer, bufferLength, 0);
@@ -181,8 +167,8 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     this.#linger = undefined;
     this.#pending = undefined;
     this.#reactor.close(fd);
-    if (this.#ssl !== null) this.#shared.lib.ssl.SSL_free(this.#ssl);
-    this.#ssl = this.#memoryBio = this.#socketBio = null;
+    this.#session?.free();
+    this.#session = undefined;
     const closed = () => new Deno.errors.BadResource("the connection was closed");
     const echo = this.#echo;
     const writer = this.#writer;
@@ -203,7 +189,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     const fd = this.#open();
     if (this.#linger !== undefined) return;
     this.#pending = undefined;
-    this.#notify();
+    this.#session?.notify(this.#phase === OPEN);
     const shut = this.#reactor.sys.shutdown(fd, C.SHUT_WR);
     this.#linger = { until: performance.now() + Math.max(0, graceMs) };
     if (shut < 0) return this.close();
@@ -235,7 +221,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
 
   /** See {@linkcode Readiness.fail}: ends whatever is in progress with `error`. */
   fail(error: unknown): void {
-    if (this.#ssl !== null) this.#phase = BROKEN;
+    if (this.#session !== undefined) this.#phase = BROKEN;
     clearTimeout(this.#timer);
     const echo = this.#echo;
     const writer = this.#writer;
@@ -264,70 +250,32 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   /** Does what the phase and the waiting work call for; throws what ends it (see `fail`). */
   #advance(): void {
     if (this.#phase === HANDSHAKE && !this.#handshake()) return;
-    if (this.#phase !== OPEN) return;
-    if (this.#pending !== undefined && !this.#flush()) return;
+    const session = this.#session;
+    if (this.#phase !== OPEN || session === undefined) return;
+    if (this.#pending !== undefined && !this.#flush(session)) return;
     const writer = this.#writer;
     if (writer !== undefined) {
-      const sent = this.#send(writer.bytes, writer.bytes.length);
+      const sent = session.send(writer.bytes, writer.bytes.length);
       if (sent === 0) return this.#watch(OUT);
       this.#writer = undefined;
       this.#reactor.settled();
       writer.resolve(sent);
     }
-    if (this.#echo !== undefined) this.#pump();
+    if (this.#echo !== undefined) this.#pump(session);
     else this.#watch(0);
   }
 
-  /** Moves the handshake on; true once it is done. */
-  #handshake(): boolean {
-    const { ssl: calls, crypto } = this.#shared.lib;
-    const ssl = this.#ssl;
-    for (;;) {
-      const r = calls.SSL_do_handshake(ssl);
-      if (r === 1) break;
-      const error = calls.SSL_get_error(ssl, r);
-      if (error === S.SSL_ERROR_WANT_READ) {
-        const memory = this.#memoryBio;
-        if (
-          memory === null || Number(crypto.BIO_ctrl(memory, S.BIO_CTRL_PENDING, 0n, null)) !== 0
-        ) {
-          this.#watch(IN);
-          return false;
-        }
-        // The bytes given back are all read: from now on, the socket.
-        crypto.BIO_up_ref(this.#socketBio);
-        calls.SSL_set0_rbio(ssl, this.#socketBio);
-        this.#memoryBio = null;
-        continue;
-      }
-      if (error === S.SSL_ERROR_WANT_WRITE) {
-        this.#watch(OUT);
-        return false;
-      }
-      const reason = takeError(this.#shared.lib);
-      const verify = reason !== undefined && /certificate verify failed/.test(reason)
-        ? verifyError(this.#shared.lib, ssl)
-        : undefined;
-      throw this.#handshakeError(describeHandshakeFailure(reason, verify));
-    }
-    this.#phase = OPEN;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.clientSubject = peerSubject(this.#shared.lib, ssl);
-    return true;
-  }
-
   /** The echo's loop: read what has come, write it straight back, until nothing more or the peer is full. */
-  #pump(): void {
+  #pump(session: TlsSession): void {
     const calls = this.#shared.lib.ssl;
-    const ssl = this.#ssl;
+    const ssl = session.ssl;
     const { buffer } = this.#reactor;
     const counters = this.#counters;
     for (let reads = 0; reads < MAX_READS; reads++) {
       const n = calls.SSL_read(ssl, buffer, buffer.length);
-      if (n <= 0) return this.#readStopped(calls.SSL_get_error(ssl, n));
+      if (n <= 0) return this.#readStopped(session, calls.SSL_get_error(ssl, n));
       counters.bytesIn += n;
-      const sent = this.#send(buffer, n);
+      const sent = session.send(buffer, n);
       counters.bytesOut += sent;
       if (sent < n) this.#pending = buffer.slice(sent, n);
       this.#onChunk?.(n);
@@ -339,18 +287,18 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   }
 
   /** `SSL_read` gave nothing: wait, or end the echo. */
-  #readStopped(error: number): void {
+  #readStopped(session: TlsSession, error: number): void {
     if (error === S.SSL_ERROR_WANT_READ) return this.#watch(IN);
     if (error === S.SSL_ERROR_WANT_WRITE) return this.#watch(OUT);
     if (error === S.SSL_ERROR_ZERO_RETURN) return this.#echoEnd();
-    throw this.#failure(error, "SSL_read");
+    throw session.failure(error, "SSL_read");
   }
 
   /** Writes the pending bytes; true once they are all out. */
-  #flush(): boolean {
+  #flush(session: TlsSession): boolean {
     const pending = this.#pending;
     if (pending === undefined) return true;
-    const sent = this.#send(pending, pending.length);
+    const sent = session.send(pending, pending.length);
     this.#counters.bytesOut += sent;
     if (sent < pending.length) {
       this.#pending = pending.subarray(sent);
@@ -359,24 +307,6 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     }
     this.#pending = undefined;
     return true;
-  }
-
-  /** `SSL_write`s the first `n` bytes of `bytes` until the socket is full; how many were taken. */
-  #send(bytes: Uint8Array, n: number): number {
-    const calls = this.#shared.lib.ssl;
-    const ssl = this.#ssl;
-    let sent = 0;
-    while (sent < n) {
-      const w = calls.SSL_write(ssl, sent === 0 ? bytes : bytes.subarray(sent), n - sent);
-      if (w > 0) {
-        sent += w;
-        continue;
-      }
-      const error = calls.SSL_get_error(ssl, w);
-      if (error === S.SSL_ERROR_WANT_WRITE || error === S.SSL_ERROR_WANT_READ) break;
-      throw this.#failure(error, "SSL_write");
-    }
-    return sent;
   }
 
   /** The peer ended its stream: its echo is back, so the echo is over. */
@@ -389,29 +319,14 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     echo.echoEnded("eof");
   }
 
-  /** What a failed `SSL_read` or `SSL_write` ends the echo with: a reset when the socket failed. */
-  #failure(error: number, call: string): Error {
-    this.#phase = BROKEN;
-    const reason = takeError(this.#shared.lib);
-    if (error === S.SSL_ERROR_SYSCALL || reason === undefined) return errorFor(call, E.ECONNRESET);
-    return new Error(`TLS failed: ${reason}`);
-  }
-
   /** Starts TLS on first use: the handshake, and its deadline. */
   #start(): void {
     if (this.#phase !== RAW) return;
     if (this.#raw?.waiting === true) throw new Deno.errors.Busy("the connection is being read");
     const { lib, context, handshakeTimeoutMs } = this.#shared;
-    const fd = this.#open();
-    const ssl = lib.ssl.SSL_new(context);
-    if (ssl === null) throw new Error(`OpenSSL could not start TLS (${takeError(lib)})`);
-    this.#ssl = ssl;
-    this.#raw = undefined;
     const unread = this.#unread;
-    this.#unread = undefined;
-    if (unread === undefined) lib.ssl.SSL_set_fd(ssl, fd);
-    else this.#readFirst(unread);
-    lib.ssl.SSL_set_accept_state(ssl);
+    this.#session = new TlsSession(lib, context, this.#open(), unread);
+    this.#unread = this.#raw = undefined;
     this.#phase = HANDSHAKE;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
@@ -422,25 +337,25 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     }, handshakeTimeoutMs);
   }
 
-  /** OpenSSL reads `bytes` from memory first, then the socket (see `#handshake`). */
-  #readFirst(bytes: Uint8Array): void {
-    const { crypto, ssl: calls } = this.#shared.lib;
-    const memory = crypto.BIO_new(crypto.BIO_s_mem());
-    const socket = crypto.BIO_new_socket(this.#fd, S.BIO_NOCLOSE);
-    if (memory === null || socket === null) throw new Error("OpenSSL could not make a BIO");
-    crypto.BIO_write(memory, bytes, bytes.length);
-    // Empty is "try again" (-1), not the end of the stream.
-    crypto.BIO_ctrl(memory, S.BIO_C_SET_BUF_MEM_EOF_RETURN, -1n, null);
-    calls.SSL_set_bio(this.#ssl, memory, socket);
-    this.#memoryBio = memory;
-    this.#socketBio = socket;
-  }
-
-  /** Sends close_notify once, after a handshake, where TLS still allows. */
-  #notify(): void {
-    if (this.#notified || this.#phase !== OPEN) return;
-    this.#notified = true;
-    if (this.#shared.lib.ssl.SSL_shutdown(this.#ssl) < 0) takeError(this.#shared.lib);
+  /** Moves the handshake on; true once it is done. */
+  #handshake(): boolean {
+    const session = this.#session;
+    if (session === undefined) return false;
+    let step;
+    try {
+      step = session.handshake();
+    } catch (error) {
+      throw this.#handshakeError(error instanceof Error ? error.message : String(error));
+    }
+    if (step !== "done") {
+      this.#watch(step === "read" ? IN : OUT);
+      return false;
+    }
+    this.#phase = OPEN;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.clientSubject = session.clientSubject();
+    return true;
   }
 
   /** Closing gently: reads and drops what the peer still sends. */

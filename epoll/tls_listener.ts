@@ -11,7 +11,8 @@ import { ListenError, type TlsMaterial } from "../transport/contract.ts";
 import type { TcpListenOptions } from "../transport/tcp.ts";
 import { type EpollListener, listenEpoll } from "./listener.ts";
 import { openSsl, opensslUnavailable } from "./openssl.ts";
-import { EpollTlsConnection, type TlsShared } from "./tls_connection.ts";
+import { EpollTlsConnection } from "./tls_connection.ts";
+import type { TlsShared } from "./tls_session.ts";
 import { freeTlsContext, makeTlsContext } from "./tls_context.ts";
 
 /** Where and how {@linkcode listenEpollTls} listens, and what it serves. */

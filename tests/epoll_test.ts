@@ -140,7 +140,7 @@ Deno.test("serve --io deno needs no --allow-ffi", async () => {
   strictEqual((await cli.finished()).code, 0);
 });
 
-Deno.test("--io epoll with --unix or --cert, and --io bogus, are usage errors: exit 2, one line and the hint", async () => {
+Deno.test("--io epoll with --unix, and --io bogus, are usage errors: exit 2, one line and the hint", async () => {
   const dir = await Deno.makeTempDir({ prefix: "echo-epoll-" });
   try {
     const socket = `${dir}/echo.sock`;
@@ -148,10 +148,6 @@ Deno.test("--io epoll with --unix or --cert, and --io bogus, are usage errors: e
       [
         ["--io", "epoll", "--unix", socket],
         "--io epoll serves TCP ports: a Unix socket needs --io deno",
-      ],
-      [
-        ["--io", "epoll", "--cert", `${dir}/cert.pem`, "--key", `${dir}/key.pem`],
-        "--io epoll serves plain TCP: TLS (--cert) needs --io deno",
       ],
       [["--io", "bogus"], 'invalid --io "bogus": expected one of deno, epoll'],
       [
