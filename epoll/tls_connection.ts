@@ -26,12 +26,8 @@ import type { Reactor, Readiness } from "./reactor.ts";
 import type { Parked } from "./socket_calls.ts";
 import type { IpPort } from "./sockaddr.ts";
 
-/** Not yet TLS: a plain socket. */
-const RAW = 0;
-const HANDSHAKE = 1;
-const OPEN = 2;
-/** A fatal TLS error: OpenSSL says no close_notify may follow. */
-const BROKEN = 3;
+/** The phases: not yet TLS (a plain socket), handshaking, open; broken after a fatal TLS error. */
+const [RAW, HANDSHAKE, OPEN, BROKEN] = [0, 1, 2, 3] as const;
 type Phase = typeof RAW | typeof HANDSHAKE | typeof OPEN | typeof BROKEN;
 
 const IN = C.EPOLLIN;
@@ -281,9 +277,11 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
       this.#onChunk?.(n);
       if (this.#echo === undefined) return;
       if (sent < n) return this.#watch(OUT);
+      // What else came is in the kernel's buffer, and epoll says so: no recv just to find EAGAIN.
+      if (calls.SSL_has_pending(ssl) !== 1) return this.#watch(IN);
     }
-    // More may wait in OpenSSL's buffer, which no event announces: a writable socket reports at once.
-    this.#watch(calls.SSL_has_pending(ssl) === 1 ? IN | OUT : IN);
+    // More waits in OpenSSL's buffer, which no event announces: a writable socket reports at once.
+    this.#watch(IN | OUT);
   }
 
   /** `SSL_read` gave nothing: wait, or end the echo. */
