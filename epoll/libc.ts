@@ -48,6 +48,8 @@ const SYMBOLS = {
     nonblocking: true,
   },
   __errno_location: { parameters: [], result: "pointer" },
+  // Gives the heap's free pages back to the system (epoll/tls_listener.ts).
+  malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**

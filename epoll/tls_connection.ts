@@ -163,7 +163,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     this.#linger = undefined;
     this.#pending = undefined;
     this.#reactor.close(fd);
-    this.#session?.free();
+    if (this.#session?.free() === true) this.#shared.churn++;
     this.#session = undefined;
     const closed = () => new Deno.errors.BadResource("the connection was closed");
     const echo = this.#echo;
@@ -350,6 +350,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
       return false;
     }
     this.#phase = OPEN;
+    this.#shared.churn++;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.clientSubject = session.clientSubject();

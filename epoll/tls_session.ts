@@ -20,6 +20,8 @@ export interface TlsShared {
   context: Deno.PointerObject;
   /** How long a handshake may take from its start. */
   readonly handshakeTimeoutMs: number;
+  /** Handshakes finished and sessions freed so far: what leaves the heap to trim. */
+  churn: number;
 }
 
 /** What a handshake step needs next: nothing (done), the socket readable, or writable. */
@@ -130,10 +132,12 @@ export class TlsSession {
     if (this.#lib.ssl.SSL_shutdown(this.ssl) < 0) takeError(this.#lib);
   }
 
-  /** Frees the session (the socket stays open: it is not OpenSSL's to close). */
-  free(): void {
-    if (this.ssl !== null) this.#lib.ssl.SSL_free(this.ssl);
+  /** Frees the session (the socket stays open: it is not OpenSSL's to close); true if it was not yet. */
+  free(): boolean {
+    const ssl = this.ssl;
+    if (ssl !== null) this.#lib.ssl.SSL_free(ssl);
     this.ssl = this.#memoryBio = this.#socketBio = null;
+    return ssl !== null;
   }
 
   /** OpenSSL reads `bytes` from memory first, then the socket (see `handshake`). */
