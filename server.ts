@@ -66,6 +66,7 @@ export {
   type EpollTlsOptions,
   listenEpollTls,
 } from "./epoll/tls_listener.ts";
+export { listenEpollUnix } from "./epoll/unix_listener.ts";
 export type { DatagramStats, UdpOptions } from "./transport/udp.ts";
 export { PROXY_DEFAULTS, type ProxyProtocolOptions } from "./proxy/listener.ts";
 // The admission rules that ServeOptions.guard takes, so that one import serves.

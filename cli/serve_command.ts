@@ -17,6 +17,7 @@ import {
 } from "../log/log.ts";
 import {
   epollUnavailable,
+  listenEpollUnix,
   listenUnix,
   PROXY_DEFAULTS,
   serve,
@@ -331,7 +332,11 @@ async function runServe(
   starting.resolve(server);
   started = true;
   async function startServer() {
-    const unix = flags.unix === undefined ? undefined : await listenUnix(flags.unix);
+    const unix = flags.unix === undefined
+      ? undefined
+      : flags.io === "epoll"
+      ? await listenEpollUnix(flags.unix)
+      : await listenUnix(flags.unix);
     return flags.workers > 1
       ? await startWorkers({
         entry,

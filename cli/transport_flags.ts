@@ -91,11 +91,8 @@ export function checkServeTransport(flags: ServeTransportValues): void {
   }
 }
 
-/** `--io epoll` serves plain TCP (whether it can run here at all is checked once logging is up). */
+/** `--io epoll` takes an IP address (whether it can run here at all is checked once logging is up). */
 function checkEpoll(flags: ServeTransportValues): void {
-  if (flags.unix !== undefined) {
-    throw new UsageError("--io epoll serves TCP ports: a Unix socket needs --io deno");
-  }
   // The engine binds what libc is given and resolves no names.
   if (flags.unix === undefined && encodeSockaddr(unbracket(flags.host), 0) === undefined) {
     throw new UsageError(

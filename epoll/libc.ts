@@ -100,6 +100,7 @@ export const C = {
 
 /** The `errno` values the engine tells apart. */
 export const E = {
+  ENOENT: 2,
   EINTR: 4,
   EBADF: 9,
   EAGAIN: 11,

@@ -52,7 +52,7 @@ export type MakeConnection = (reactor: Reactor, fd: number, peer: IpPort) => Con
 const plain: MakeConnection = (reactor, fd, peer) => new EpollConnection(reactor, fd, peer);
 
 /** An epoll listener; its `stopped` settles once its loop and every connection are closed. */
-export interface EpollListener extends Listener<TcpAddr> {
+export interface EpollListener<A extends Deno.Addr = TcpAddr> extends Listener<A> {
   /** Settles when the loop has stopped: after `close()` and the last connection's close. */
   readonly stopped: Promise<void>;
 }
@@ -92,8 +92,15 @@ export function listenEpoll(
   let reactor: Reactor | undefined;
   try {
     reactor = new Reactor();
-    const { fd, local } = listenOn(reactor.sys, address, options.reusePort ?? false);
-    return new TcpEpollListener(reactor, fd, local, make);
+    const { sys } = reactor;
+    const { fd, local } = listenOn(sys, address, options.reusePort ?? false);
+    const decoded = decodeSockaddr(local);
+    if (decoded === undefined) {
+      sys.close(fd);
+      throw new OsError("getsockname", E.EAFNOSUPPORT);
+    }
+    const addr: TcpAddr = { transport: "tcp", hostname: decoded.hostname, port: decoded.port };
+    return new AcceptingListener(reactor, fd, addr, make);
   } catch (error) {
     // A loop that never got a user stops at once.
     reactor?.retain();
@@ -102,12 +109,16 @@ export function listenEpoll(
   }
 }
 
-/** A bound, listening, non-blocking socket and the address it got; closed again on any failure. */
-function listenOn(
+/**
+ * A bound, listening, non-blocking socket and the address it got, as libc
+ * lays it out; closed again on any failure. `address` is a socket address
+ * of any family (its first byte is the family).
+ */
+export function listenOn(
   sys: System,
   address: Uint8Array,
   reusePort: boolean,
-): { fd: number; local: IpPort } {
+): { fd: number; local: Uint8Array } {
   const fd = sys.socket(address[0], C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0);
   if (fd < 0) throw errorFor("socket", -fd);
   const one = new Uint8Array(new Int32Array([1]).buffer);
@@ -125,16 +136,24 @@ function listenOn(
   check("bind", sys.bind(fd, address));
   check("listen", sys.listen(fd, BACKLOG));
   check("getsockname", sys.getsockname(fd, local, new Uint8Array(length.buffer)));
-  const decoded = decodeSockaddr(local);
-  if (decoded === undefined) {
-    sys.close(fd);
-    throw new OsError("getsockname", E.EAFNOSUPPORT);
-  }
-  return { fd, local: decoded };
+  return { fd, local };
 }
 
-class TcpEpollListener implements EpollListener, Readiness {
-  readonly addr: TcpAddr;
+/**
+ * The listener on `fd`, a listening socket on `reactor` whose address is
+ * `addr`; `make` makes each connection it accepts.
+ */
+export function epollListenerOn<A extends Deno.Addr>(
+  reactor: Reactor,
+  fd: number,
+  addr: A,
+  make: MakeConnection,
+): EpollListener<A> {
+  return new AcceptingListener(reactor, fd, addr, make);
+}
+
+class AcceptingListener<A extends Deno.Addr> implements EpollListener<A>, Readiness {
+  readonly addr: A;
   readonly #reactor: Reactor;
   readonly #fd: number;
   readonly #peer = new Uint8Array(SOCKADDR_BYTES);
@@ -148,11 +167,11 @@ class TcpEpollListener implements EpollListener, Readiness {
 
   readonly #make: MakeConnection;
 
-  constructor(reactor: Reactor, fd: number, local: IpPort, make: MakeConnection) {
+  constructor(reactor: Reactor, fd: number, addr: A, make: MakeConnection) {
     this.#make = make;
     this.#reactor = reactor;
     this.#fd = fd;
-    this.addr = { transport: "tcp", hostname: local.hostname, port: local.port };
+    this.addr = addr;
     reactor.retain();
   }
 
