@@ -453,9 +453,13 @@ Deno.test("listenEpoll refuses a name and a taken port with a ListenError, leavi
       error instanceof ListenError &&
       error.message === `cannot listen on 127.0.0.1:${taken.addr.port}: address already in use`,
   );
+  // TLS material that cannot serve: said before anything listens.
   throws(
     () => serve({ ...local, io: "epoll", tls: { cert: "", key: "" } }),
-    TypeError,
+    (error: unknown) =>
+      error instanceof ListenError &&
+      error.message ===
+        "cannot listen with TLS on 127.0.0.1:0: the certificate holds no PEM certificate",
   );
 });
 
