@@ -110,6 +110,31 @@ while len(got) < len(message):
 print(got.decode())
 `;
 
+/**
+ * Python's \`ssl\` as a peer that echoes MESSAGE (when not empty), then
+ * reads to the end, ragged ends not suppressed; prints what came, and
+ * whether the end was a close_notify.
+ */
+const PYTHON_UNTIL_CLOSED = `
+import socket, ssl, sys
+port, ca, message = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(port)), timeout=20),
+                    server_hostname="localhost", suppress_ragged_eofs=False)
+got = b""
+if message:
+    s.sendall(message)
+    while len(got) < len(message): got += s.recv(100)
+try:
+    while True:
+        chunk = s.recv(100)
+        if not chunk: break
+        got += chunk
+    print(repr(got.decode()), "close_notify")
+except ssl.SSLEOFError:
+    print(repr(got.decode()), "no close_notify")
+`;
+
 async function python(script: string, args: string[]): Promise<string> {
   const { success, stdout, stderr } = await commandOutput("python3", {
     args: ["-c", script, ...args],
@@ -417,4 +442,39 @@ Deno.test("serve --cert --proxy-protocol on the default engine: a usage error th
   const { code, stderr } = await cli.finished();
   strictEqual(code, 2, stderr);
   match(stderr, /^echo-server: --proxy-protocol with --cert needs --io epoll/);
+});
+
+Deno.test({
+  name:
+    `system: epoll TLS: the server's closes send close_notify: idle timeout, a refusal with its line, the drain${ignored}`,
+  ignore,
+  fn: async () => {
+    const { base } = await moreCerts();
+    const args = (port: number, message: string) => [`${port}`, base.caPath, message];
+    {
+      const { cli, port } = await epollTlsServer(["--idle-timeout", "300ms"]);
+      await using _ = cli;
+      strictEqual(await python(PYTHON_UNTIL_CLOSED, args(port, "idle")), "'idle' close_notify");
+      await cli.waitFor(/closed: idle timeout/);
+    }
+    {
+      const { cli, port } = await epollTlsServer([
+        "--max-conns",
+        "1",
+        "--when-full",
+        "refuse",
+        "--reject-message",
+        "busy",
+        "--drain-timeout",
+        "200ms",
+      ]);
+      // The one slot, taken until the drain cuts it.
+      const holder = python(PYTHON_UNTIL_CLOSED, args(port, "holding"));
+      await cli.waitFor(/#1 opened/);
+      strictEqual(await python(PYTHON_UNTIL_CLOSED, args(port, "")), "'busy\\n' close_notify");
+      cli.kill("SIGTERM");
+      strictEqual(await holder, "'holding' close_notify");
+      strictEqual((await cli.finished()).code, 0);
+    }
+  },
 });
