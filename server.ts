@@ -45,6 +45,7 @@ export {
   type Listener,
   ListenError,
   type TcpAddr,
+  type TlsMaterial,
   TransportError,
 } from "./transport/contract.ts";
 export { listenTcp, type TcpListenOptions } from "./transport/tcp.ts";

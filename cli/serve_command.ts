@@ -332,11 +332,8 @@ async function runServe(
   starting.resolve(server);
   started = true;
   async function startServer() {
-    const unix = flags.unix === undefined
-      ? undefined
-      : flags.io === "epoll"
-      ? await listenEpollUnix(flags.unix)
-      : await listenUnix(flags.unix);
+    const listen = flags.io === "epoll" ? listenEpollUnix : listenUnix;
+    const unix = flags.unix === undefined ? undefined : await listen(flags.unix);
     return flags.workers > 1
       ? await startWorkers({
         entry,

@@ -73,10 +73,12 @@ export interface EpollListener<A extends Deno.Addr = TcpAddr> extends Listener<A
  * await listener.stopped;
  * ```
  */
-export function listenEpoll(
-  options: TcpListenOptions,
-  make: MakeConnection = plain,
-): EpollListener {
+export function listenEpoll(options: TcpListenOptions): EpollListener {
+  return listenEpollWith(options, plain);
+}
+
+/** {@linkcode listenEpoll}, with `make` making each connection it accepts (the TLS listener's). */
+export function listenEpollWith(options: TcpListenOptions, make: MakeConnection): EpollListener {
   const { port } = options;
   const hostname = unbracket(options.hostname);
   const where = formatAddress(hostname, port);

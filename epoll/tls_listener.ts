@@ -9,7 +9,7 @@
 import { describeError, formatAddress, unbracket } from "../text/address.ts";
 import { ListenError, type TlsMaterial } from "../transport/contract.ts";
 import type { TcpListenOptions } from "../transport/tcp.ts";
-import { type EpollListener, listenEpoll } from "./listener.ts";
+import { type EpollListener, listenEpollWith } from "./listener.ts";
 import { openLibc } from "./libc.ts";
 import { openSsl, opensslUnavailable } from "./openssl.ts";
 import { EpollTlsConnection } from "./tls_connection.ts";
@@ -69,7 +69,7 @@ export function listenEpollTls(options: EpollTlsOptions): EpollTlsListener {
   const shared: TlsShared = { lib, context, handshakeTimeoutMs, churn: 0 };
   let inner: EpollListener;
   try {
-    inner = listenEpoll(
+    inner = listenEpollWith(
       options,
       (reactor, fd, peer) => new EpollTlsConnection(reactor, fd, peer, shared),
     );
