@@ -140,7 +140,7 @@ export function openSsl(): OpenSsl {
  * const why = opensslUnavailable(() => {
  *   throw new Error("libssl.so.3: cannot open shared object file: No such file or directory");
  * });
- * equal(why, "--io epoll serves TLS through the system's OpenSSL 3, and libssl.so.3 did not open (libssl.so.3: cannot open shared object file: No such file or directory): install it (Debian: apt-get install libssl3), or use --io deno");
+ * equal(why, "--io epoll serves TLS through the system's OpenSSL 3 (libssl.so.3), which did not open (libssl.so.3: cannot open shared object file: No such file or directory): install it (Debian: apt-get install libssl3), or use --io deno");
  * ```
  */
 export function opensslUnavailable(open: () => unknown = openSsl): string | undefined {
@@ -149,7 +149,7 @@ export function opensslUnavailable(open: () => unknown = openSsl): string | unde
     return undefined;
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
-    return `--io epoll serves TLS through the system's OpenSSL 3, and ${OPENSSL_LIBRARIES.ssl} did not open (${why}): install it (Debian: apt-get install libssl3), or use --io deno`;
+    return `--io epoll serves TLS through the system's OpenSSL 3 (${OPENSSL_LIBRARIES.ssl}), which did not open (${why}): install it (Debian: apt-get install libssl3), or use --io deno`;
   }
 }
 

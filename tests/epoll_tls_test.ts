@@ -478,3 +478,48 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    `system: epoll TLS: an OpenSSL that does not open is one line and exit 1, naming the fix${ignored}`,
+  ignore,
+  fn: async () => {
+    const { base } = await moreCerts();
+    // Empty files the loader finds first: they do not open, as a missing library does not.
+    const dir = await Deno.makeTempDir({ prefix: "echo-nossl-" });
+    try {
+      await Deno.writeFile(`${dir}/libssl.so.3`, new Uint8Array());
+      await Deno.writeFile(`${dir}/libcrypto.so.3`, new Uint8Array());
+      const { code, stderr } = await commandOutput(Deno.execPath(), {
+        args: [
+          "run",
+          "--quiet",
+          ...permissions,
+          "main.ts",
+          "-H",
+          "127.0.0.1",
+          "-p",
+          "0",
+          "--io",
+          "epoll",
+          "--cert",
+          base.certPath,
+          "--key",
+          base.keyPath,
+        ],
+        cwd: new URL("..", import.meta.url),
+        env: { NO_COLOR: "1", LD_LIBRARY_PATH: dir },
+      });
+      const text = decoder.decode(stderr);
+      strictEqual(code, 1, text);
+      const lines = text.trimEnd().split("\n");
+      strictEqual(lines.length, 1, text);
+      match(
+        lines[0],
+        /ERROR server: cannot listen with TLS on 127\.0\.0\.1:0: --io epoll serves TLS through the system's OpenSSL 3 \(libssl\.so\.3\), which did not open \(.*\): install it \(Debian: apt-get install libssl3\), or use --io deno$/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

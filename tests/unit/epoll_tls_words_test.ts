@@ -13,7 +13,7 @@ Deno.test("a libssl.so.3 that does not open is one line naming the fix", () => {
   });
   strictEqual(
     why,
-    "--io epoll serves TLS through the system's OpenSSL 3, and libssl.so.3 did not open (Could not open library: libssl.so.3: cannot open shared object file): install it (Debian: apt-get install libssl3), or use --io deno",
+    "--io epoll serves TLS through the system's OpenSSL 3 (libssl.so.3), which did not open (Could not open library: libssl.so.3: cannot open shared object file): install it (Debian: apt-get install libssl3), or use --io deno",
   );
   strictEqual(why?.includes("\n"), false);
   strictEqual(opensslUnavailable(() => undefined), undefined);
