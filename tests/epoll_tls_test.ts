@@ -523,3 +523,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: `system: epoll TLS with --workers 2: both workers handshake and echo${ignored}`,
+  ignore,
+  fn: async () => {
+    const { base } = await moreCerts();
+    const { cli, port } = await epollTlsServer(["--workers", "2"]);
+    await cli.waitFor(/2 workers share 127\.0\.0\.1 port \d+/);
+    for (let i = 0; i < 20; i++) {
+      using conn = await within(
+        Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [base.ca] }),
+        `TLS connection ${i}`,
+      );
+      await conn.write(encoder.encode(`tls ${i}`));
+      const reply = new Uint8Array(32);
+      const n = await within(conn.read(reply), `the echo ${i}`);
+      strictEqual(decoder.decode(reply.subarray(0, n ?? 0)), `tls ${i}`);
+    }
+    cli.kill("SIGTERM");
+    const { code, stderr } = await cli.finished();
+    strictEqual(code, 0, stderr);
+    const opened = stderr.split("\n").filter((line) => / w[12] conn: #\d+ opened/.test(line));
+    strictEqual(opened.length, 20, stderr);
+    ok(opened.some((line) => line.includes(" w1 ")), "worker 1 served none");
+    ok(opened.some((line) => line.includes(" w2 ")), "worker 2 served none");
+  },
+});
