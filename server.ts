@@ -62,6 +62,12 @@ export type { CloseReason, DurationHistogram } from "./server/closes.ts";
 export type { Duplex, EchoCounters, EchoDone, EchoEnd, EchoOptions } from "./transport/echo.ts";
 export { epollUnavailable } from "./epoll/libc.ts";
 export { type EpollListener, listenEpoll } from "./epoll/listener.ts";
+export {
+  type EpollTlsListener,
+  type EpollTlsOptions,
+  listenEpollTls,
+} from "./epoll/tls_listener.ts";
+export { listenEpollUnix } from "./epoll/unix_listener.ts";
 export type { DatagramStats, UdpOptions } from "./transport/udp.ts";
 export { PROXY_DEFAULTS, type ProxyProtocolOptions } from "./proxy/listener.ts";
 // The admission rules that ServeOptions.guard takes, so that one import serves.

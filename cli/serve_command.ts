@@ -17,6 +17,7 @@ import {
 } from "../log/log.ts";
 import {
   epollUnavailable,
+  listenEpollUnix,
   listenUnix,
   PROXY_DEFAULTS,
   serve,
@@ -322,7 +323,8 @@ async function runServe(
   starting.resolve(server);
   started = true;
   async function startServer() {
-    const unix = flags.unix === undefined ? undefined : await listenUnix(flags.unix);
+    const listen = flags.io === "epoll" ? listenEpollUnix : listenUnix;
+    const unix = flags.unix === undefined ? undefined : await listen(flags.unix);
     return flags.workers > 1
       ? await startWorkers({
         entry,

@@ -39,7 +39,7 @@ export const SERVE_TRANSPORT_FLAGS: {
     choices: IO_ENGINES,
     default: SERVE_DEFAULTS.io,
     help:
-      "TCP engine: deno, or epoll (Linux, --allow-ffi, plain TCP only; faster, less memory per connection)",
+      "TCP engine: deno, or epoll (Linux, --allow-ffi; TLS through libssl.so.3; faster, less memory per connection)",
   }),
 };
 
@@ -80,9 +80,9 @@ export function checkServeTransport(flags: ServeTransportValues): void {
   if (flags["client-ca"] !== undefined && flags.cert === undefined) {
     throw new UsageError("--client-ca needs --cert and --key: mutual TLS is TLS first");
   }
-  if (flags.cert !== undefined && flags["proxy-protocol"]) {
+  if (flags.cert !== undefined && flags["proxy-protocol"] && flags.io !== "epoll") {
     throw new UsageError(
-      "--proxy-protocol cannot be combined with --cert yet: the PROXY header comes before the TLS handshake; put the TLS terminator in front, or serve plain TCP",
+      "--proxy-protocol with --cert needs --io epoll: the PROXY header comes before the TLS handshake, which only the epoll engine reads in that order",
     );
   }
   if (flags.io === "epoll") checkEpoll(flags);
@@ -101,14 +101,8 @@ export function checkServeTransport(flags: ServeTransportValues): void {
   }
 }
 
-/** `--io epoll` serves plain TCP (whether it can run here at all is checked once logging is up). */
+/** `--io epoll` takes an IP address (whether it can run here at all is checked once logging is up). */
 function checkEpoll(flags: ServeTransportValues): void {
-  if (flags.unix !== undefined) {
-    throw new UsageError("--io epoll serves TCP ports: a Unix socket needs --io deno");
-  }
-  if (flags.cert !== undefined) {
-    throw new UsageError("--io epoll serves plain TCP: TLS (--cert) needs --io deno");
-  }
   // The engine binds what libc is given and resolves no names.
   if (flags.unix === undefined && encodeSockaddr(unbracket(flags.host), 0) === undefined) {
     throw new UsageError(

@@ -83,7 +83,7 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
   }
 
   /** The peer, as `accept4` gave it. */
-  get remoteAddr(): Deno.NetAddr {
+  get remoteAddr(): Deno.Addr {
     return { transport: "tcp", hostname: this.#hostname, port: this.#port };
   }
 

@@ -50,6 +50,8 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   // The bench's client side (bench/epoll_socket.ts): a non-blocking connect, its end read with SO_ERROR.
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // Gives the heap's free pages back to the system (epoll/tls_listener.ts).
+  malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -100,6 +102,7 @@ export const C = {
 
 /** The `errno` values the engine tells apart. */
 export const E = {
+  ENOENT: 2,
   EINTR: 4,
   EBADF: 9,
   EAGAIN: 11,

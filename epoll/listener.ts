@@ -45,8 +45,14 @@ const RETRY_ACCEPT: ReadonlySet<number> = new Set([
   E.EOPNOTSUPP,
 ]);
 
+/** Makes the connection for a socket that `accept4` gave: a plain one, or one that speaks TLS. */
+export type MakeConnection = (reactor: Reactor, fd: number, peer: IpPort) => Connection;
+
+/** The plain connection. */
+const plain: MakeConnection = (reactor, fd, peer) => new EpollConnection(reactor, fd, peer);
+
 /** An epoll listener; its `stopped` settles once its loop and every connection are closed. */
-export interface EpollListener extends Listener<TcpAddr> {
+export interface EpollListener<A extends Deno.Addr = TcpAddr> extends Listener<A> {
   /** Settles when the loop has stopped: after `close()` and the last connection's close. */
   readonly stopped: Promise<void>;
 }
@@ -68,6 +74,11 @@ export interface EpollListener extends Listener<TcpAddr> {
  * ```
  */
 export function listenEpoll(options: TcpListenOptions): EpollListener {
+  return listenEpollWith(options, plain);
+}
+
+/** {@linkcode listenEpoll}, with `make` making each connection it accepts (the TLS listener's). */
+export function listenEpollWith(options: TcpListenOptions, make: MakeConnection): EpollListener {
   const { port } = options;
   const hostname = unbracket(options.hostname);
   const where = formatAddress(hostname, port);
@@ -83,8 +94,15 @@ export function listenEpoll(options: TcpListenOptions): EpollListener {
   let reactor: Reactor | undefined;
   try {
     reactor = new Reactor();
-    const { fd, local } = listenOn(reactor.sys, address, options.reusePort ?? false);
-    return new TcpEpollListener(reactor, fd, local);
+    const { sys } = reactor;
+    const { fd, local } = listenOn(sys, address, options.reusePort ?? false);
+    const decoded = decodeSockaddr(local);
+    if (decoded === undefined) {
+      sys.close(fd);
+      throw new OsError("getsockname", E.EAFNOSUPPORT);
+    }
+    const addr: TcpAddr = { transport: "tcp", hostname: decoded.hostname, port: decoded.port };
+    return new AcceptingListener(reactor, fd, addr, make);
   } catch (error) {
     // A loop that never got a user stops at once.
     reactor?.retain();
@@ -93,12 +111,16 @@ export function listenEpoll(options: TcpListenOptions): EpollListener {
   }
 }
 
-/** A bound, listening, non-blocking socket and the address it got; closed again on any failure. */
-function listenOn(
+/**
+ * A bound, listening, non-blocking socket and the address it got, as libc
+ * lays it out; closed again on any failure. `address` is a socket address
+ * of any family (its first byte is the family).
+ */
+export function listenOn(
   sys: System,
   address: Uint8Array,
   reusePort: boolean,
-): { fd: number; local: IpPort } {
+): { fd: number; local: Uint8Array } {
   const fd = sys.socket(address[0], C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0);
   if (fd < 0) throw errorFor("socket", -fd);
   const one = new Uint8Array(new Int32Array([1]).buffer);
@@ -116,16 +138,24 @@ function listenOn(
   check("bind", sys.bind(fd, address));
   check("listen", sys.listen(fd, BACKLOG));
   check("getsockname", sys.getsockname(fd, local, new Uint8Array(length.buffer)));
-  const decoded = decodeSockaddr(local);
-  if (decoded === undefined) {
-    sys.close(fd);
-    throw new OsError("getsockname", E.EAFNOSUPPORT);
-  }
-  return { fd, local: decoded };
+  return { fd, local };
 }
 
-class TcpEpollListener implements EpollListener, Readiness {
-  readonly addr: TcpAddr;
+/**
+ * The listener on `fd`, a listening socket on `reactor` whose address is
+ * `addr`; `make` makes each connection it accepts.
+ */
+export function epollListenerOn<A extends Deno.Addr>(
+  reactor: Reactor,
+  fd: number,
+  addr: A,
+  make: MakeConnection,
+): EpollListener<A> {
+  return new AcceptingListener(reactor, fd, addr, make);
+}
+
+class AcceptingListener<A extends Deno.Addr> implements EpollListener<A>, Readiness {
+  readonly addr: A;
   readonly #reactor: Reactor;
   readonly #fd: number;
   readonly #peer = new Uint8Array(SOCKADDR_BYTES);
@@ -137,10 +167,13 @@ class TcpEpollListener implements EpollListener, Readiness {
   /** The loop failed under it. */
   #dead = false;
 
-  constructor(reactor: Reactor, fd: number, local: IpPort) {
+  readonly #make: MakeConnection;
+
+  constructor(reactor: Reactor, fd: number, addr: A, make: MakeConnection) {
+    this.#make = make;
     this.#reactor = reactor;
     this.#fd = fd;
-    this.addr = { transport: "tcp", hostname: local.hostname, port: local.port };
+    this.addr = addr;
     reactor.retain();
   }
 
@@ -206,7 +239,7 @@ class TcpEpollListener implements EpollListener, Readiness {
   }
 
   /** One connection from the backlog, `undefined` when it is empty; throws what the acceptor must back off from. */
-  #accept(): EpollConnection | undefined {
+  #accept(): Connection | undefined {
     const { sys } = this.#reactor;
     while (true) {
       this.#peerLength[0] = SOCKADDR_BYTES;
@@ -217,7 +250,7 @@ class TcpEpollListener implements EpollListener, Readiness {
         C.SOCK_NONBLOCK | C.SOCK_CLOEXEC,
       );
       if (fd >= 0) {
-        return new EpollConnection(this.#reactor, fd, decodeSockaddr(this.#peer) ?? NO_PEER);
+        return this.#make(this.#reactor, fd, decodeSockaddr(this.#peer) ?? NO_PEER);
       }
       const code = -fd;
       if (code === E.EAGAIN) return undefined;

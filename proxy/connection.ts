@@ -107,6 +107,11 @@ export class ProxiedConnection implements Connection {
     if (closeWrite !== undefined) this.closeWrite = () => closeWrite.call(conn);
   }
 
+  /** See `Connection.clientSubject`: the socket's, once its TLS handshake is done. */
+  get clientSubject(): string | undefined {
+    return this.#conn.clientSubject;
+  }
+
   /** Reads the bytes that came with the header first, then straight from the socket. */
   read(p: Uint8Array): Promise<number | null> {
     const rest = this.#rest;
@@ -175,14 +180,32 @@ class ProxiedEchoingConnection extends ProxiedConnection {
 }
 
 /**
+ * A socket with a protocol of its own after the header (the epoll engine's
+ * TLS): it takes back the bytes read past the header, which are that
+ * protocol's, to read them first itself.
+ */
+interface Unreading {
+  unread(bytes: Uint8Array): void;
+}
+
+function isUnreading(conn: Connection): conn is Connection & Unreading {
+  return typeof (conn as Partial<Unreading>).unread === "function";
+}
+
+/**
  * Presents `conn` as a connection from `remoteAddr` whose first bytes are
- * `rest`; one that can echo by itself stays able to.
+ * `rest`; one that can echo by itself stays able to. A socket that takes
+ * bytes back (TLS after the header) gets `rest` back instead.
  */
 export function proxiedConnection(
   conn: Connection,
   remoteAddr: Deno.Addr,
   rest: Uint8Array,
 ): ProxiedConnection {
+  if (isUnreading(conn)) {
+    conn.unread(rest);
+    rest = new Uint8Array(0);
+  }
   return conn.echo === undefined
     ? new ProxiedConnection(conn, remoteAddr, rest)
     : new ProxiedEchoingConnection(conn, remoteAddr, rest);

@@ -12,7 +12,7 @@
  * Kinds (see `memory_clients.ts`): `idle` (one byte echoed, then silent),
  * `busy` (64-byte pingpong, back to back), `nonreading` (64 KiB writes, never
  * read; plain TCP clients with a 4 KiB receive buffer). With `--cert`,
- * `--key` and `--ca` the server serves TLS (Deno's engine only) and the
+ * `--key` and `--ca` the server serves TLS (on either engine) and the
  * clients speak it. Raise `ulimit -n` first: the server and this script each
  * hold one descriptor per connection. It runs with `--allow-all`: Deno
  * reads another process's `/proc/PID/status` under no narrower permission.
@@ -77,9 +77,6 @@ function parseFlags(args: string[]) {
   const tlsFlags = [values.cert, values.key, values.ca].filter((v) => v !== undefined).length;
   if (tlsFlags !== 0 && tlsFlags !== 3) throw new Error("--cert, --key and --ca go together");
   const engines = list("io", values.io, ENGINES);
-  if (tlsFlags === 3 && engines.includes("epoll")) {
-    throw new Error("TLS (--cert) is served by --io deno only: pass --io deno");
-  }
   return {
     engines,
     kinds: list("kind", values.kind, KINDS),

@@ -25,6 +25,7 @@ import { type ServerStats, summary } from "./stats.ts";
 import { listenTls, type ServeTlsOptions, TLS_DEFAULTS } from "../transport/tls.ts";
 import { startUdp, type UdpEcho, type UdpOptions } from "../transport/udp.ts";
 import { listenEpoll } from "../epoll/listener.ts";
+import { listenEpollTls } from "../epoll/tls_listener.ts";
 import { logListening } from "./listening.ts";
 
 /** The I/O engines: Deno's own sockets, or epoll driven through libc (Linux, `--allow-ffi`). */
@@ -76,8 +77,8 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
    * Serve TLS with this certificate and key (PEM text) on `hostname` and
    * `port`, and with `clientCa`, require a client certificate signed by it
    * (mutual TLS); each connection's handshake runs once it is admitted,
-   * within `handshakeTimeoutMs`. Not with `proxyProtocol` (yet: the PROXY header
-   * comes before the handshake). For a Unix socket, pass
+   * within `handshakeTimeoutMs`. With `proxyProtocol` on io `epoll` only (the
+   * PROXY header is read first, then the handshake runs). For a Unix socket, pass
    * `listener: await listenUnix(path)`. @default {plain TCP}
    */
   tls?: ServeTlsOptions;
@@ -96,7 +97,8 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
   /**
    * The I/O engine of the TCP listener made from `hostname` and `port`:
    * `epoll` drives epoll through libc (Linux only, needs `--allow-ffi`, and
-   * takes an IP address, not a name); it does not serve TLS.
+   * takes an IP address, not a name); with `tls`, through the system's
+   * OpenSSL 3 (`libssl.so.3`).
    * @default {SERVE_DEFAULTS.io}
    */
   io?: IoEngine;
@@ -207,27 +209,14 @@ export function serve<A extends Deno.Addr>(
   options: ServeOptions<A> & { listener: Listener<A> },
 ): EchoServer<A>;
 export function serve(options: ServeOptions<Deno.Addr> = {}): EchoServer<Deno.Addr> {
-  if (options.tls !== undefined && options.proxyProtocol !== undefined) {
+  const io = options.io ?? SERVE_DEFAULTS.io;
+  if (options.tls !== undefined && options.proxyProtocol !== undefined && io !== "epoll") {
     throw new TypeError(
-      "tls and proxyProtocol do not combine: the PROXY header comes before the TLS handshake",
+      'tls and proxyProtocol combine on io "epoll" only: the PROXY header comes before the TLS handshake',
     );
   }
-  const io = options.io ?? SERVE_DEFAULTS.io;
-  if (io === "epoll" && options.tls !== undefined) {
-    throw new TypeError('the epoll engine serves plain TCP: TLS needs io "deno"');
-  }
   for (let attempt = 1;; attempt++) {
-    const where = {
-      hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
-      port: options.port ?? SERVE_DEFAULTS.port,
-      reusePort: options.reusePort,
-    };
-    const listener = options.listener ??
-      (options.tls !== undefined
-        ? listenTls({ ...where, ...options.tls, handshakeTimeoutMs: handshakeTimeout(options) })
-        : io === "epoll"
-        ? listenEpoll(where)
-        : listenTcp(where));
+    const listener = options.listener ?? listenFor(io, options);
     try {
       return new Server(listener, options);
     } catch (error) {
@@ -369,6 +358,18 @@ class Server implements EchoServer<Deno.Addr> {
       new Error(`stopped listening on ${describeAddr(this.addr)}: ${why}`, { cause }),
     );
   }
+}
+
+/** The listener `serve` makes when it is given none: TLS or plain TCP, on the engine `io`. */
+function listenFor(io: IoEngine, options: ServeOptions<Deno.Addr>): Listener {
+  const where = {
+    hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
+    port: options.port ?? SERVE_DEFAULTS.port,
+    reusePort: options.reusePort,
+  };
+  if (options.tls === undefined) return io === "epoll" ? listenEpoll(where) : listenTcp(where);
+  const tls = { ...where, ...options.tls, handshakeTimeoutMs: handshakeTimeout(options) };
+  return io === "epoll" ? listenEpollTls(tls) : listenTls(tls);
 }
 
 /** The handshake timeout in force: the option's, or the idle timeout where that is shorter. */

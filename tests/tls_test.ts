@@ -300,7 +300,7 @@ Deno.test({
       "127.0.0.1",
     ]);
     strictEqual(proxied.code, 2);
-    ok(proxied.stderr.includes("--proxy-protocol cannot be combined with --cert"), proxied.stderr);
+    ok(proxied.stderr.includes("--proxy-protocol with --cert needs --io epoll"), proxied.stderr);
   },
 });
 

@@ -6,8 +6,8 @@
  */
 import { ok, rejects, strictEqual } from "node:assert/strict";
 import { ClientError, connect } from "../client.ts";
-import { Guard, listenUnix, serve } from "../server.ts";
-import { Cli, pattern, runCli, sameBytes, within } from "./helpers.ts";
+import { Guard, type IoEngine, listenEpollUnix, listenUnix, serve } from "../server.ts";
+import { Cli, pattern, runCli, sameBytes, testEngines, within } from "./helpers.ts";
 
 /** A Unix socket's client needs read permission; the server also write, to make the file. */
 const permissions = ["--allow-net", "--allow-read", "--allow-write"];
@@ -20,70 +20,84 @@ function tempDir(): { path: string } & Disposable {
   return { path, [Symbol.dispose]: () => Deno.removeSync(path, { recursive: true }) };
 }
 
-/** `serve --unix path`, started and listening. */
-async function unixServer(path: string, extra: string[] = []): Promise<Cli> {
-  const cli = new Cli(["--unix", path, ...extra], { permissions });
+/** `serve --unix path` on the engine `io`, started and listening. */
+async function unixServer(path: string, io: IoEngine, extra: string[] = []): Promise<Cli> {
+  const cli = new Cli(["--unix", path, ...extra], { permissions, io });
   await cli.waitFor(/listening on \//);
   return cli;
 }
 
-/** Runs a subcommand with the Unix socket permissions to completion. */
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  await using cli = new Cli(args, { permissions });
+/** Runs a subcommand (with `io`, a server on that engine) with the Unix socket permissions to completion. */
+async function run(
+  args: string[],
+  io?: IoEngine,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  await using cli = new Cli(args, { permissions, io });
   return await cli.finished();
 }
 
-Deno.test("Unix socket: binary data round trips through the client module; clients share one admission key", async () => {
-  using dir = tempDir();
-  const path = `${dir.path}/echo.sock`;
-  await using server = serve({
-    listener: await listenUnix(path),
-    guard: new Guard({ maxConnsPerIp: 1 }),
-  });
-  strictEqual(server.addr.path, path);
-  await using echo = await connect({ path });
-  strictEqual(echo.address, path);
-  const data = pattern(300_000, 5);
-  ok(
-    sameBytes(await within(echo.send(data, { verify: true }), "the echo of 300,000 bytes"), data),
-    "echo differs",
-  );
-  // Unix clients have no address: the per-address cap counts them together.
-  await using second = await connect({ path });
-  // Closed unread: the write or the read finds out, whichever comes first.
-  await rejects(
-    within(second.send("refused?", { verify: true }), "the refusal of the second client"),
-    (error) => error instanceof ClientError && ["closed", "failed"].includes(error.kind),
-  );
-  strictEqual(server.stats().refusals["per-ip"], 1);
-  await rejects(connect({ path: `${dir.path}/none.sock` }), {
-    name: "ClientError",
-    kind: "connect",
-    message: `cannot connect to ${dir.path}/none.sock: no such socket file`,
-  });
-});
+/** A Unix socket listener on the engine `io`. */
+function listenOn(io: IoEngine, path: string) {
+  return io === "epoll" ? listenEpollUnix(path) : listenUnix(path);
+}
 
-Deno.test("Unix socket: serve --unix, client --unix and bench --unix; the socket file goes at shutdown", async () => {
-  using dir = tempDir();
-  const path = `${dir.path}/echo.sock`;
-  const cli = await unixServer(path);
-  await using _server = cli;
-  const reply = await run(["client", "--unix", path, "-m", "over a Unix socket"]);
-  strictEqual(reply.code, 0, reply.stderr);
-  strictEqual(reply.stdout, "over a Unix socket\n");
-  await cli.waitFor(/#1 opened from an unnamed socket/);
-  // 1 s: the echoes in flight at the end get the drain time, as long as the run.
-  const bench = await run(["bench", "--unix", path, "-c", "4", "-d", "1s", "--json"]);
-  strictEqual(bench.code, 0, bench.stderr);
-  const report = JSON.parse(bench.stdout);
-  ok(report.ok && report.messages > 0, bench.stdout);
-  strictEqual(report.options.path, path);
-  cli.kill("SIGTERM");
-  const { code, stderr } = await cli.finished();
-  strictEqual(code, 0, stderr);
-  noStackTrace(stderr);
-  strictEqual(existing(path), false, "the socket file is still there");
-});
+testEngines(
+  "Unix socket: binary data round trips through the client module; clients share one admission key",
+  async (io) => {
+    using dir = tempDir();
+    const path = `${dir.path}/echo.sock`;
+    await using server = serve({
+      listener: await listenOn(io, path),
+      guard: new Guard({ maxConnsPerIp: 1 }),
+    });
+    strictEqual(server.addr.path, path);
+    await using echo = await connect({ path });
+    strictEqual(echo.address, path);
+    const data = pattern(300_000, 5);
+    ok(
+      sameBytes(await within(echo.send(data, { verify: true }), "the echo of 300,000 bytes"), data),
+      "echo differs",
+    );
+    // Unix clients have no address: the per-address cap counts them together.
+    await using second = await connect({ path });
+    // Closed unread: the write or the read finds out, whichever comes first.
+    await rejects(
+      within(second.send("refused?", { verify: true }), "the refusal of the second client"),
+      (error) => error instanceof ClientError && ["closed", "failed"].includes(error.kind),
+    );
+    strictEqual(server.stats().refusals["per-ip"], 1);
+    await rejects(connect({ path: `${dir.path}/none.sock` }), {
+      name: "ClientError",
+      kind: "connect",
+      message: `cannot connect to ${dir.path}/none.sock: no such socket file`,
+    });
+  },
+);
+
+testEngines(
+  "Unix socket: serve --unix, client --unix and bench --unix; the socket file goes at shutdown",
+  async (io) => {
+    using dir = tempDir();
+    const path = `${dir.path}/echo.sock`;
+    const cli = await unixServer(path, io);
+    await using _server = cli;
+    const reply = await run(["client", "--unix", path, "-m", "over a Unix socket"]);
+    strictEqual(reply.code, 0, reply.stderr);
+    strictEqual(reply.stdout, "over a Unix socket\n");
+    await cli.waitFor(/#1 opened from an unnamed socket/);
+    // 1 s: the echoes in flight at the end get the drain time, as long as the run.
+    const bench = await run(["bench", "--unix", path, "-c", "4", "-d", "1s", "--json"]);
+    strictEqual(bench.code, 0, bench.stderr);
+    const report = JSON.parse(bench.stdout);
+    ok(report.ok && report.messages > 0, bench.stdout);
+    strictEqual(report.options.path, path);
+    cli.kill("SIGTERM");
+    const { code, stderr } = await cli.finished();
+    strictEqual(code, 0, stderr);
+    noStackTrace(stderr);
+    strictEqual(existing(path), false, "the socket file is still there");
+  },
+);
 
 /** Whether anything is at `path`. */
 function existing(path: string): boolean {
@@ -95,7 +109,7 @@ function existing(path: string): boolean {
   }
 }
 
-Deno.test("Unix socket: the socket file of a dead server is replaced", async () => {
+testEngines("Unix socket: the socket file of a dead server is replaced", async (io) => {
   using dir = tempDir();
   const path = `${dir.path}/echo.sock`;
   // A socket file nobody listens on, as a killed server leaves: closing a
@@ -104,7 +118,7 @@ Deno.test("Unix socket: the socket file of a dead server is replaced", async () 
   Deno.linkSync(`${dir.path}/dead.sock`, path);
   dead.close();
   ok(Deno.lstatSync(path).isSocket);
-  const cli = await unixServer(path);
+  const cli = await unixServer(path, io);
   await using _server = cli;
   ok(
     cli.stderr.includes(`replaced the stale socket file ${path}: no server answered on it`),
@@ -117,40 +131,46 @@ Deno.test("Unix socket: the socket file of a dead server is replaced", async () 
   );
 });
 
-Deno.test("Unix socket: a regular file at the path is left untouched, and the server exits 1 saying why", async () => {
-  using dir = tempDir();
-  const path = `${dir.path}/notes.txt`;
-  Deno.writeTextFileSync(path, "precious\n");
-  const { code, stderr } = await run(["--unix", path]);
-  strictEqual(code, 1);
-  strictEqual(stderr.trim().split("\n").length, 1, stderr);
-  ok(
-    stderr.includes(
-      `ERROR server: cannot listen on ${path}: a regular file is there, not a socket; left untouched`,
-    ),
-    stderr,
-  );
-  strictEqual(Deno.readTextFileSync(path), "precious\n");
-});
+testEngines(
+  "Unix socket: a regular file at the path is left untouched, and the server exits 1 saying why",
+  async (io) => {
+    using dir = tempDir();
+    const path = `${dir.path}/notes.txt`;
+    Deno.writeTextFileSync(path, "precious\n");
+    const { code, stderr } = await run(["--unix", path], io);
+    strictEqual(code, 1);
+    strictEqual(stderr.trim().split("\n").length, 1, stderr);
+    ok(
+      stderr.includes(
+        `ERROR server: cannot listen on ${path}: a regular file is there, not a socket; left untouched`,
+      ),
+      stderr,
+    );
+    strictEqual(Deno.readTextFileSync(path), "precious\n");
+  },
+);
 
-Deno.test("Unix socket: a live server's socket is refused as in use, and that server keeps serving", async () => {
-  using dir = tempDir();
-  const path = `${dir.path}/echo.sock`;
-  await using first = serve({ listener: await listenUnix(path) });
-  const { code, stderr } = await run(["--unix", path]);
-  strictEqual(code, 1);
-  ok(
-    stderr.includes(`cannot listen on ${path}: address already in use (a server answers there)`),
-    stderr,
-  );
-  noStackTrace(stderr);
-  await using echo = await connect({ path });
-  strictEqual(
-    decoder.decode(await within(echo.send("still here", { verify: true }), "the echo")),
-    "still here",
-  );
-  strictEqual(first.addr.path, path);
-});
+testEngines(
+  "Unix socket: a live server's socket is refused as in use, and that server keeps serving",
+  async (io) => {
+    using dir = tempDir();
+    const path = `${dir.path}/echo.sock`;
+    await using first = serve({ listener: await listenOn(io, path) });
+    const { code, stderr } = await run(["--unix", path], io);
+    strictEqual(code, 1);
+    ok(
+      stderr.includes(`cannot listen on ${path}: address already in use (a server answers there)`),
+      stderr,
+    );
+    noStackTrace(stderr);
+    await using echo = await connect({ path });
+    strictEqual(
+      decoder.decode(await within(echo.send("still here", { verify: true }), "the echo")),
+      "still here",
+    );
+    strictEqual(first.addr.path, path);
+  },
+);
 
 Deno.test("Unix socket flags: what --unix cannot be combined with is a usage error", async () => {
   const cases: Array<[string[], string]> = [
