@@ -9,14 +9,8 @@
  *
  * @module
  */
-import { describeError } from "../text/address.ts";
-import { logger } from "../log/log.ts";
-import { type Listener, ListenError } from "./contract.ts";
-
-const log = logger("server");
-
-/** Longest socket path Linux takes (`sun_path` holds 108 bytes with the final NUL). */
-const MAX_PATH_BYTES = 107;
+import type { Listener } from "./contract.ts";
+import { bindReplacingStale, socketPath } from "./socket_file.ts";
 
 /**
  * Listens on a Unix domain socket at `path`. A socket file that no server
@@ -39,96 +33,12 @@ const MAX_PATH_BYTES = 107;
  * ```
  */
 export async function listenUnix(path: string): Promise<Listener<Deno.UnixAddr>> {
-  if (new TextEncoder().encode(path).length > MAX_PATH_BYTES) {
-    throw new ListenError(
-      `cannot listen on ${path}: too long for a Unix socket path (at most ${MAX_PATH_BYTES} bytes)`,
-    );
-  }
-  try {
-    return wrap(Deno.listen({ transport: "unix", path }));
-  } catch (error) {
-    if (!(error instanceof Deno.errors.AddrInUse)) throw listenError(path, error);
-  }
-  // Something is there already: find out what before touching it.
-  const found = statOf(path);
-  if (found === undefined) return listenAgain(path);
-  if (!found.isSocket) {
-    throw new ListenError(
-      `cannot listen on ${path}: a ${kindOf(found)} is there, not a socket; left untouched`,
-    );
-  }
-  if (await answers(path)) {
-    throw new ListenError(
-      `cannot listen on ${path}: address already in use (a server answers there)`,
-    );
-  }
-  // Remove it only if it is still the socket just probed, not one a new server made meanwhile.
-  const now = statOf(path);
-  if (now !== undefined && now.ino === found.ino && now.dev === found.dev) {
-    try {
-      Deno.removeSync(path);
-    } catch (error) {
-      throw listenError(path, error);
-    }
-    log.info("replaced the stale socket file {path}: no server answered on it", { path });
-  }
-  return listenAgain(path);
-}
-
-function listenAgain(path: string): Listener<Deno.UnixAddr> {
-  try {
-    return wrap(Deno.listen({ transport: "unix", path }));
-  } catch (error) {
-    throw listenError(path, error);
-  }
-}
-
-function wrap(unix: Deno.UnixListener): Listener<Deno.UnixAddr> {
+  socketPath(path);
+  const unix = await bindReplacingStale(path, () => Deno.listen({ transport: "unix", path }));
   return {
     addr: unix.addr,
     // Deno removes the socket file as it closes the listener.
     close: () => unix.close(),
     [Symbol.asyncIterator]: () => unix[Symbol.asyncIterator](),
   };
-}
-
-/** What is at `path`, without following a symbolic link; undefined when nothing is. */
-function statOf(path: string): Deno.FileInfo | undefined {
-  try {
-    return Deno.lstatSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw listenError(path, error);
-  }
-}
-
-function kindOf(info: Deno.FileInfo): string {
-  if (info.isFile) return "regular file";
-  if (info.isDirectory) return "directory";
-  if (info.isSymlink) return "symbolic link";
-  if (info.isFifo) return "named pipe";
-  return "file";
-}
-
-/** Tells whether a server accepts connections on the socket at `path`. */
-async function answers(path: string): Promise<boolean> {
-  try {
-    const probe = await Deno.connect({ transport: "unix", path });
-    probe.close();
-    return true;
-  } catch (error) {
-    // Refused: nobody listens on it. Gone: someone removed it meanwhile.
-    if (error instanceof Deno.errors.ConnectionRefused) return false;
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw listenError(path, error);
-  }
-}
-
-function listenError(path: string, error: unknown): ListenError {
-  const why = error instanceof Deno.errors.NotFound
-    ? "no such directory"
-    : error instanceof Deno.errors.AddrInUse
-    ? "address already in use"
-    : describeError(error);
-  return new ListenError(`cannot listen on ${path}: ${why}`, { cause: error });
 }
