@@ -65,6 +65,7 @@ const CRYPTO_SYMBOLS = {
   X509_NAME_print_ex: { parameters: ["pointer", "pointer", "i32", "u64"], result: "i32" },
   X509_STORE_add_cert: { parameters: ["pointer", "pointer"], result: "i32" },
   X509_verify_cert_error_string: { parameters: ["i64"], result: "pointer" },
+  X509_STORE_CTX_get0_cert: { parameters: ["pointer"], result: "pointer" },
   ERR_get_error: { parameters: [], result: "u64" },
   ERR_clear_error: { parameters: [], result: "void" },
   ERR_reason_error_string: { parameters: ["u64"], result: "pointer" },
@@ -107,8 +108,11 @@ export const S = {
   BIO_NOCLOSE: 0,
   BIO_C_SET_BUF_MEM_EOF_RETURN: 130,
   BIO_CTRL_PENDING: 10,
-  /** `XN_FLAG_RFC2253`: `CN=client-1,O=Example`, most specific first. */
-  XN_FLAG_RFC2253: 0x1110317n,
+  /**
+   * `XN_FLAG_RFC2253` without `XN_FLAG_DN_REV`: `CN=client-1,O=Example` in the
+   * certificate's own order, as node's `X509Certificate` (the default engine) gives it.
+   */
+  XN_FLAG_RFC2253: 0x1010317n,
 } as const;
 
 /** Where the libraries are looked for: the names the dynamic loader resolves. */
@@ -170,26 +174,37 @@ export function takeError(lib: OpenSsl): string | undefined {
 }
 
 /** Why a certificate did not verify, in OpenSSL's words (`unable to get local issuer certificate`). */
-export function verifyError(lib: OpenSsl, ssl: Deno.PointerValue): string {
-  const code = lib.ssl.SSL_get_verify_result(ssl);
-  const text = lib.crypto.X509_verify_cert_error_string(code);
-  return text === null ? `verify error ${code}` : Deno.UnsafePointerView.getCString(text);
+export function verifyError(lib: OpenSsl, ssl: Deno.PointerValue): { code: number; text: string } {
+  const code = Number(lib.ssl.SSL_get_verify_result(ssl));
+  const text = lib.crypto.X509_verify_cert_error_string(BigInt(code));
+  return {
+    code,
+    text: text === null ? `verify error ${code}` : Deno.UnsafePointerView.getCString(text),
+  };
 }
 
 /** The subject of the peer's certificate, `CN=client-1,O=Example`, or `undefined` without one. */
 export function peerSubject(lib: OpenSsl, ssl: Deno.PointerValue): string | undefined {
   const cert = lib.ssl.SSL_get1_peer_certificate(ssl);
   if (cert === null) return undefined;
-  const bio = lib.crypto.BIO_new(lib.crypto.BIO_s_mem());
   try {
-    if (bio === null) return undefined;
+    return subjectOf(lib, cert);
+  } finally {
+    lib.crypto.X509_free(cert);
+  }
+}
+
+/** The subject of `cert`, `CN=client-1,O=Example`; the caller keeps it. */
+export function subjectOf(lib: OpenSsl, cert: Deno.PointerObject): string | undefined {
+  const bio = lib.crypto.BIO_new(lib.crypto.BIO_s_mem());
+  if (bio === null) return undefined;
+  try {
     const name = lib.crypto.X509_get_subject_name(cert);
     if (lib.crypto.X509_NAME_print_ex(bio, name, 0, S.XN_FLAG_RFC2253) < 0) return undefined;
     const out = new Uint8Array(1024);
     const n = lib.crypto.BIO_read(bio, out, out.length);
     return n > 0 ? new TextDecoder().decode(out.subarray(0, n)) : "";
   } finally {
-    if (bio !== null) lib.crypto.BIO_free(bio);
-    lib.crypto.X509_free(cert);
+    lib.crypto.BIO_free(bio);
   }
 }

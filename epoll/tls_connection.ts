@@ -17,13 +17,13 @@ import type { EchoCounters, EchoDone, EchoOptions } from "../transport/echo.ts";
 import { isPeerGone } from "../transport/echo.ts";
 import { type Connection, peerOf, TransportError } from "../transport/contract.ts";
 import { formatExactDuration } from "../text/duration.ts";
-import { C, E, errorFor } from "./libc.ts";
+import { C, E } from "./libc.ts";
 import { type Lingerer, Lingering } from "./linger.ts";
 import { S } from "./openssl.ts";
 import { TlsSession, type TlsShared } from "./tls_session.ts";
 import { ParkedIo } from "./parked_io.ts";
 import type { Reactor, Readiness } from "./reactor.ts";
-import type { Parked } from "./socket_calls.ts";
+import { type Parked, setNoDelay } from "./socket_calls.ts";
 import type { IpPort } from "./sockaddr.ts";
 
 /** The phases: not yet TLS (a plain socket), handshaking, open; broken after a fatal TLS error. */
@@ -34,9 +34,6 @@ const IN = C.EPOLLIN;
 const OUT = C.EPOLLOUT;
 /** `SSL_read`s per readiness event, so that one busy peer does not hold the loop. */
 const MAX_READS = 8;
-/** `int` option values for `setsockopt`, made once. */
-const ONE = new Uint8Array(new Int32Array([1]).buffer);
-const ZERO = new Uint8Array(4);
 /** A connection that is not echoing counts nothing. */
 const NO_COUNTERS: EchoCounters = { bytesIn: 0, bytesOut: 0 };
 
@@ -69,6 +66,9 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   #linger: { until: number } | undefined;
   /** See `Connection.clientSubject`. */
   clientSubject?: string;
+  /** See `Connection.identified`: with mutual TLS, settles when the handshake ends, or the connection. */
+  readonly identified?: Promise<void>;
+  #identify: (() => void) | undefined;
 
   /** Takes ownership of `fd`; the connection closes it. */
   constructor(reactor: Reactor, fd: number, peer: IpPort, shared: TlsShared) {
@@ -77,6 +77,9 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     this.#hostname = peer.hostname;
     this.#port = peer.port;
     this.#shared = shared;
+    if (shared.clientCertificates) {
+      ({ promise: this.identified, resolve: this.#identify } = Promise.withResolvers<void>());
+    }
     reactor.retain();
   }
 
@@ -87,9 +90,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
 
   /** Turns Nagle's algorithm off (or on) under the records. */
   setNoDelay(noDelay = true): void {
-    const fd = this.#open();
-    const r = this.#reactor.sys.setsockopt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, noDelay ? ONE : ZERO);
-    if (r < 0) throw errorFor("setsockopt", -r);
+    setNoDelay(this.#reactor.sys, this.#open(), noDelay);
   }
 
   /**
@@ -166,13 +167,13 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     if (this.#session?.free() === true) this.#shared.churn++;
     this.#session = undefined;
     const closed = () => new Deno.errors.BadResource("the connection was closed");
-    const echo = this.#echo;
-    const writer = this.#writer;
+    const [echo, writer] = [this.#echo, this.#writer];
     this.#echo = this.#writer = undefined;
     this.#raw?.fail(closed);
     this.#raw = undefined;
     writer?.reject(closed());
     if (echo !== undefined) queueMicrotask(() => echo.echoEnded("error", closed()));
+    this.#identify?.();
     this.#reactor.release();
   }
 
@@ -219,8 +220,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   fail(error: unknown): void {
     if (this.#session !== undefined) this.#phase = BROKEN;
     clearTimeout(this.#timer);
-    const echo = this.#echo;
-    const writer = this.#writer;
+    const [echo, writer] = [this.#echo, this.#writer];
     this.#echo = this.#writer = undefined;
     this.#pending = undefined;
     this.#reactor.settled();
@@ -354,6 +354,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.clientSubject = session.clientSubject();
+    this.#identify?.();
     return true;
   }
 

@@ -7,7 +7,7 @@
  * @module
  */
 import type { TlsMaterial } from "../transport/contract.ts";
-import { type OpenSsl, S, takeError } from "./openssl.ts";
+import { type OpenSsl, S, subjectOf, takeError } from "./openssl.ts";
 
 /** Tells resumed sessions of this server from any other's (needed with client certificates). */
 const SESSION_ID_CONTEXT = new TextEncoder().encode("echo-server");
@@ -110,8 +110,38 @@ function trustClients(lib: OpenSsl, ctx: Deno.PointerObject, pem: string): void 
   lib.ssl.SSL_CTX_set_verify(
     ctx,
     S.SSL_VERIFY_PEER | S.SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-    null,
+    noteRefused(lib).pointer,
   );
+}
+
+/** The subject of the last client certificate refused: read once by the handshake that refused it. */
+let refusedSubject: string | undefined;
+const VERIFY = { parameters: ["i32", "pointer"], result: "i32" } as const;
+let verifyCallback: Deno.UnsafeCallback<typeof VERIFY> | undefined;
+
+/**
+ * OpenSSL's verify callback, which notes the subject of a client certificate
+ * it refuses: by the time the handshake fails, OpenSSL has dropped it, and
+ * the default engine's log names it. It runs inside `SSL_do_handshake`, a
+ * synchronous call on this thread, so the note belongs to that handshake.
+ */
+function noteRefused(lib: OpenSsl): Deno.UnsafeCallback<typeof VERIFY> {
+  verifyCallback ??= new Deno.UnsafeCallback(
+    VERIFY,
+    (ok, store) => {
+      const cert = ok === 0 ? lib.crypto.X509_STORE_CTX_get0_cert(store) : null;
+      if (cert !== null) refusedSubject = subjectOf(lib, cert);
+      return ok;
+    },
+  );
+  return verifyCallback;
+}
+
+/** The subject {@linkcode noteRefused} noted for the handshake that just failed, once. */
+export function takeRefusedSubject(): string | undefined {
+  const subject = refusedSubject;
+  refusedSubject = undefined;
+  return subject;
 }
 
 /** Every PEM certificate in `pem`, in order; the caller frees them. */

@@ -66,7 +66,13 @@ export function listenEpollTls(options: EpollTlsOptions): EpollTlsListener {
       cause: error,
     });
   }
-  const shared: TlsShared = { lib, context, handshakeTimeoutMs, churn: 0 };
+  const shared: TlsShared = {
+    lib,
+    context,
+    handshakeTimeoutMs,
+    clientCertificates: options.clientCa !== undefined,
+    churn: 0,
+  };
   let inner: EpollListener;
   try {
     inner = listenEpollWith(
@@ -93,6 +99,7 @@ export function listenEpollTls(options: EpollTlsOptions): EpollTlsListener {
       const next = makeTlsContext(lib, material);
       const before = shared.context;
       shared.context = next;
+      shared.clientCertificates = material.clientCa !== undefined;
       // Connections made with it hold references of their own.
       freeTlsContext(lib, before);
     },

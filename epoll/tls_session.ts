@@ -11,6 +11,7 @@
 import { E, errorFor } from "./libc.ts";
 import { type OpenSsl, peerSubject, S, takeError, verifyError } from "./openssl.ts";
 import { describeHandshakeFailure } from "./tls_words.ts";
+import { takeRefusedSubject } from "./tls_context.ts";
 
 /** What every TLS connection of one listener shares. */
 export interface TlsShared {
@@ -20,6 +21,8 @@ export interface TlsShared {
   context: Deno.PointerObject;
   /** How long a handshake may take from its start. */
   readonly handshakeTimeoutMs: number;
+  /** Whether handshakes starting from now on ask the client for a certificate (mutual TLS). */
+  clientCertificates: boolean;
   /** Handshakes finished and sessions freed so far: what leaves the heap to trim. */
   churn: number;
 }
@@ -84,7 +87,7 @@ export class TlsSession {
       const verify = reason !== undefined && /certificate verify failed/.test(reason)
         ? verifyError(this.#lib, ssl)
         : undefined;
-      throw new Error(describeHandshakeFailure(reason, verify));
+      throw new Error(describeHandshakeFailure(reason, verify, takeRefusedSubject()));
     }
   }
 

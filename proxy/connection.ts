@@ -105,7 +105,11 @@ export class ProxiedConnection implements Connection {
     const { closeGently, closeWrite } = conn;
     if (closeGently !== undefined) this.closeGently = (graceMs) => closeGently.call(conn, graceMs);
     if (closeWrite !== undefined) this.closeWrite = () => closeWrite.call(conn);
+    this.identified = conn.identified;
   }
+
+  /** See `Connection.identified`: the socket's (mutual TLS after the header). */
+  readonly identified?: Promise<void>;
 
   /** See `Connection.clientSubject`: the socket's, once its TLS handshake is done. */
   get clientSubject(): string | undefined {

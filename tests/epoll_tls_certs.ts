@@ -43,7 +43,7 @@ async function make(): Promise<MoreCerts> {
   const base = await testCerts();
   const at = (name: string) => `${base.dir}/${name}`;
   // The server's key is in the directory, beside its CA's: the client is signed by that CA.
-  await signed("client", "/O=Example/CN=client-1", at("ca.pem"), at("ca.key"), at);
+  await signed("client", "/CN=client-1/O=Example", at("ca.pem"), at("ca.key"), at);
   await openssl([
     "req",
     "-x509",

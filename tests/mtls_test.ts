@@ -9,7 +9,8 @@
 import { ok, rejects, strictEqual } from "node:assert/strict";
 import { connect } from "../client.ts";
 import { serve } from "../server.ts";
-import { Cli, until, within } from "./helpers.ts";
+import { Cli, ioArgs, ioPermissions, testEngines, until, within } from "./helpers.ts";
+import type { IoEngine } from "../server.ts";
 import { opensslMissing } from "./certs.ts";
 import { peerCerts, pythonClient, pythonMissing } from "./tls_peers.ts";
 
@@ -30,24 +31,25 @@ function oneLine(stderr: string, text: string): void {
   ok(stderr.trim().endsWith(` ERROR server: ${text}`), stderr);
 }
 
-/** `serve --client-ca` on a free loopback port, and the port it got. */
-async function mtlsServer(extra: string[] = []): Promise<{ cli: Cli; port: string }> {
+/** `serve --client-ca` on a free loopback port with engine `io`, and the port it got. */
+async function mtlsServer(
+  extra: string[] = [],
+  io: IoEngine = "deno",
+): Promise<{ cli: Cli; port: string }> {
   const { certPath, keyPath, caPath } = await peerCerts();
   const cli = new Cli(
     ["-H", "127.0.0.1", "-p", "0", "--cert", certPath, "--key", keyPath, "--client-ca", caPath]
-      .concat(extra),
-    { permissions },
+      .concat(extra, ioArgs(io)),
+    { permissions: ioPermissions(io, permissions) },
   );
   return { cli, port: String(await cli.port()) };
 }
 
-Deno.test({
-  name:
-    `system: mutual TLS: a client certificate signed by --client-ca echoes and is named in the opened line${ignored}`,
-  ignore,
-  fn: async () => {
+testEngines(
+  `system: mutual TLS: a client certificate signed by --client-ca echoes and is named in the opened line${ignored}`,
+  async (io) => {
     const { caPath, client } = await peerCerts();
-    const { cli, port } = await mtlsServer();
+    const { cli, port } = await mtlsServer([], io);
     await using _server = cli;
     const echoed = await run([
       "client",
@@ -76,15 +78,14 @@ Deno.test({
     );
     await cli.waitFor(/#2 closed: client closed; 11 B in, 11 B out/);
   },
-});
+  { ignore },
+);
 
-Deno.test({
-  name:
-    `system: mutual TLS: no client certificate, or one from another CA, is refused with the reason logged${ignored}`,
-  ignore,
-  fn: async () => {
+testEngines(
+  `system: mutual TLS: no client certificate, or one from another CA, is refused with the reason logged${ignored}`,
+  async (io) => {
     const { caPath, stranger } = await peerCerts();
-    const { cli, port } = await mtlsServer();
+    const { cli, port } = await mtlsServer([], io);
     await using _server = cli;
     const without = await run(["client", "-p", port, "--tls", "--ca", caPath, "-m", "x"]);
     strictEqual(without.code, 1);
@@ -128,7 +129,8 @@ Deno.test({
     );
     ok(!/opened from [^\n]*client certificate/.test(cli.stderr), cli.stderr);
   },
-});
+  { ignore },
+);
 
 Deno.test({
   name: `system: mutual TLS: the JSON log's opened line has a clientSubject field${ignored}`,

@@ -20,7 +20,7 @@ Deno.test("a libssl.so.3 that does not open is one line naming the fix", () => {
 });
 
 Deno.test("OpenSSL's handshake failures read as the default engine's", () => {
-  const cases: [string | undefined, string | undefined, string][] = [
+  const cases: [string | undefined, { code: number; text: string } | undefined, string][] = [
     ["wrong version number", undefined, "the client does not speak TLS (plain text?)"],
     ["http request", undefined, "the client does not speak TLS (plain text?)"],
     [undefined, undefined, "the client closed the connection during the TLS handshake"],
@@ -43,12 +43,17 @@ Deno.test("OpenSSL's handshake failures read as the default engine's", () => {
     [
       "peer did not return a certificate",
       undefined,
-      "the client presented no certificate (mutual TLS requires one)",
+      "the client sent no certificate",
     ],
     [
       "certificate verify failed",
-      "certificate has expired",
-      "client certificate not trusted (certificate has expired)",
+      { code: 10, text: "certificate has expired" },
+      "the client's certificate is not trusted (expired)",
+    ],
+    [
+      "certificate verify failed",
+      { code: 65, text: "something new" },
+      "the client's certificate is not trusted (something new)",
     ],
     ["no shared cipher", undefined, "no cipher suite in common with the client"],
     ["something new", undefined, "something new"],
