@@ -27,6 +27,8 @@ import type { ServerStats } from "./stats.ts";
 import { type CloseReason, noCloses, noDurations, observeDuration } from "./closes.ts";
 import { sleepUnless } from "../transport/wait.ts";
 import type { Slot } from "./acceptor.ts";
+import type { FaultTable } from "../fault/select.ts";
+import { faultedConnection, FaultEnd } from "../fault/stream.ts";
 
 /** Why the server closed a connection itself, in the words its log line uses. */
 export type ServerClose = "idle timeout" | "lifetime reached" | "shutdown" | "listener lost";
@@ -39,6 +41,8 @@ export interface ConnectionTableOptions {
   maxLifetimeMs: number;
   /** Hears of each connection a limit closes, before it is closed. */
   onLimit(reason: "idle" | "lifetime", peer: Peer, id: number): void;
+  /** The faults asked for (`--fault`), when any may be: each connection is offered to them. */
+  faults?: FaultTable;
 }
 
 /** One admitted connection; it is also the echo's byte counter and hears its end. */
@@ -100,6 +104,7 @@ export class ConnectionTable {
   readonly #onLimit: ConnectionTableOptions["onLimit"];
   readonly #idleTimeoutMs: number;
   readonly #maxLifetimeMs: number;
+  readonly #faults: FaultTable | undefined;
   readonly #sweep: ReturnType<typeof setInterval> | undefined;
   #nextId = 0;
   #served = 0;
@@ -119,6 +124,7 @@ export class ConnectionTable {
     this.#onLimit = options.onLimit;
     this.#idleTimeoutMs = options.idleTimeoutMs;
     this.#maxLifetimeMs = options.maxLifetimeMs;
+    this.#faults = options.faults;
     const limitMs = Math.min(
       this.#idleTimeoutMs > 0 ? this.#idleTimeoutMs : Infinity,
       this.#maxLifetimeMs > 0 ? this.#maxLifetimeMs : Infinity,
@@ -135,10 +141,21 @@ export class ConnectionTable {
    * loop never waits for one; `slot.release()` is called once it is closed.
    */
   add(conn: Connection, peer: Peer, slot: Slot): void {
+    const faults = this.#faults;
+    const plan = faults?.pick(peer.host);
+    if (plan !== undefined && faults !== undefined) conn = faultedConnection(conn, plan, faults);
     const entry = new Entry(++this.#nextId, conn, performance.now(), slot, this.#onEnded);
     this.#open.add(entry);
     this.#served++;
-    logLine(connLog, "info", "#{id} opened from {peer}", { id: entry.id, peer: peer.text });
+    if (plan === undefined) {
+      logLine(connLog, "info", "#{id} opened from {peer}", { id: entry.id, peer: peer.text });
+    } else {
+      logLine(connLog, "info", "#{id} opened from {peer}; faults: {faults}", {
+        id: entry.id,
+        peer: peer.text,
+        faults: plan.specs.join("; "),
+      });
+    }
     try {
       conn.setNoDelay?.(true);
     } catch {
@@ -258,7 +275,7 @@ export class ConnectionTable {
       closeReason = END_REASON[end];
     } else {
       reason = error instanceof TransportError ? error.message : `error: ${describeError(error)}`;
-      closeReason = "error";
+      closeReason = error instanceof FaultEnd ? "fault" : "error";
     }
     const cut = this.#cutTimers.get(entry);
     if (cut !== undefined) {

@@ -25,6 +25,8 @@ import { listenTls, type ServeTlsOptions, TLS_DEFAULTS } from "../transport/tls.
 import { startUdp, type UdpEcho, type UdpOptions } from "../transport/udp.ts";
 import { listenEpoll } from "../epoll/listener.ts";
 import { logListening } from "./listening.ts";
+import { FaultTable } from "../fault/select.ts";
+import { parseFaultSpecs } from "../fault/spec.ts";
 
 /** The I/O engines: Deno's own sockets, or epoll driven through libc (Linux, `--allow-ffi`). */
 export const IO_ENGINES = ["deno", "epoll"] as const;
@@ -127,6 +129,12 @@ export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
    * @default {false}
    */
   udp?: boolean | UdpOptions;
+  /**
+   * Faults to inject on purpose, as `--fault` specs (see `fault/spec.ts`);
+   * given, even empty, the server can take others at run time
+   * ({@linkcode EchoServer.reconfigureFaults}). @default {none, and none later}
+   */
+  faults?: readonly string[];
 }
 
 /** What a running server takes again on a reload; see {@linkcode EchoServer.reconfigure}. */
@@ -156,6 +164,12 @@ export interface EchoServer<A extends Deno.Addr = TcpAddr> extends AsyncDisposab
    * All or nothing: throws on a bad limit and changes nothing.
    */
   reconfigure(options: LiveOptions): void;
+  /**
+   * Puts these fault specs in force for the connections and datagram
+   * sources selected from now on, replacing the ones before; for a server
+   * started with `faults`. All or nothing: throws on a bad spec.
+   */
+  reconfigureFaults?(specs: readonly string[]): void;
 }
 
 const log = logger("server");
@@ -241,6 +255,7 @@ class Server implements EchoServer<Deno.Addr> {
   readonly #udp: UdpEcho | undefined;
   readonly #guard: Guard;
   readonly #listener: Listener;
+  readonly #faults: FaultTable | undefined;
   #state: "serving" | "draining" | "stopped" = "serving";
 
   constructor(listener: Listener, options: ServeOptions<Deno.Addr>) {
@@ -254,8 +269,12 @@ class Server implements EchoServer<Deno.Addr> {
     this.#guard = guard;
     const source = this.#withProxyProtocol(listener, options.proxyProtocol, guard);
     try {
+      const faults = options.faults;
+      this.#faults = faults === undefined ? undefined : new FaultTable(parseFaultSpecs(faults));
       const udp = options.udp;
-      this.#udp = udp ? startUdp(this.addr, udp === true ? {} : udp, guard) : undefined;
+      this.#udp = udp
+        ? startUdp(this.addr, udp === true ? {} : udp, guard, this.#faults)
+        : undefined;
     } catch (error) {
       closeQuietly(source);
       closeQuietly(listener);
@@ -269,6 +288,7 @@ class Server implements EchoServer<Deno.Addr> {
         guard.count(reason);
         this.#limits.record(reason, peer, id);
       },
+      faults: this.#faults,
     });
     this.#acceptor = new Acceptor(source, {
       guard,
@@ -292,7 +312,15 @@ class Server implements EchoServer<Deno.Addr> {
       refusals: this.#limits.counts,
       ...(datagrams === undefined ? {} : { datagrams }),
       acceptErrors: this.#acceptor.acceptErrors,
+      ...(this.#faults === undefined
+        ? {}
+        : { faulted: this.#faults.faulted, faults: { ...this.#faults.counts } }),
     };
+  }
+
+  reconfigureFaults(specs: readonly string[]): void {
+    if (this.#faults === undefined) throw new Error("this server was started without faults");
+    this.#faults.replace(parseFaultSpecs(specs));
   }
 
   reconfigure(options: LiveOptions): void {
