@@ -28,6 +28,12 @@ export class FaultEnd extends TransportError {
   }
 }
 
+/**
+ * How long a reset after a number of bytes waits after the last of them was
+ * written: a reset throws away what the kernel has not transmitted yet, and
+ * the bytes echoed are to reach a peer that reads them.
+ */
+const RESET_SETTLE_MS = 20;
 /** How long a connection closed with a FIN by a fault reads and drops what still comes. */
 const FIN_GRACE_MS = 1000;
 /** Pacing works in slices of this share of a second: fine enough for a rate within 2 %. */
@@ -113,7 +119,13 @@ class FaultedConnection implements Connection {
     this.remoteAddr = conn.remoteAddr;
     this.#ended.promise.catch(() => {});
     const { closeGently, closeWrite } = conn;
-    if (closeGently !== undefined) this.closeGently = (ms) => closeGently.call(conn, ms);
+    if (closeGently !== undefined) {
+      this.closeGently = (ms) => {
+        closeGently.call(conn, ms);
+        // The socket then closes by itself, which ends a pending read, but a stall reads nothing.
+        this.#timers.push(setTimeout(() => this.#closing.resolve(), ms));
+      };
+    }
     if (closeWrite !== undefined) this.closeWrite = () => closeWrite.call(conn);
     this.#refuse = settings.refuse !== undefined && table.random() < settings.refuse;
     if (settings.rate !== undefined) this.#writePacer = new Pacer(settings.rate);
@@ -270,20 +282,23 @@ class FaultedConnection implements Connection {
     const when = "bytes" in after
       ? `after ${plural(after.bytes, "byte", grouped)}`
       : `after ${formatDuration(after.ms)}`;
-    this.#act(ending, new FaultEnd(`fault: ${ending === "close" ? "closed" : "reset"} ${when}`));
+    const end = new FaultEnd(`fault: ${ending === "close" ? "closed" : "reset"} ${when}`);
+    this.#act(ending, end, "bytes" in after ? RESET_SETTLE_MS : 0);
   }
 
-  /** Ends the connection as `how` says; every read and write from now on fails with `end`. */
-  #act(how: "close" | "reset", end: FaultEnd): void {
+  /**
+   * Ends the connection as `how` says (a reset after `settleMs`); every
+   * read and write from now on fails with `end`.
+   */
+  #act(how: "close" | "reset", end: FaultEnd, settleMs = 0): void {
     this.#end = end;
     this.#ended.reject(end);
     this.#delays?.stop();
     const conn = this.#conn;
     if (how === "reset") {
       this.#finished = "self";
-      if (conn.reset !== undefined) return conn.reset();
-      if (isDenoTcp(conn)) return void resetTcp(conn).catch(() => closeQuietly(conn));
-      return closeQuietly(conn);
+      if (settleMs > 0) return void setTimeout(() => resetConnection(conn), settleMs);
+      return resetConnection(conn);
     }
     if (conn.closeGently !== undefined) {
       this.#finished = "self";
@@ -314,6 +329,17 @@ class FaultedConnection implements Connection {
 export function faultNames(settings: Readonly<FaultSettings>): FaultName[] {
   return (Object.keys(settings) as (keyof FaultSettings)[])
     .filter((name): name is FaultName => name !== "share" && name !== "from");
+}
+
+/** Resets `conn` where its transport can, and closes it where not. */
+function resetConnection(conn: Connection): void {
+  try {
+    if (conn.reset !== undefined) return conn.reset();
+    if (isDenoTcp(conn)) return void resetTcp(conn).catch(() => closeQuietly(conn));
+  } catch {
+    // Closed meanwhile (a shutdown): closed it stays.
+  }
+  closeQuietly(conn);
 }
 
 /** Whether `conn` is a TCP connection of Deno's own (the one kind `resetTcp` can reset). */
