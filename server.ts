@@ -62,6 +62,8 @@ export type { Duplex, EchoCounters, EchoDone, EchoEnd, EchoOptions } from "./tra
 export { epollUnavailable } from "./epoll/libc.ts";
 export { type EpollListener, listenEpoll } from "./epoll/listener.ts";
 export type { DatagramStats, UdpOptions } from "./transport/udp.ts";
+export type { FaultCounts } from "./fault/select.ts";
+export type { Amount, FaultName, FaultSettings } from "./fault/spec.ts";
 export { PROXY_DEFAULTS, type ProxyProtocolOptions } from "./proxy/listener.ts";
 // The admission rules that ServeOptions.guard takes, so that one import serves.
 export * from "./admission/mod.ts";
