@@ -150,3 +150,31 @@ Deno.test("a server without faults takes none at run time", () => {
     void server.shutdown();
   }
 });
+
+testEngines(
+  "the client names what a faulted server did: a reset, a close, a stall, a flipped bit",
+  async (io) => {
+    for (
+      const [fault, words] of [
+        ["reset-after=2", /reset the connection after echoing 2 of 5 bytes/],
+        ["close-after=2", /closed the connection after echoing 2 of 5 bytes/],
+        ["stall-after=2", /no reply came within 500ms/],
+        ["corrupt=1", /echo differs: sent "hello", got "/],
+      ] as const
+    ) {
+      await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--fault", fault], { io });
+      const port = await server.port();
+      const { code, stderr } = await runCli([
+        "client",
+        "-p",
+        String(port),
+        "-m",
+        "hello",
+        "-t",
+        "500ms",
+      ]);
+      equal(code, 1, `${fault}: ${stderr}`);
+      match(stderr, words);
+    }
+  },
+);
