@@ -7,6 +7,8 @@
 import { equal, ok } from "node:assert/strict";
 import { type IoEngine, serve } from "../server.ts";
 import { listenUnix } from "../transport/unix.ts";
+import { opensslMissing, testCerts } from "./certs.ts";
+import { parseCidr } from "../admission/cidr.ts";
 import { pattern, readN, readToEnd, sameBytes, testEngines, within, writeAll } from "./helpers.ts";
 
 const local = { hostname: "127.0.0.1", port: 0 } as const;
@@ -270,3 +272,54 @@ testEngines("no fault asked for: no fault counts at all", async (io) => {
   await readN(conn, 10);
   equal(server.stats().faults, undefined);
 });
+
+const noOpenssl = await opensslMissing();
+
+Deno.test({
+  name:
+    `fault over TLS: delay=50ms adds its latency, close-after=1000 ends after exactly 1,000 bytes${
+      noOpenssl === undefined ? "" : ` (ignored: ${noOpenssl})`
+    }`,
+  ignore: noOpenssl !== undefined,
+  fn: async () => {
+    const { cert, key, ca } = await testCerts();
+    await using server = serve({
+      ...local,
+      tls: { cert, key },
+      faults: ["delay=50ms,close-after=1000"],
+      drainTimeoutMs: 1000,
+    });
+    using conn = await Deno.connectTls({ ...local, port: server.addr.port, caCerts: [ca] });
+    const start = performance.now();
+    await writeAll(conn, pattern(10));
+    equal((await readN(conn, 10)).length, 10);
+    ok(performance.now() - start >= 49, "the echo over TLS waited its delay");
+    const [, { bytes, end }] = await Promise.all([
+      sendIgnoringEnd(conn, pattern(5000, 1)),
+      readUntilGone(conn),
+    ]);
+    equal(end, "eof");
+    equal(bytes.length, 990, "1,000 in all, the first 10 included");
+  },
+});
+
+testEngines(
+  "fault from= behind the PROXY protocol selects by the client the header names",
+  async (io) => {
+    await using server = serve({
+      ...local,
+      io,
+      proxyProtocol: { trustedProxies: [parseCidr("127.0.0.1")] },
+      faults: ["close-after=2,from=10.1.2.3"],
+    });
+    const viaProxy = async (client: string) => {
+      using conn = await Deno.connect(server.addr);
+      const header = `PROXY TCP4 ${client} 127.0.0.1 5000 ${server.addr.port}\r\n`;
+      await writeAll(conn, new TextEncoder().encode(header + "hello"));
+      await conn.closeWrite();
+      return (await readToEnd(conn)).length;
+    };
+    equal(await viaProxy("10.1.2.3"), 2, "the client named gets the fault");
+    equal(await viaProxy("10.9.9.9"), 5, "another is spared");
+  },
+);
