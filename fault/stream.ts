@@ -39,6 +39,9 @@ const FIN_GRACE_MS = 1000;
 /** Pacing works in slices of this share of a second: fine enough for a rate within 2 %. */
 const PACE_SLICES_PER_SECOND = 50;
 
+/** The faults that shape a whole connection: counted once each, when it opens. */
+const SHAPING = ["delay", "jitter", "rate", "read-rate", "slice", "slice-delay"] as const;
+
 type Ending = "close" | "reset" | "stall";
 const ENDINGS = ["close-after", "reset-after", "stall-after"] as const;
 const ENDING_OF: Readonly<Record<typeof ENDINGS[number], Ending>> = {
@@ -139,7 +142,7 @@ class FaultedConnection implements Connection {
         this.#closing.promise,
       );
     }
-    for (const name of ["delay", "jitter", "rate", "read-rate", "slice"] as const) {
+    for (const name of SHAPING) {
       if (settings[name] !== undefined) table.count(name);
     }
     for (const name of ENDINGS) {
