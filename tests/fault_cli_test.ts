@@ -178,3 +178,24 @@ testEngines(
     }
   },
 );
+
+Deno.test("bench against delay=50ms: every latency percentile is 50 ms more at least", async () => {
+  await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--fault", "delay=50ms"]);
+  const port = await server.port();
+  const { code, stdout, stderr } = await runCli([
+    "bench",
+    "-p",
+    String(port),
+    "-c",
+    "2",
+    "-d",
+    "1s",
+    "--json",
+  ]);
+  equal(code, 0, stderr);
+  const latency = JSON.parse(stdout).latencyUs;
+  for (const key of ["min", "p50", "p90", "p99", "max"]) {
+    ok(latency[key] >= 49_000, `${key} ${latency[key]} µs: not 50 ms more`);
+  }
+  ok(latency.p50 <= 90_000, `p50 ${latency.p50} µs: far over 50 ms`);
+});
