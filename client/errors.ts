@@ -81,7 +81,9 @@ export function refused(address: string, bytes: Uint8Array): ClientError {
  * refusal without a message looks. `earlier` counts the messages of the same
  * connection whose echoes did come back: a server that closes after some
  * (an idle timeout, a lifetime, a shutdown) did not refuse. `reset` says
- * that the end was a reset rather than a FIN (a server with `reset-after`).
+ * that the end was a reset rather than a FIN, worded so for an echo cut
+ * partway (a server with `reset-after`); between echoes or before any, a
+ * reset is as often a close with unread input, and the words stay "closed".
  *
  * @example
  * ```ts
@@ -106,15 +108,15 @@ export function closedEarly(
   earlier = 0,
   reset = false,
 ): ClientError {
-  const ended = reset ? "reset" : "closed";
   let message: string;
   if (echoed > 0) {
+    const ended = reset ? "reset" : "closed";
     message = `${address} ${ended} the connection after echoing ${echoed} of ${expected} bytes`;
   } else if (earlier > 0) {
     const echoes = earlier === 1 ? "echo" : "echoes";
     message =
-      `${address} ${ended} the connection after ${earlier} ${echoes}, before echoing the next message`;
-  } else message = `${address} ${ended} the connection before echoing anything (refused?)`;
+      `${address} closed the connection after ${earlier} ${echoes}, before echoing the next message`;
+  } else message = `${address} closed the connection before echoing anything (refused?)`;
   return new ClientError("closed", message);
 }
 
