@@ -90,6 +90,8 @@ export class EchoClient implements AsyncDisposable {
   #closed = false;
   /** Messages whose whole echo came back on this connection. */
   #echoes = 0;
+  /** Whether the server's end was a reset rather than a FIN, for the words of a short echo. */
+  #resetBy = false;
 
   /** Wraps an open connection, named `address` in messages; {@linkcode connect} is the usual way in. */
   constructor(conn: Deno.Conn, address?: string) {
@@ -161,7 +163,7 @@ export class EchoClient implements AsyncDisposable {
         const received = reply.subarray(0, got);
         if (verify) {
           if (!sameBytes(received, sent.subarray(0, got))) throw refused(this.address, received);
-          throw closedEarly(this.address, got, sent.length, this.#echoes);
+          throw closedEarly(this.address, got, sent.length, this.#echoes, this.#resetBy);
         }
         throw new ClientError(
           "closed",
@@ -307,7 +309,10 @@ export class EchoClient implements AsyncDisposable {
     try {
       return await this.#conn.read(buffer);
     } catch (error) {
-      if (resetEnds && error instanceof Deno.errors.ConnectionReset) return null;
+      if (resetEnds && error instanceof Deno.errors.ConnectionReset) {
+        this.#resetBy = true;
+        return null;
+      }
       throw error;
     }
   }

@@ -69,6 +69,8 @@ export {
 } from "./epoll/tls_listener.ts";
 export { listenEpollUnix } from "./epoll/unix_listener.ts";
 export type { DatagramStats, UdpOptions } from "./transport/udp.ts";
+export type { FaultCounts } from "./fault/select.ts";
+export type { Amount, FaultName, FaultSettings } from "./fault/spec.ts";
 export { PROXY_DEFAULTS, type ProxyProtocolOptions } from "./proxy/listener.ts";
 // The admission rules that ServeOptions.guard takes, so that one import serves.
 export * from "./admission/mod.ts";

@@ -34,6 +34,8 @@ export interface ServeCheckValues extends ServeTransportValues {
   "handshake-timeout"?: number;
   /** `--proxy-header-timeout`, when given. */
   "proxy-header-timeout"?: number;
+  /** `--fault-api`. */
+  "fault-api"?: boolean;
 }
 
 /**
@@ -74,6 +76,9 @@ export function checkServeFlags(flags: ServeCheckValues): void {
   checkServeTransport(flags);
   if (flags["reuse-port"] && flags.unix !== undefined) {
     throw new UsageError("--reuse-port is for TCP ports, not with --unix");
+  }
+  if (flags["fault-api"] && flags.metrics === undefined) {
+    throw new UsageError("--fault-api needs --metrics: /faults is served there");
   }
 }
 

@@ -25,7 +25,9 @@ import {
   type WhenFull,
 } from "../server.ts";
 import { migrateReqOn } from "../server/reuse_port.ts";
-import { MAX_WORKERS, startWorkers } from "../server/workers.ts";
+import { startWorkers } from "../server/workers.ts";
+import { workersFlag } from "./workers_flag.ts";
+import { LiveFaults, SERVE_FAULT_FLAGS, serveFaults } from "./fault_flags.ts";
 import { hasUnstableNet, needsUnstableNet } from "../text/unstable.ts";
 import { formatExactDuration } from "../text/duration.ts";
 import { runCommand } from "./command.ts";
@@ -33,7 +35,6 @@ import { onStopSignals, SAME_SIGNAL_MS } from "./stop_signals.ts";
 import {
   choiceFlag,
   durationFlag,
-  type Flag,
   type FlagValues,
   HELP_FLAG,
   hostFlag,
@@ -43,7 +44,6 @@ import {
   portFlag,
   switchFlag,
   textFlag,
-  UsageError,
 } from "./flags.ts";
 import { formatFlags, type GivenFlags, scanFlags } from "./parse.ts";
 import { METRICS_FLAG } from "./metrics_flag.ts";
@@ -57,27 +57,6 @@ import { checkServeFlags, serveNeeds } from "./serve_checks.ts";
 import { SERVE_TRANSPORT_FLAGS, serveTls } from "./transport_flags.ts";
 
 const WHEN_FULL = ["wait", "refuse"] as const satisfies readonly WhenFull[];
-
-const workerCount = intFlag({
-  value: "N|auto",
-  min: 1,
-  max: MAX_WORKERS,
-  default: 1,
-  help: "isolates serving the same port (auto: one per CPU); limits stay global",
-});
-/** `--workers`: a count, or `auto` for one per CPU. */
-const workersFlag: Flag<number> = {
-  ...workerCount,
-  read: (given, name) => {
-    if (given.at(-1) === "auto") return navigator.hardwareConcurrency;
-    try {
-      return workerCount.read(given, name);
-    } catch (error) {
-      if (!(error instanceof UsageError)) throw error;
-      throw new UsageError(`${error.message}, or auto`);
-    }
-  },
-};
 
 /** The flags of `serve`, with the defaults of {@linkcode serve} and {@linkcode Guard}. */
 export const SERVE_FLAGS = {
@@ -185,6 +164,7 @@ export const SERVE_FLAGS = {
     min: 1,
     help: "UDP replies a source address may get at once (default: the rate)",
   }),
+  ...SERVE_FAULT_FLAGS,
   workers: workersFlag,
   metrics: METRICS_FLAG,
   "log-level": choiceFlag({
@@ -215,7 +195,7 @@ SIGTERM turns /readyz to 503, keeps accepting for --shutdown-delay, then stops
 accepting and lets open connections finish for --drain-timeout; a second signal
 (after the first ${SAME_SIGNAL_MS} ms) skips what is left of the delay, and one
 during the drain exits at once. With --config, SIGHUP re-reads the file: its limits (max-conns, max-conns-per-ip, rate,
-burst, allow, deny, reject-message, log-level) apply at once, open connections
+burst, allow, deny, reject-message, log-level) and fault apply at once, open connections
 stay open, and a bad file changes nothing. With --cert, SIGHUP also re-reads
 the --cert, --key and --client-ca files: new handshakes use them, open
 connections go on, and a bad pair changes nothing. Durations: 500ms, 10s, 2m, 1h or plain seconds.
@@ -278,6 +258,7 @@ async function runServe(
       ? { trustedProxies: flags["trusted-proxy"], headerTimeoutMs: flags["proxy-header-timeout"] }
       : undefined,
     udp: flags.udp && { rate: flags["udp-rate"], burst: flags["udp-burst"] },
+    faults: serveFaults(flags),
   };
   const log = logger("server");
   const unstable = [
@@ -298,6 +279,7 @@ async function runServe(
   let started = false;
   // Not ready from the first signal on, before the listener closes, so that balancers stop first.
   let draining = false;
+  const faults = new LiveFaults(flags.fault);
   const metricsAt = flags.metrics;
   const metrics = metricsAt && hinted(() =>
     serveMetrics({
@@ -309,6 +291,7 @@ async function runServe(
           () => ({ logLinesDropped: droppedLogLines(), metricsEndpoint: endpoint }),
         ),
       ready: () => started && !draining,
+      faults: flags["fault-api"] ? faults : undefined,
     }), (error) => explainMetricsListenError(error, metricsAt, flags["reuse-port"]));
   const server = await startServer().catch(async (error: unknown) => {
     starting.reject(error);
@@ -322,6 +305,7 @@ async function runServe(
   });
   starting.resolve(server);
   started = true;
+  faults.attach(server);
   async function startServer() {
     const listen = flags.io === "epoll" ? listenEpollUnix : listenUnix;
     const unix = flags.unix === undefined ? undefined : await listen(flags.unix);
@@ -348,6 +332,7 @@ async function runServe(
     cliGiven,
     fileGiven,
     tls,
+    faults,
   });
   using _signals = onStopSignals({
     shutdownDelayMs: flags["shutdown-delay"],

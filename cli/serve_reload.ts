@@ -28,6 +28,7 @@ const RELOADABLE_LIMITS = [
   "deny",
   "reject-message",
   "log-level",
+  "fault",
 ] as const;
 
 /** The certificate files, which SIGHUP reads again when the server serves TLS. */
@@ -51,6 +52,8 @@ export interface ReloadValues extends ServeCheckValues {
   "log-format": LoggingOptions["format"];
   /** `--config`. */
   config?: string;
+  /** `--fault`. */
+  fault?: readonly string[];
 }
 
 /** What {@linkcode watchServeReloads} needs. */
@@ -67,6 +70,8 @@ export interface ServeReloadOptions<S extends FlagTable> {
   fileGiven?: GivenFlags;
   /** The certificate, key and client CA served now; none for plain TCP. */
   tls: ServeTlsOptions | undefined;
+  /** Where the reloaded fault specs go. */
+  faults?: { put(specs: readonly string[]): void };
 }
 
 const log = logger("server");
@@ -155,6 +160,7 @@ export function watchServeReloads<S extends FlagTable>(
         rejectMessage: next["reject-message"],
       });
       serveNewTls?.();
+      if (next.fault !== undefined) options.faults?.put(next.fault);
       if (next["log-level"] === before["log-level"]) return;
       const relogging = { level: next["log-level"], format: flags["log-format"] };
       await setupLogging(relogging);

@@ -80,7 +80,10 @@ export function refused(address: string, bytes: Uint8Array): ClientError {
  * sentence in every mode, with the hint that nothing echoed at all is how a
  * refusal without a message looks. `earlier` counts the messages of the same
  * connection whose echoes did come back: a server that closes after some
- * (an idle timeout, a lifetime, a shutdown) did not refuse.
+ * (an idle timeout, a lifetime, a shutdown) did not refuse. `reset` says
+ * that the end was a reset rather than a FIN, worded so for an echo cut
+ * partway (a server with `reset-after`); between echoes or before any, a
+ * reset is as often a close with unread input, and the words stay "closed".
  *
  * @example
  * ```ts
@@ -91,6 +94,7 @@ export function refused(address: string, bytes: Uint8Array): ClientError {
  *   "h:1 closed the connection before echoing anything (refused?)",
  * );
  * equal(closedEarly("h:1", 2, 5).message, "h:1 closed the connection after echoing 2 of 5 bytes");
+ * equal(closedEarly("h:1", 2, 5, 0, true).message, "h:1 reset the connection after echoing 2 of 5 bytes");
  * equal(
  *   closedEarly("h:1", 0, 5, 3).message,
  *   "h:1 closed the connection after 3 echoes, before echoing the next message",
@@ -102,10 +106,12 @@ export function closedEarly(
   echoed: number,
   expected: number,
   earlier = 0,
+  reset = false,
 ): ClientError {
   let message: string;
   if (echoed > 0) {
-    message = `${address} closed the connection after echoing ${echoed} of ${expected} bytes`;
+    const ended = reset ? "reset" : "closed";
+    message = `${address} ${ended} the connection after echoing ${echoed} of ${expected} bytes`;
   } else if (earlier > 0) {
     const echoes = earlier === 1 ? "echo" : "echoes";
     message =

@@ -27,18 +27,16 @@
 import type { EchoCounters, EchoDone, EchoOptions } from "../transport/echo.ts";
 import { isPeerGone } from "../transport/echo.ts";
 import type { Connection } from "../transport/contract.ts";
-import { C, E, errorFor } from "./libc.ts";
+import { C, E } from "./libc.ts";
 import { type Lingerer, Lingering } from "./linger.ts";
-import { failureOf, type Linger, SEND_FLAGS, unsentAtClose } from "./socket_calls.ts";
+import { abortOnClose, failureOf, SEND_FLAGS, setNoDelayOn } from "./socket_calls.ts";
+import { type Linger, unsentAtClose } from "./socket_calls.ts";
 import { ParkedIo, READING } from "./parked_io.ts";
 import type { Reactor, Readiness } from "./reactor.ts";
 import type { IpPort } from "./sockaddr.ts";
 
 /** A connection that is not echoing counts nothing. */
 const NO_COUNTERS: EchoCounters = { bytesIn: 0, bytesOut: 0 };
-/** `int` option values for `setsockopt`, made once: libc only reads them during the call. */
-const ONE = new Uint8Array(new Int32Array([1]).buffer);
-const ZERO = new Uint8Array(4);
 /**
  * The most a hot-path read takes from the kernel: a message up to this size is one `recv` and one
  * `send`, and a peer that stops reading leaves at most this much of its echo in the server's
@@ -46,7 +44,6 @@ const ZERO = new Uint8Array(4);
  */
 export const FIRST_READ_BYTES = 8192;
 const FIRST_READ = BigInt(FIRST_READ_BYTES);
-
 /** Every gently closing connection of this isolate, asked in turn by one timer. */
 const lingering = new Lingering();
 
@@ -89,9 +86,7 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
 
   /** Turns Nagle's algorithm off (or on), so that small echoes leave at once. */
   setNoDelay(noDelay = true): void {
-    const fd = this.#open();
-    const r = this.#reactor.sys.setsockopt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, noDelay ? ONE : ZERO);
-    if (r < 0) throw errorFor("setsockopt", -r);
+    setNoDelayOn(this.#reactor.sys, this.#open(), noDelay);
   }
 
   /**
@@ -167,6 +162,11 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
     this.#reactor.release();
   }
 
+  /** Closes with a reset (`SO_LINGER` 0) instead of a FIN (see `Connection.reset`). */
+  reset(): void {
+    abortOnClose(this.#reactor.sys, this.#open());
+    this.close();
+  }
   /**
    * Ends the connection without destroying what was already sent (see
    * `Connection.closeGently`): stops echoing (bytes read and not yet sent

@@ -115,12 +115,21 @@ export function unsentAtClose(sys: System, fd: number, linger: Linger | undefine
   return Math.max(0, unsent);
 }
 
+/** Makes the coming close of `fd` a reset (`SO_LINGER` 0): what a fault asks for on purpose. */
+export function abortOnClose(sys: System, fd: number): void {
+  sys.setsockopt(fd, C.SOL_SOCKET, C.SO_LINGER, ABORT_ON_CLOSE);
+}
+
 /** `int` option values for `setsockopt`, made once: libc only reads them during the call. */
 const ONE = new Uint8Array(new Int32Array([1]).buffer);
 const ZERO = new Uint8Array(4);
 
-/** Turns Nagle's algorithm off (or on) on the TCP socket `fd`, so that small echoes leave at once. */
-export function setNoDelay(sys: System, fd: number, noDelay: boolean): void {
+/**
+ * Turns Nagle's algorithm off (or on) for `fd`.
+ *
+ * @throws {Error} the `setsockopt` failure, as `errorFor` words it.
+ */
+export function setNoDelayOn(sys: System, fd: number, noDelay: boolean): void {
   const r = sys.setsockopt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, noDelay ? ONE : ZERO);
   if (r < 0) throw errorFor("setsockopt", -r);
 }

@@ -23,7 +23,7 @@ import { S } from "./openssl.ts";
 import { TlsSession, type TlsShared } from "./tls_session.ts";
 import { ParkedIo } from "./parked_io.ts";
 import type { Reactor, Readiness } from "./reactor.ts";
-import { type Parked, setNoDelay } from "./socket_calls.ts";
+import { type Parked, setNoDelayOn } from "./socket_calls.ts";
 import type { IpPort } from "./sockaddr.ts";
 
 /** The phases: not yet TLS (a plain socket), handshaking, open; broken after a fatal TLS error. */
@@ -90,7 +90,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
 
   /** Turns Nagle's algorithm off (or on) under the records. */
   setNoDelay(noDelay = true): void {
-    setNoDelay(this.#reactor.sys, this.#open(), noDelay);
+    setNoDelayOn(this.#reactor.sys, this.#open(), noDelay);
   }
 
   /**

@@ -10,6 +10,7 @@ import { CLOSE_REASONS, DURATION_BOUNDS_S, noCloses, noDurations } from "../serv
 import type { ServerStats } from "../server/stats.ts";
 import { droppedLogLines } from "../log/log.ts";
 import type { MetricFamily } from "./exposition.ts";
+import { FAULT_NAMES } from "../fault/spec.ts";
 import type { HttpCounts } from "./http.ts";
 
 /**
@@ -115,6 +116,23 @@ export function serverFamilies(stats: ServerStats, extra: ExtraCounts = {}): Met
         "echo_datagrams_failed_total",
         "UDP replies the system refused to send.",
         datagrams.failed,
+      ),
+    );
+  }
+  const faults = stats.faults;
+  if (faults !== undefined) {
+    families.push(
+      {
+        name: "echo_faults_total",
+        help:
+          "Faults injected on purpose (--fault), by fault: once per connection for the shaping ones, per event for the others.",
+        type: "counter",
+        samples: FAULT_NAMES.map((fault) => ({ labels: { fault }, value: faults[fault] })),
+      },
+      counter(
+        "echo_faulted_total",
+        "Connections and datagram sources that got any fault on purpose.",
+        stats.faulted ?? 0,
       ),
     );
   }

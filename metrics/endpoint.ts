@@ -10,7 +10,9 @@ import { describeError, formatAddress } from "../text/address.ts";
 import { logger } from "../log/log.ts";
 import { ListenError } from "../transport/contract.ts";
 import { EXPOSITION_CONTENT_TYPE, formatMetrics, type MetricFamily } from "./exposition.ts";
-import { type HttpCounts, type HttpReply, type HttpRequest, HttpServer, plain } from "./http.ts";
+import { HTTP_LIMITS, type HttpCounts, type HttpRequest, HttpServer } from "./http.ts";
+import { type HttpReply, notAllowed, plain } from "./http_reply.ts";
+import { answerFaults, FAULT_API_MAX_BODY, type FaultApi } from "./fault_api.ts";
 
 /** Where the endpoint listens and what it reports. */
 export interface MetricsEndpointOptions {
@@ -28,6 +30,8 @@ export interface MetricsEndpointOptions {
   collect(endpoint: HttpCounts): Promise<MetricFamily[]>;
   /** Whether the server accepts connections now (`/readyz`). */
   ready(): boolean;
+  /** With `--fault-api`: `GET` and `PUT /faults` read and change the faults. @default {no /faults} */
+  faults?: FaultApi;
 }
 
 /** A running metrics endpoint. */
@@ -67,6 +71,9 @@ export function serveMetrics(options: MetricsEndpointOptions): MetricsEndpoint {
   const server: HttpServer = new HttpServer(
     listener,
     (request) => handle(request, options, server.counts),
+    options.faults === undefined
+      ? HTTP_LIMITS
+      : { ...HTTP_LIMITS, maxBodyBytes: FAULT_API_MAX_BODY },
   );
   log.info("metrics on http://{address}", { address: formatAddress(addr.hostname, addr.port) });
   let closing: Promise<void> | undefined;
@@ -79,6 +86,10 @@ async function handle(
   options: MetricsEndpointOptions,
   counts: HttpCounts,
 ): Promise<HttpReply> {
+  if (request.path === "/faults" && options.faults !== undefined) {
+    return answerFaults(request, options.faults);
+  }
+  if (request.method === "PUT") return notAllowed("PUT");
   switch (request.path) {
     case "/metrics": {
       let text: string;

@@ -24,6 +24,7 @@ import { FailureEpisode } from "../log/episode.ts";
 import { isOutOfDescriptors } from "../transport/contract.ts";
 import { plural } from "../text/words.ts";
 import { headEnd, parseHead } from "./request_head.ts";
+import { type HttpReply, notAllowed, plain, readBody, statusLine } from "./http_reply.ts";
 
 /** The limits of {@linkcode HttpServer}; the metrics endpoint uses {@linkcode HTTP_LIMITS}. */
 export interface HttpLimits {
@@ -40,6 +41,11 @@ export interface HttpLimits {
    * that does not read its answers is closed after this.
    */
   answerTimeoutMs: number;
+  /**
+   * The longest body a `PUT` may have; without it, `PUT` is answered 405 like
+   * any method but `GET` and `HEAD`. A `PUT` connection closes after its answer.
+   */
+  maxBodyBytes?: number;
 }
 
 /** The limits the metrics endpoint runs with (the README's "Metrics and health" lists them). */
@@ -53,21 +59,15 @@ export const HTTP_LIMITS: HttpLimits = {
 
 /** A request as the handler sees it. */
 export interface HttpRequest {
-  /** `GET` or `HEAD`; other methods are answered 405 before the handler. */
-  method: "GET" | "HEAD";
+  /** `GET` or `HEAD`, or `PUT` where `maxBodyBytes` lets it in; others are answered 405. */
+  method: "GET" | "HEAD" | "PUT";
   /** The path, without the query. */
   path: string;
+  /** A `PUT`'s body, as UTF-8 text. */
+  body?: string;
 }
 
-/** What the handler answers. */
-export interface HttpReply {
-  /** The status code. */
-  status: number;
-  /** Headers besides `content-length` and `connection`, lower-case names. */
-  headers: Readonly<Record<string, string>>;
-  /** The body; left out of the answer to `HEAD`. */
-  body: string;
-}
+export type { HttpReply } from "./http_reply.ts";
 
 /** Answers one request; a rejection is answered 500 and logged. */
 export type HttpHandler = (request: HttpRequest) => Promise<HttpReply> | HttpReply;
@@ -81,16 +81,6 @@ export interface HttpCounts {
   /** Connections closed by the header, idle or answer timeout. */
   timedOut: number;
 }
-
-const STATUS_TEXT: Readonly<Record<number, string>> = {
-  200: "OK",
-  400: "Bad Request",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  431: "Request Header Fields Too Large",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-};
 
 const ACCEPT_BACKOFF_MIN_MS = 5;
 const ACCEPT_BACKOFF_MAX_MS = 1000;
@@ -278,10 +268,20 @@ export class HttpServer implements AsyncDisposable {
       if (typeof head === "string") {
         return await this.#reply(client, plain(400, `${head}\n`), "GET", false);
       }
-      const method = head.method === "HEAD" ? "HEAD" : "GET";
+      const puts = this.#limits.maxBodyBytes !== undefined;
+      const method = head.method === "HEAD" || (head.method === "PUT" && puts)
+        ? head.method
+        : "GET";
       // A method it does not serve ends the connection too: such a client is not a scraper.
       if (head.method !== method) {
-        return await this.#reply(client, notAllowed(head.method), "GET", false);
+        return await this.#reply(client, notAllowed(head.method, puts), "GET", false);
+      }
+      if (method === "PUT") {
+        const body = await readBody(client.conn, buffer.subarray(0, filled), head, this.#limits);
+        const reply = typeof body === "string"
+          ? await this.#answer({ method, path: head.path, body })
+          : body;
+        return await this.#reply(client, reply, method, false);
       }
       if (head.hasBody) {
         // No request here has a body; not reading one, the connection cannot go on.
@@ -314,7 +314,7 @@ export class HttpServer implements AsyncDisposable {
       const body = method === "HEAD" ? new Uint8Array() : encoder.encode(reply.body);
       const length = method === "HEAD" ? encoder.encode(reply.body).length : body.length;
       const lines = [
-        `HTTP/1.1 ${reply.status} ${STATUS_TEXT[reply.status] ?? "Unknown"}`,
+        statusLine(reply.status),
         ...Object.entries(reply.headers).map(([name, value]) => `${name}: ${value}`),
         `content-length: ${length}`,
         ...(keep ? [] : ["connection: close"]),
@@ -366,19 +366,6 @@ export class HttpServer implements AsyncDisposable {
       closeQuietly(client.conn);
     }
   }
-}
-
-/** A plain-text reply. */
-export function plain(
-  status: number,
-  body: string,
-  headers: Record<string, string> = {},
-): HttpReply {
-  return { status, headers: { "content-type": "text/plain; charset=utf-8", ...headers }, body };
-}
-
-function notAllowed(method: string): HttpReply {
-  return plain(405, `method ${method} not allowed\n`, { allow: "GET, HEAD" });
 }
 
 /**

@@ -46,6 +46,8 @@ export interface Head {
   keepAlive: boolean;
   /** Whether a body follows (a length above 0, or a transfer encoding). */
   hasBody: boolean;
+  /** The body's length, when `content-length` gives it (and no transfer encoding is named). */
+  contentLength?: number;
 }
 
 /**
@@ -69,6 +71,8 @@ export function parseHead(text: string): Head | string {
   const [, method, target, minor] = request;
   let keepAlive = minor === "1";
   let hasBody = false;
+  let contentLength: number | undefined;
+  let chunked = false;
   for (const line of headerLines) {
     const colon = line.indexOf(":");
     if (colon <= 0) return "bad header line";
@@ -79,10 +83,13 @@ export function parseHead(text: string): Head | string {
       else if (/\bkeep-alive\b/.test(value)) keepAlive = true;
     } else if (name === "transfer-encoding" || (name === "content-length" && value !== "0")) {
       hasBody = true;
+      if (name === "transfer-encoding") chunked = true;
+      else contentLength = /^\d{1,9}$/.test(value) ? Number(value) : NaN;
     }
   }
   // The absolute form (`GET http://host:port/metrics`), which proxies send, names the same path.
   const absolute = /^https?:\/\/[^/?]*([/?].*)?$/i.exec(target);
   const path = (absolute === null ? target : absolute[1] ?? "/").split("?")[0] || "/";
-  return { method, path, keepAlive, hasBody };
+  const length = chunked || contentLength === undefined ? {} : { contentLength };
+  return { method, path, keepAlive, hasBody, ...length };
 }

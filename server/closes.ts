@@ -9,8 +9,9 @@
 /**
  * Why a connection ended: the client closed it (`client-closed`) or reset it
  * (`reset`), a limit closed it (`idle`, `lifetime`), the drain's time ran out
- * (`shutdown`), the listener died (`listener-lost`), or the echo failed
- * (`error`, including a failed TLS handshake).
+ * (`shutdown`), the listener died (`listener-lost`), the echo failed
+ * (`error`, including a failed TLS handshake), or a fault asked for on
+ * purpose ended it (`fault`: `--fault close-after`, `reset-after`, `refuse`).
  */
 export type CloseReason =
   | "client-closed"
@@ -19,7 +20,8 @@ export type CloseReason =
   | "lifetime"
   | "shutdown"
   | "listener-lost"
-  | "error";
+  | "error"
+  | "fault";
 
 /** Every {@link CloseReason}, in a stable order for metrics output. */
 export const CLOSE_REASONS: readonly CloseReason[] = Object.freeze([
@@ -30,6 +32,7 @@ export const CLOSE_REASONS: readonly CloseReason[] = Object.freeze([
   "shutdown",
   "listener-lost",
   "error",
+  "fault",
 ]);
 
 /**
@@ -70,6 +73,7 @@ export function noCloses(): Record<CloseReason, number> {
     shutdown: 0,
     "listener-lost": 0,
     error: 0,
+    fault: 0,
   };
 }
 

@@ -27,6 +27,8 @@ import type { ServerStats } from "./stats.ts";
 import { type CloseReason, noCloses, noDurations, observeDuration } from "./closes.ts";
 import { sleepUnless } from "../transport/wait.ts";
 import type { Slot } from "./acceptor.ts";
+import type { FaultTable } from "../fault/select.ts";
+import { faultedConnection, FaultEnd } from "../fault/stream.ts";
 
 /** Why the server closed a connection itself, in the words its log line uses. */
 export type ServerClose = "idle timeout" | "lifetime reached" | "shutdown" | "listener lost";
@@ -39,6 +41,8 @@ export interface ConnectionTableOptions {
   maxLifetimeMs: number;
   /** Hears of each connection a limit closes, before it is closed. */
   onLimit(reason: "idle" | "lifetime", peer: Peer, id: number): void;
+  /** The faults asked for (`--fault`), when any may be: each connection is offered to them. */
+  faults?: FaultTable;
 }
 
 /** One admitted connection; it is also the echo's byte counter and hears its end. */
@@ -51,6 +55,8 @@ class Entry implements EchoCounters, EchoDone {
   closedBy: ServerClose | undefined = undefined;
   /** The peer, until the `opened` line is logged (it waits for a client certificate). */
   unannounced: Peer | undefined = undefined;
+  /** The fault specs it got (`--fault`), as its `opened` line names them. */
+  faults: string | undefined = undefined;
 
   constructor(
     readonly id: number,
@@ -102,15 +108,19 @@ const connLog = logger("conn");
  */
 function announce(entry: Entry, peer: Peer): void {
   entry.unannounced = undefined;
-  const clientSubject = entry.conn.clientSubject;
-  if (clientSubject === undefined) {
+  const { clientSubject } = entry.conn;
+  const { faults } = entry;
+  if (clientSubject === undefined && faults === undefined) {
     logLine(connLog, "info", "#{id} opened from {peer}", { id: entry.id, peer: peer.text });
     return;
   }
-  logLine(connLog, "info", "#{id} opened from {peer}, client certificate {clientSubject}", {
+  const named = clientSubject === undefined ? "" : ", client certificate {clientSubject}";
+  const faulted = faults === undefined ? "" : "; faults: {faults}";
+  logLine(connLog, "info", `#{id} opened from {peer}${named}${faulted}`, {
     id: entry.id,
     peer: peer.text,
-    clientSubject,
+    ...(clientSubject === undefined ? {} : { clientSubject }),
+    ...(faults === undefined ? {} : { faults }),
   });
 }
 
@@ -120,6 +130,7 @@ export class ConnectionTable {
   readonly #onLimit: ConnectionTableOptions["onLimit"];
   readonly #idleTimeoutMs: number;
   readonly #maxLifetimeMs: number;
+  readonly #faults: FaultTable | undefined;
   readonly #sweep: ReturnType<typeof setInterval> | undefined;
   #nextId = 0;
   #served = 0;
@@ -139,6 +150,7 @@ export class ConnectionTable {
     this.#onLimit = options.onLimit;
     this.#idleTimeoutMs = options.idleTimeoutMs;
     this.#maxLifetimeMs = options.maxLifetimeMs;
+    this.#faults = options.faults;
     const limitMs = Math.min(
       this.#idleTimeoutMs > 0 ? this.#idleTimeoutMs : Infinity,
       this.#maxLifetimeMs > 0 ? this.#maxLifetimeMs : Infinity,
@@ -155,9 +167,13 @@ export class ConnectionTable {
    * loop never waits for one; `slot.release()` is called once it is closed.
    */
   add(conn: Connection, peer: Peer, slot: Slot): void {
+    const faults = this.#faults;
+    const plan = faults?.pick(peer.host);
+    if (plan !== undefined && faults !== undefined) conn = faultedConnection(conn, plan, faults);
     const entry = new Entry(++this.#nextId, conn, performance.now(), slot, this.#onEnded);
     this.#open.add(entry);
     this.#served++;
+    entry.faults = plan?.specs.join("; ");
     // A client that presents a certificate is named by it: the line waits for the handshake.
     if (conn.identified === undefined) announce(entry, peer);
     else {
@@ -285,7 +301,7 @@ export class ConnectionTable {
       closeReason = END_REASON[end];
     } else {
       reason = error instanceof TransportError ? error.message : `error: ${describeError(error)}`;
-      closeReason = "error";
+      closeReason = error instanceof FaultEnd ? "fault" : "error";
     }
     const cut = this.#cutTimers.get(entry);
     if (cut !== undefined) {

@@ -6,10 +6,10 @@
  * @module
  */
 import { describeError } from "../text/address.ts";
-import { Guard, type GuardOptions } from "../admission/guard.ts";
+import { Guard } from "../admission/guard.ts";
 import { logger } from "../log/log.ts";
 import { proxyListener, type ProxyProtocolOptions } from "../proxy/listener.ts";
-import { Acceptor, type WhenFull } from "./acceptor.ts";
+import { Acceptor } from "./acceptor.ts";
 import { ConnectionTable } from "./connections.ts";
 import { LimitLog } from "./limit_log.ts";
 import {
@@ -17,159 +17,33 @@ import {
   describeAddr,
   type Listener,
   ListenError,
-  type TcpAddr,
   type TlsMaterial,
 } from "../transport/contract.ts";
 import { listenTcp } from "../transport/tcp.ts";
 import { type ServerStats, summary } from "./stats.ts";
-import { listenTls, type ServeTlsOptions, TLS_DEFAULTS } from "../transport/tls.ts";
-import { startUdp, type UdpEcho, type UdpOptions } from "../transport/udp.ts";
+import { listenTls } from "../transport/tls.ts";
+import { startUdp, type UdpEcho } from "../transport/udp.ts";
 import { listenEpoll } from "../epoll/listener.ts";
 import { listenEpollTls } from "../epoll/tls_listener.ts";
 import { logListening } from "./listening.ts";
+import { FaultTable } from "../fault/select.ts";
+import { parseFaultSpecs } from "../fault/spec.ts";
 
-/** The I/O engines: Deno's own sockets, or epoll driven through libc (Linux, `--allow-ffi`). */
-export const IO_ENGINES = ["deno", "epoll"] as const;
-/** Which I/O engine serves TCP; see {@linkcode IO_ENGINES}. */
-export type IoEngine = typeof IO_ENGINES[number];
-
-/** What {@linkcode serve} uses for the options left out; the command line shows and uses the same. */
-export const SERVE_DEFAULTS = {
-  /** Listen on every IPv4 address. */
-  hostname: "0.0.0.0",
-  /** The port to listen on. */
-  port: 8000,
-  /** How long open connections may finish after a shutdown. */
-  drainTimeoutMs: 10_000,
-  /** At the cap, queue newcomers in the backlog. */
-  whenFull: "wait",
-  /** Close a connection silent this long. */
-  idleTimeoutMs: 300_000,
-  /** No limit on a connection's lifetime. */
-  maxLifetimeMs: 0,
-  /** Deno's own sockets: nothing but `--allow-net` needed. */
-  io: "deno",
-  /** A TLS handshake must finish this soon after admission (and never after the idle timeout). */
-  handshakeTimeoutMs: TLS_DEFAULTS.handshakeTimeoutMs,
-} as const satisfies Required<
-  Pick<
-    ServeOptions,
-    | "hostname"
-    | "port"
-    | "drainTimeoutMs"
-    | "whenFull"
-    | "idleTimeoutMs"
-    | "maxLifetimeMs"
-    | "io"
-    | "handshakeTimeoutMs"
-  >
->;
-
-/** Options for {@linkcode serve}; `A` is the listener's kind of address. */
-export interface ServeOptions<A extends Deno.Addr = TcpAddr> {
-  /**
-   * Where the connections come from, e.g. a TLS or Unix socket listener;
-   * `hostname`, `port` and `reusePort` are then unused. The server closes it
-   * at shutdown. @default {a TCP listener on hostname and port}
-   */
-  listener?: Listener<A>;
-  /**
-   * Serve TLS with this certificate and key (PEM text) on `hostname` and
-   * `port`, and with `clientCa`, require a client certificate signed by it
-   * (mutual TLS); each connection's handshake runs once it is admitted,
-   * within `handshakeTimeoutMs`. With `proxyProtocol` on io `epoll` only (the
-   * PROXY header is read first, then the handshake runs). For a Unix socket, pass
-   * `listener: await listenUnix(path)`. @default {plain TCP}
-   */
-  tls?: ServeTlsOptions;
-  /**
-   * With `tls`: close a connection whose handshake has not finished this
-   * long after its admission, releasing its descriptor; never later than
-   * `idleTimeoutMs` when that is on. @default {SERVE_DEFAULTS.handshakeTimeoutMs}
-   */
-  handshakeTimeoutMs?: number;
-  /** Address to listen on; `::` listens on IPv6 too. @default {SERVE_DEFAULTS.hostname} */
-  hostname?: string;
-  /** Port to listen on; 0 picks a free one (see {@linkcode EchoServer.addr}). @default {SERVE_DEFAULTS.port} */
-  port?: number;
-  /** Let several listeners share the port (for workers; unstable `net`). @default {false} */
-  reusePort?: boolean;
-  /**
-   * The I/O engine of the TCP listener made from `hostname` and `port`:
-   * `epoll` drives epoll through libc (Linux only, needs `--allow-ffi`, and
-   * takes an IP address, not a name); with `tls`, through the system's
-   * OpenSSL 3 (`libssl.so.3`).
-   * @default {SERVE_DEFAULTS.io}
-   */
-  io?: IoEngine;
-  /** How long open connections may finish after {@linkcode EchoServer.shutdown}. @default {SERVE_DEFAULTS.drainTimeoutMs} */
-  drainTimeoutMs?: number;
-  /** The admission limits. @default {new Guard()} */
-  guard?: Guard;
-  /**
-   * At the guard's cap: `wait` stops accepting until a connection closes, so
-   * newcomers queue in the kernel's backlog; `refuse` accepts and closes them.
-   * @default {SERVE_DEFAULTS.whenFull}
-   */
-  whenFull?: WhenFull;
-  /** Close a connection that has sent nothing for this long; 0 turns it off. @default {SERVE_DEFAULTS.idleTimeoutMs} */
-  idleTimeoutMs?: number;
-  /** Close any connection open for this long; 0 turns it off. @default {SERVE_DEFAULTS.maxLifetimeMs} */
-  maxLifetimeMs?: number;
-  /** A line written to refused connections before they are closed. */
-  rejectMessage?: string;
-  /**
-   * Expect a PROXY protocol header (v1 or v2) at the start of every
-   * connection, from the trusted proxies only; the client address it carries
-   * is then the peer for the admission rules and the logs. See `proxy/listener.ts`.
-   */
-  proxyProtocol?: ProxyProtocolOptions;
-  /**
-   * Also echo UDP datagrams on the same address and port (with port 0, the
-   * one the listener got), within the guard's allow/deny rules and a reply
-   * rate per source address; `true` takes the default rate. See `transport/udp.ts`.
-   * @default {false}
-   */
-  udp?: boolean | UdpOptions;
-}
-
-/** What a running server takes again on a reload; see {@linkcode EchoServer.reconfigure}. */
-export interface LiveOptions {
-  /** The admission limits, all of them: a limit left out goes back to its default (off). */
-  guard: Omit<GuardOptions, "now" | "shared" | "maxRateKeys">;
-  /** A line written to refused connections before they are closed; none when undefined. */
-  rejectMessage?: string;
-}
-
-/** A running echo server; `A` is its listener's kind of address. */
-export interface EchoServer<A extends Deno.Addr = TcpAddr> extends AsyncDisposable {
-  /** The address it listens on, with the real port when 0 was asked for. */
-  readonly addr: A;
-  /**
-   * Settles when the server has stopped: resolves after a shutdown, rejects
-   * when the listener died under it.
-   */
-  readonly finished: Promise<ServerStats>;
-  /** Stops accepting, lets connections drain, closes the rest; resolves with the final stats. */
-  shutdown(): Promise<ServerStats>;
-  /** The counters as they are now. */
-  stats(): ServerStats;
-  /**
-   * Applies new limits to the connections admitted from now on and to the
-   * caps at once; open connections stay open, even above a lowered cap.
-   * All or nothing: throws on a bad limit and changes nothing.
-   */
-  reconfigure(options: LiveOptions): void;
-  /**
-   * Serves `material` (certificate, key, client CA) to the TLS handshakes
-   * that begin from now on, whatever the engine; open connections go on as
-   * they are. SIGHUP reloads the certificate files through this.
-   *
-   * @throws {Error} when the server does not serve TLS, or `material`
-   *   cannot serve it (the reason in words): nothing changes then.
-   */
-  updateTls(material: TlsMaterial): void;
-}
+export {
+  type EchoServer,
+  IO_ENGINES,
+  type IoEngine,
+  type LiveOptions,
+  SERVE_DEFAULTS,
+  type ServeOptions,
+} from "./serve_options.ts";
+import {
+  type EchoServer,
+  type IoEngine,
+  type LiveOptions,
+  SERVE_DEFAULTS,
+  type ServeOptions,
+} from "./serve_options.ts";
 
 const log = logger("server");
 
@@ -241,6 +115,7 @@ class Server implements EchoServer<Deno.Addr> {
   readonly #udp: UdpEcho | undefined;
   readonly #guard: Guard;
   readonly #listener: Listener;
+  readonly #faults: FaultTable | undefined;
   #state: "serving" | "draining" | "stopped" = "serving";
 
   constructor(listener: Listener, options: ServeOptions<Deno.Addr>) {
@@ -254,8 +129,12 @@ class Server implements EchoServer<Deno.Addr> {
     this.#guard = guard;
     const source = this.#withProxyProtocol(listener, options.proxyProtocol, guard);
     try {
+      const faults = options.faults;
+      this.#faults = faults === undefined ? undefined : new FaultTable(parseFaultSpecs(faults));
       const udp = options.udp;
-      this.#udp = udp ? startUdp(this.addr, udp === true ? {} : udp, guard) : undefined;
+      this.#udp = udp
+        ? startUdp(this.addr, udp === true ? {} : udp, guard, this.#faults)
+        : undefined;
     } catch (error) {
       closeQuietly(source);
       closeQuietly(listener);
@@ -269,6 +148,7 @@ class Server implements EchoServer<Deno.Addr> {
         guard.count(reason);
         this.#limits.record(reason, peer, id);
       },
+      faults: this.#faults,
     });
     this.#acceptor = new Acceptor(source, {
       guard,
@@ -292,7 +172,15 @@ class Server implements EchoServer<Deno.Addr> {
       refusals: this.#limits.counts,
       ...(datagrams === undefined ? {} : { datagrams }),
       acceptErrors: this.#acceptor.acceptErrors,
+      ...(this.#faults === undefined
+        ? {}
+        : { faulted: this.#faults.faulted, faults: { ...this.#faults.counts } }),
     };
+  }
+
+  reconfigureFaults(specs: readonly string[]): void {
+    if (this.#faults === undefined) throw new Error("this server was started without faults");
+    this.#faults.replace(parseFaultSpecs(specs));
   }
 
   reconfigure(options: LiveOptions): void {

@@ -7,6 +7,7 @@
 import { noRefusals, REFUSAL_REASONS, type RefusalReason } from "../admission/refusals.ts";
 import { grouped, plural } from "../text/words.ts";
 import { addDatagrams, type DatagramStats, datagramSummary } from "../transport/udp.ts";
+import { addFaults, type FaultCounts } from "../fault/select.ts";
 import {
   addDurations,
   CLOSE_REASONS,
@@ -35,6 +36,10 @@ export interface ServerStats {
   durations?: DurationHistogram;
   /** Accepts that failed (e.g. out of file descriptors), each retried (for metrics). */
   acceptErrors?: number;
+  /** With faults asked for (`--fault`): connections that got any, since start. */
+  faulted?: number;
+  /** With faults asked for: how often each was injected (for metrics). */
+  faults?: FaultCounts;
 }
 
 /**
@@ -64,11 +69,14 @@ export function summary(stats: ServerStats): string {
   const limited = Object.entries(stats.refusals).filter(([, n]) => n > 0)
     .map(([reason, n]) => `${reason} ${grouped(n)}`);
   const cut = stats.closed?.shutdown ?? 0;
+  const faulted = stats.faulted ?? 0;
   return `served ${plural(stats.served, "connection", grouped)}, echoed ${
     plural(stats.bytesOut, "byte", grouped)
   }${cut > 0 ? `, ${grouped(cut)} cut at the drain timeout` : ""}${
-    limited.length > 0 ? `; refused or closed by limits: ${limited.join(", ")}` : ""
-  }${stats.datagrams === undefined ? "" : `; ${datagramSummary(stats.datagrams)}`}`;
+    faulted > 0 ? `, ${grouped(faulted)} faulted on purpose` : ""
+  }${limited.length > 0 ? `; refused or closed by limits: ${limited.join(", ")}` : ""}${
+    stats.datagrams === undefined ? "" : `; ${datagramSummary(stats.datagrams)}`
+  }`;
 }
 
 /**
@@ -128,5 +136,9 @@ function addMetricCounts(sum: ServerStats, more: ServerStats): void {
   }
   if (more.acceptErrors !== undefined) {
     sum.acceptErrors = (sum.acceptErrors ?? 0) + more.acceptErrors;
+  }
+  if (more.faulted !== undefined) sum.faulted = (sum.faulted ?? 0) + more.faulted;
+  if (more.faults !== undefined) {
+    sum.faults = sum.faults === undefined ? { ...more.faults } : addFaults(sum.faults, more.faults);
   }
 }

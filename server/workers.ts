@@ -19,6 +19,7 @@ import {
   SERVE_DEFAULTS,
   type ServeOptions,
 } from "./serve.ts";
+import { parseFaultSpecs } from "../fault/spec.ts";
 import { type ServerStats, summary as describeSummary, total } from "./stats.ts";
 
 /** Each worker is a whole isolate (tens of MiB); more than this helps no machine. */
@@ -70,6 +71,7 @@ type ToWorker =
   | { type: "shutdown" }
   | { type: "reconfigure"; options: LiveOptions }
   | { type: "tls"; material: TlsMaterial }
+  | { type: "faults"; specs: readonly string[] }
   | { type: "logging"; logging: LoggingOptions }
   | { type: "stats"; seq: number };
 type FromWorker =
@@ -238,6 +240,13 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
       const message: ToWorker = { type: "tls", material };
       for (const worker of workers) worker.postMessage(message);
     },
+    reconfigureFaults: (specs) => {
+      // Read here, so that a bad spec changes no worker rather than fail in each.
+      parseFaultSpecs(specs);
+      if (settled) return;
+      const message: ToWorker = { type: "faults", specs };
+      for (const worker of workers) worker.postMessage(message);
+    },
     collectStats: (timeoutMs = SCRAPE_TIMEOUT_MS) => collectStats(timeoutMs),
     setLogging: (logging) => {
       if (settled) return;
@@ -321,6 +330,7 @@ export function workerMain(): void {
       }
       return;
     }
+    if (message.type === "faults") return server?.reconfigureFaults?.(message.specs);
     if (message.type === "logging") {
       await setupLogging({ ...message.logging, worker: id }, forwardLogs);
       return;

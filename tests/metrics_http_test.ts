@@ -6,7 +6,8 @@
  * holds), each with small limits so that the test is quick.
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import { type HttpLimits, HttpServer, plain } from "../metrics/http.ts";
+import { type HttpLimits, HttpServer } from "../metrics/http.ts";
+import { plain } from "../metrics/http_reply.ts";
 import { until, within } from "./helpers.ts";
 import { headEnd, parseHead } from "../metrics/request_head.ts";
 

@@ -214,3 +214,74 @@ async function shedByDeno(conn: Deno.TcpConn): Promise<boolean> {
     return true;
   }
 }
+
+/**
+ * Ends a connection accepted by Deno with a reset (`SO_LINGER` 0 semantics)
+ * instead of a FIN, as a fault asks. Deno's close always shuts writing down
+ * first (a FIN), so the reset is made on the descriptor Node's binding
+ * duplicates: with `--allow-ffi`, `connect(AF_UNSPEC)` on it disconnects the
+ * socket with a reset at once, whatever is pending on Deno's side; without,
+ * Deno's descriptor is shed ({@linkcode Adopted.shed}) and Node's handle
+ * resets on close, which works while no read is pending on the connection,
+ * and is a FIN then a reset otherwise. Where nothing of it works, it closes.
+ */
+export async function resetTcp(conn: Deno.TcpConn): Promise<void> {
+  let handle: InstanceType<TcpWrapBinding["TCP"]> & ResettableHandle;
+  try {
+    const { TCP, constants } = loadBinding();
+    handle = new TCP(constants.SOCKET) as typeof handle;
+    if (handle.openFromRid(ridOf(conn)) !== 0) throw new Error("no descriptor to duplicate");
+  } catch {
+    return conn.close();
+  }
+  if (disconnect(handle)) {
+    handle.close();
+    return closeDeno(conn);
+  }
+  const held = shedBroken || !(await shedByDeno(conn).catch(() => false));
+  // Its callback is not called in Deno 2.9: the reset itself is done once the call returns.
+  if (handle.reset(() => {}) !== 0) handle.close();
+  if (held) closeDeno(conn);
+}
+
+/** What {@linkcode resetTcp} uses of a Node handle besides opening it. */
+interface ResettableHandle {
+  reset(done: () => void): number;
+  fdForIpc(): number;
+}
+
+/** `struct sockaddr` with `sa_family = AF_UNSPEC`: `connect` with it dissolves a TCP connection. */
+const UNSPEC = new Uint8Array(16);
+const LIBC = {
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+} as const;
+let libc: Deno.DynamicLibrary<typeof LIBC>["symbols"] | null | undefined;
+
+/** Disconnects the socket of `handle` with a reset through libc's `connect`; false without `--allow-ffi`. */
+function disconnect(handle: ResettableHandle): boolean {
+  if (libc === undefined) {
+    libc = null;
+    try {
+      if (Deno.permissions.querySync({ name: "ffi" }).state === "granted") {
+        libc = Deno.dlopen("libc.so.6", LIBC).symbols;
+      }
+    } catch {
+      // No libc to open (not Linux): the other way, then.
+    }
+  }
+  if (libc === null) return false;
+  // Taken from the handle: once asked for, the descriptor is the asker's to close.
+  const fd = handle.fdForIpc();
+  const done = libc.connect(fd, UNSPEC, UNSPEC.length) === 0;
+  libc.close(fd);
+  return done;
+}
+
+function closeDeno(conn: Deno.TcpConn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed: the aim is reached.
+  }
+}

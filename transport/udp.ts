@@ -25,6 +25,8 @@ import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
 import type { Guard } from "../admission/guard.ts";
 import { describeAddr, ListenError } from "./contract.ts";
 import { sleepUnless } from "./wait.ts";
+import type { FaultTable } from "../fault/select.ts";
+import { DatagramFaults } from "../fault/datagram.ts";
 
 /** The largest UDP payload over IPv4 (65,535 − 8 − 20); IPv6 allows 20 bytes more. */
 export const MAX_DATAGRAM = 65_507;
@@ -171,7 +173,12 @@ export function listenUdp(hostname: string, port: number): Deno.DatagramConn {
  * await echo.close();
  * ```
  */
-export function startUdp(at: Deno.Addr, options: UdpOptions = {}, guard?: Guard): UdpEcho {
+export function startUdp(
+  at: Deno.Addr,
+  options: UdpOptions = {},
+  guard?: Guard,
+  faults?: FaultTable,
+): UdpEcho {
   if (at.transport !== "tcp" && at.transport !== "udp") {
     throw new ListenError(`cannot echo UDP beside ${describeAddr(at)}: it has no port`);
   }
@@ -183,7 +190,7 @@ export function startUdp(at: Deno.Addr, options: UdpOptions = {}, guard?: Guard)
     socket.close();
     throw error;
   }
-  return new UdpEcho(socket, policy);
+  return new UdpEcho(socket, policy, faults);
 }
 
 const log = logger("server");
@@ -218,12 +225,18 @@ export class UdpEcho {
   readonly #stats = { received: 0, echoed: 0, bytesEchoed: 0, failed: 0 };
   readonly #dropped: Record<DatagramDrop, number> = { "service-port": 0, denied: 0, rate: 0 };
   readonly #running: Promise<void>;
+  /** With `--fault`: the sources that get datagram faults are echoed through it. */
+  readonly #faults: DatagramFaults | undefined;
   #closed = false;
 
-  /** Starts echoing on `socket` (which it then owns and closes) under `policy`. */
-  constructor(socket: Deno.DatagramConn, policy: DatagramPolicy) {
+  /**
+   * Starts echoing on `socket` (which it then owns and closes) under
+   * `policy`, with the datagram faults of `faults` where they select a source.
+   */
+  constructor(socket: Deno.DatagramConn, policy: DatagramPolicy, faults?: FaultTable) {
     this.#socket = socket;
     this.#policy = policy;
+    this.#faults = faults && new DatagramFaults(faults, (data, to) => this.#reply(data, to));
     this.addr = socket.addr as Deno.NetAddr;
     log.info("echoing UDP datagrams on {address}", {
       address: formatAddress(this.addr.hostname, this.addr.port),
@@ -242,6 +255,7 @@ export class UdpEcho {
   async close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
+      this.#faults?.stop();
       this.#closing.resolve();
       try {
         this.#socket.close();
@@ -277,22 +291,29 @@ export class UdpEcho {
         this.#drop(verdict, from);
         continue;
       }
-      try {
-        // Awaited before the next receive: the buffer is the one being sent.
-        await this.#socket.send(data, from);
-        this.#stats.echoed++;
-        this.#stats.bytesEchoed += data.length;
-        if (debug) {
-          log.debug("echoed {bytes} bytes to {peer}", {
-            bytes: data.length,
-            peer: formatAddress(from.hostname, from.port),
-          });
-        }
-      } catch (error) {
-        if (this.#closed) return;
-        this.#stats.failed++;
-        this.#warn("reply to {peer} failed: {reason}", describeError(error), from);
+      // The faulted sources' datagrams are copied and sent (or not) by the faults.
+      if (this.#faults?.take(data, from) === true) continue;
+      // Awaited before the next receive: the buffer is the one being sent.
+      await this.#reply(data, from, debug);
+    }
+  }
+
+  /** Sends `data` back to `to`, counting it, or counting and logging why it failed. */
+  async #reply(data: Uint8Array, to: Deno.NetAddr, debug = false): Promise<void> {
+    try {
+      await this.#socket.send(data, to);
+      this.#stats.echoed++;
+      this.#stats.bytesEchoed += data.length;
+      if (debug) {
+        log.debug("echoed {bytes} bytes to {peer}", {
+          bytes: data.length,
+          peer: formatAddress(to.hostname, to.port),
+        });
       }
+    } catch (error) {
+      if (this.#closed) return;
+      this.#stats.failed++;
+      this.#warn("reply to {peer} failed: {reason}", describeError(error), to);
     }
   }
 
