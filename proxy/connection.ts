@@ -105,9 +105,13 @@ export class ProxiedConnection implements Connection {
     const { closeGently, closeWrite } = conn;
     if (closeGently !== undefined) this.closeGently = (graceMs) => closeGently.call(conn, graceMs);
     if (closeWrite !== undefined) this.closeWrite = () => closeWrite.call(conn);
+    const { reset } = conn;
+    if (reset !== undefined) this.reset = () => reset.call(conn);
     this.identified = conn.identified;
   }
 
+  /** See `Connection.reset`: the socket's, where it has one. */
+  readonly reset?: () => void;
   /** See `Connection.identified`: the socket's (mutual TLS after the header). */
   readonly identified?: Promise<void>;
 

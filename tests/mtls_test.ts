@@ -114,7 +114,13 @@ testEngines(
       "x",
     ]);
     strictEqual(strange.code, 1);
-    ok(strange.stderr.includes("closed the connection before echoing anything"), strange.stderr);
+    // Deno's engine closes after its handshake; OpenSSL's (epoll) sends its alert, which the client
+    // reads unless the reset of our unread "x" overtakes it.
+    ok(
+      /closed the connection before echoing anything|the server does not trust the certificate \(UnknownCA\)/
+        .test(strange.stderr),
+      strange.stderr,
+    );
     await cli.waitFor(
       /#2 closed: TLS handshake with 127\.0\.0\.1:\d+ failed: the client's certificate \(CN=stranger\) is not trusted \(self-signed, and not among those trusted\); 0 B in, 0 B out/,
     );
