@@ -36,8 +36,6 @@ export interface ServeCheckValues extends ServeTransportValues {
   "proxy-header-timeout"?: number;
   /** `--fault-api`. */
   "fault-api"?: boolean;
-  /** `--fault`. */
-  fault?: readonly string[];
 }
 
 /**
@@ -81,12 +79,6 @@ export function checkServeFlags(flags: ServeCheckValues): void {
   }
   if (flags["fault-api"] && flags.metrics === undefined) {
     throw new UsageError("--fault-api needs --metrics: /faults is served there");
-  }
-  const faulting = flags["fault-api"] === true || (flags.fault?.length ?? 0) > 0;
-  if (faulting && flags.cert !== undefined && flags.io === "epoll") {
-    throw new UsageError(
-      "--fault with --cert needs --io deno: the epoll engine's TLS echoes only by itself",
-    );
   }
 }
 

@@ -366,17 +366,7 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
    * one that hung up would wake the loop forever.
    */
   #watch(events: number): void {
-    if (events === this.#interest || (events === 0 && this.#interest === -1)) return;
-    if (events === 0) {
-      this.#reactor.remove(this.#fd);
-      this.#interest = -1;
-    } else if (this.#interest === -1) {
-      this.#reactor.add(this.#fd, events, this);
-      this.#interest = events;
-    } else {
-      this.#reactor.modify(this.#fd, events);
-      this.#interest = events;
-    }
+    this.#interest = this.#reactor.rewatch(this.#fd, this.#interest, events, this);
   }
 
   /** The promise-based reads and writes; not while the echo runs or the connection closes. */

@@ -197,6 +197,19 @@ export class Reactor {
   }
 
   /**
+   * Registers `fd` for `events` (0: for none), given `interest`, what it is
+   * registered for now (-1: not in the set); returns what it is registered
+   * for then. A socket's readiness changes often: only a change is a call.
+   */
+  rewatch(fd: number, interest: number, events: number, handler: Readiness): number {
+    if (events === interest || (events === 0 && interest === -1)) return interest;
+    if (events === 0) this.remove(fd);
+    else if (interest === -1) this.add(fd, events, handler);
+    else this.modify(fd, events);
+    return events === 0 ? -1 : events;
+  }
+
+  /**
    * Closes `fd`, watched or not: forgets it first (closing takes it out of
    * the epoll set, and events already collected for it are dropped), so
    * that its number, free again, can only ever reach its next owner.

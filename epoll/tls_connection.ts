@@ -6,10 +6,12 @@
  * `Promise` per read, and takes no more from a peer than the peer takes back:
  * while an echo waits for `EPOLLOUT`, nothing more is read.
  *
- * Until its handshake starts (the first `echo` or `write`) the connection is
- * a plain socket: `read` returns the bytes in front of the handshake, which
- * is how the PROXY decorator reads its header, and `unread` gives back those
- * read past it, for OpenSSL to read first.
+ * Until its handshake starts (the first `echo`, `read` or `write`) the
+ * connection is a plain socket: `readPlain` returns the bytes in front of the
+ * handshake, which is how the PROXY decorator reads its header, and `unread`
+ * gives back those read past it, for OpenSSL to read first. `read` and
+ * `write` are for an echo that runs outside (a fault's): they run the
+ * handshake first.
  *
  * @module
  */
@@ -21,9 +23,10 @@ import { C, E } from "./libc.ts";
 import { type Lingerer, Lingering } from "./linger.ts";
 import { S } from "./openssl.ts";
 import { TlsSession, type TlsShared } from "./tls_session.ts";
-import { ParkedIo } from "./parked_io.ts";
+import { PlainStart } from "./tls_plain.ts";
 import type { Reactor, Readiness } from "./reactor.ts";
-import { type Parked, setNoDelayOn } from "./socket_calls.ts";
+import { setNoDelayOn } from "./socket_calls.ts";
+import { ParkedTls } from "./tls_parked.ts";
 import type { IpPort } from "./sockaddr.ts";
 
 /** The phases: not yet TLS (a plain socket), handshaking, open; broken after a fatal TLS error. */
@@ -50,18 +53,16 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   #phase: Phase = RAW;
   /** OpenSSL's side, from the start of the handshake. */
   #session: TlsSession | undefined;
-  /** Bytes given back before the handshake, for OpenSSL to read before the socket's. */
-  #unread: Uint8Array | undefined;
   #interest = -1;
-  /** The plain reads before the handshake (a PROXY header). */
-  #raw: ParkedIo | undefined;
+  /** The plain bytes before the handshake (a PROXY header), when asked for. */
+  #raw: PlainStart | undefined;
   #echo: EchoDone | undefined;
   #counters: EchoCounters = NO_COUNTERS;
   #onChunk: ((bytes: number) => void) | undefined;
   /** Read, and not yet taken by `SSL_write`: a copy, retried on `EPOLLOUT`. */
   #pending: Uint8Array | undefined;
-  /** A `write` waiting for the handshake or the socket. */
-  #writer: Parked<number> | undefined;
+  /** The reads and writes of an echo that runs outside, made by the first. */
+  #parked: ParkedTls | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #linger: { until: number } | undefined;
   /** See `Connection.clientSubject`. */
@@ -107,19 +108,20 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     this.#advanceOrFail();
   }
 
-  /** Before the handshake: the plain bytes in front of it (a PROXY header). */
+  /** Reads some bytes over TLS, after the handshake; `null` at the end of the peer's stream. */
   read(p: Uint8Array): Promise<number | null> {
+    return this.#outside((io) => io.read(p));
+  }
+
+  /** Writes some prefix of `p` over TLS, after the handshake; resolves with how many bytes. */
+  write(p: Uint8Array): Promise<number> {
+    return this.#outside((io) => io.write(p));
+  }
+
+  /** Before the handshake: the plain bytes in front of it (a PROXY header). */
+  readPlain(p: Uint8Array): Promise<number | null> {
     try {
-      if (this.#phase !== RAW) {
-        throw new Deno.errors.Busy("after its handshake, a TLS connection is read by its echo");
-      }
-      const fd = this.#open();
-      return (this.#raw ??= new ParkedIo(
-        this.#reactor.sys,
-        fd,
-        (events) => this.#watch(events),
-        () => this.#reactor.settled(),
-      )).read(p);
+      return this.#plain().read(p);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -127,25 +129,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
 
   /** Gives back bytes read before the handshake and not meant for that reader: OpenSSL reads them first. */
   unread(bytes: Uint8Array): void {
-    if (this.#phase !== RAW) throw new Deno.errors.Busy("the handshake has started");
-    if (bytes.length === 0) return;
-    const before = this.#unread;
-    this.#unread = before === undefined ? bytes.slice() : Uint8Array.from([...before, ...bytes]);
-  }
-
-  /** Writes some prefix of `p` over TLS, after the handshake; resolves with how many bytes. */
-  write(p: Uint8Array): Promise<number> {
-    try {
-      this.#idle();
-      if (p.length === 0) return Promise.resolve(0);
-      this.#start();
-      const { promise, resolve, reject } = Promise.withResolvers<number>();
-      this.#writer = { bytes: p, resolve, reject };
-      this.#advanceOrFail();
-      return promise;
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    this.#plain().giveBack(bytes);
   }
 
   /**
@@ -167,11 +151,11 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     if (this.#session?.free() === true) this.#shared.churn++;
     this.#session = undefined;
     const closed = () => new Deno.errors.BadResource("the connection was closed");
-    const [echo, writer] = [this.#echo, this.#writer];
-    this.#echo = this.#writer = undefined;
+    const echo = this.#echo;
+    this.#echo = undefined;
     this.#raw?.fail(closed);
     this.#raw = undefined;
-    writer?.reject(closed());
+    this.#parked?.fail(closed());
     if (echo !== undefined) queueMicrotask(() => echo.echoEnded("error", closed()));
     this.#identify?.();
     this.#reactor.release();
@@ -212,16 +196,15 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   ready(): void {
     if (this.#linger !== undefined) return this.#discard();
     if (this.#phase !== RAW) return this.#advance();
-    if (this.#raw !== undefined) this.#raw.ready();
-    else this.#watch(0);
+    if (this.#raw?.ready() !== true) this.#watch(0);
   }
 
   /** See {@linkcode Readiness.fail}: ends whatever is in progress with `error`. */
   fail(error: unknown): void {
     if (this.#session !== undefined) this.#phase = BROKEN;
     clearTimeout(this.#timer);
-    const [echo, writer] = [this.#echo, this.#writer];
-    this.#echo = this.#writer = undefined;
+    const echo = this.#echo;
+    this.#echo = undefined;
     this.#pending = undefined;
     this.#reactor.settled();
     try {
@@ -230,7 +213,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
       // The loop has stopped: nothing to take it out of.
     }
     this.#raw?.fail(() => error);
-    writer?.reject(error);
+    this.#parked?.fail(error);
     echo?.echoEnded(isPeerGone(error) ? "reset" : "error", error);
   }
 
@@ -249,16 +232,24 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
     const session = this.#session;
     if (this.#phase !== OPEN || session === undefined) return;
     if (this.#pending !== undefined && !this.#flush(session)) return;
-    const writer = this.#writer;
-    if (writer !== undefined) {
-      const sent = session.send(writer.bytes, writer.bytes.length);
-      if (sent === 0) return this.#watch(OUT);
-      this.#writer = undefined;
-      this.#reactor.settled();
-      writer.resolve(sent);
+    if (this.#echo !== undefined) return this.#pump(session);
+    this.#watch(this.#parked?.advance(session) ?? 0);
+  }
+
+  /** A read or a write of an echo that runs outside: the handshake first, then on readiness. */
+  #outside<T>(op: (io: ParkedTls) => Promise<T>): Promise<T> {
+    try {
+      this.#open();
+      if (this.#echo !== undefined || this.#linger !== undefined) {
+        throw new Deno.errors.Busy("the connection is being echoed or closed");
+      }
+      this.#start();
+      const promise = op(this.#parked ??= new ParkedTls(() => this.#reactor.settled()));
+      this.#advanceOrFail();
+      return promise;
+    } catch (error) {
+      return Promise.reject(error);
     }
-    if (this.#echo !== undefined) this.#pump(session);
-    else this.#watch(0);
   }
 
   /** The echo's loop: read what has come, write it straight back, until nothing more or the peer is full. */
@@ -320,11 +311,9 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   /** Starts TLS on first use: the handshake, and its deadline. */
   #start(): void {
     if (this.#phase !== RAW) return;
-    if (this.#raw?.waiting === true) throw new Deno.errors.Busy("the connection is being read");
     const { lib, context, handshakeTimeoutMs } = this.#shared;
-    const unread = this.#unread;
-    this.#session = new TlsSession(lib, context, this.#open(), unread);
-    this.#unread = this.#raw = undefined;
+    this.#session = new TlsSession(lib, context, this.#open(), this.#raw?.take());
+    this.#raw = undefined;
     this.#phase = HANDSHAKE;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
@@ -368,29 +357,28 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   }
 
   #watch(events: number): void {
-    if (events === this.#interest || (events === 0 && this.#interest === -1)) return;
-    if (events === 0) {
-      this.#reactor.remove(this.#fd);
-      this.#interest = -1;
-    } else if (this.#interest === -1) {
-      this.#reactor.add(this.#fd, events, this);
-      this.#interest = events;
-    } else {
-      this.#reactor.modify(this.#fd, events);
-      this.#interest = events;
-    }
+    this.#interest = this.#reactor.rewatch(this.#fd, this.#interest, events, this);
   }
 
-  /** Throws unless the connection is open and neither echoing, writing nor closing. */
+  /** Throws unless the connection is open and neither echoing, read or written outside, nor closing. */
   #idle(): void {
     this.#open();
-    if (this.#echo !== undefined || this.#writer !== undefined || this.#linger !== undefined) {
-      throw new Deno.errors.Busy("the connection is already being echoed, written or closed");
+    if (this.#echo !== undefined || this.#parked !== undefined || this.#linger !== undefined) {
+      throw new Deno.errors.Busy("the connection is already being echoed, read, written or closed");
     }
   }
 
   #handshakeError(why: string): TransportError {
     return new TransportError(`TLS handshake with ${peerOf(this.remoteAddr).text} failed: ${why}`);
+  }
+
+  #plain(): PlainStart {
+    if (this.#phase !== RAW) throw new Deno.errors.Busy("the handshake has started");
+    const fd = this.#open();
+    const { sys } = this.#reactor;
+    return this.#raw ??= new PlainStart(sys, fd, (events) => this.#watch(events), () => {
+      this.#reactor.settled();
+    });
   }
 
   #open(): number {

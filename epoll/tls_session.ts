@@ -97,6 +97,23 @@ export class TlsSession {
   }
 
   /**
+   * One `SSL_read` into `bytes`: how many came, `null` at the end of the
+   * peer's stream, or what the socket must be first (`read`, `write`).
+   *
+   * @throws {Error} when the connection failed.
+   */
+  receive(bytes: Uint8Array): number | null | "read" | "write" {
+    const calls = this.#lib.ssl;
+    const n = calls.SSL_read(this.ssl, bytes, bytes.length);
+    if (n > 0) return n;
+    const error = calls.SSL_get_error(this.ssl, n);
+    if (error === S.SSL_ERROR_WANT_READ) return "read";
+    if (error === S.SSL_ERROR_WANT_WRITE) return "write";
+    if (error === S.SSL_ERROR_ZERO_RETURN) return null;
+    throw this.failure(error, "SSL_read");
+  }
+
+  /**
    * `SSL_write`s the first `n` bytes of `bytes` until the socket is full;
    * returns how many were taken. A retry after a short count must start with
    * the bytes not taken (they may be copied elsewhere meanwhile).

@@ -43,7 +43,8 @@ export async function readProxyHeader(conn: Connection, timeoutMs: number): Prom
       }
       let n: number | null;
       try {
-        n = await conn.read(buffer.subarray(filled));
+        const into = buffer.subarray(filled);
+        n = await (isUnreading(conn) ? conn.readPlain(into) : conn.read(into));
       } catch (error) {
         if (timedOut) break;
         return { ok: false, reason: `reading the PROXY header failed: ${describeError(error)}` };
@@ -193,6 +194,8 @@ class ProxiedEchoingConnection extends ProxiedConnection {
  * protocol's, to read them first itself.
  */
 interface Unreading {
+  /** Reads the plain bytes in front of that protocol: the header. */
+  readPlain(p: Uint8Array): Promise<number | null>;
   unread(bytes: Uint8Array): void;
 }
 

@@ -89,9 +89,6 @@ export function serve(options: ServeOptions<Deno.Addr> = {}): EchoServer<Deno.Ad
       'tls and proxyProtocol combine on io "epoll" only: the PROXY header comes before the TLS handshake',
     );
   }
-  if (options.faults !== undefined && options.tls !== undefined && io === "epoll") {
-    throw new TypeError('faults and tls combine on io "deno" only: the epoll TLS echo runs itself');
-  }
   for (let attempt = 1;; attempt++) {
     const listener = options.listener ?? listenFor(io, options);
     try {

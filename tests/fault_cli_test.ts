@@ -38,10 +38,6 @@ Deno.test("--fault: a bad spec is a usage error, one line, exit 2", async () => 
       ],
       [["--fault", "rate=fast"], /--fault: fault "rate=fast": rate "fast": expected a rate/],
       [["--fault-api"], /--fault-api needs --metrics: \/faults is served there\n/],
-      [
-        ["--fault", "delay=1s", "--cert", "c.pem", "--key", "k.pem", "--io", "epoll"],
-        /--fault with --cert needs --io deno: the epoll engine's TLS echoes only by itself\n/,
-      ],
     ] as const
   ) {
     const { code, stderr } = await runCli(["-p", "0", ...args]);

@@ -275,16 +275,15 @@ testEngines("no fault asked for: no fault counts at all", async (io) => {
 
 const noOpenssl = await opensslMissing();
 
-Deno.test({
-  name:
-    `fault over TLS: delay=50ms adds its latency, close-after=1000 ends after exactly 1,000 bytes${
-      noOpenssl === undefined ? "" : ` (ignored: ${noOpenssl})`
-    }`,
-  ignore: noOpenssl !== undefined,
-  fn: async () => {
+testEngines(
+  `fault over TLS: delay=50ms adds its latency, close-after=1000 ends after exactly 1,000 bytes${
+    noOpenssl === undefined ? "" : ` (ignored: ${noOpenssl})`
+  }`,
+  async (io) => {
     const { cert, key, ca } = await testCerts();
     await using server = serve({
       ...local,
+      io,
       tls: { cert, key },
       faults: ["delay=50ms,close-after=1000"],
       drainTimeoutMs: 1000,
@@ -301,7 +300,8 @@ Deno.test({
     equal(end, "eof");
     equal(bytes.length, 990, "1,000 in all, the first 10 included");
   },
-});
+  { ignore: noOpenssl !== undefined },
+);
 
 testEngines(
   "fault from= behind the PROXY protocol selects by the client the header names",
