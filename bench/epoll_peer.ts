@@ -142,20 +142,18 @@ export class EpollPeer implements Readiness {
     }
   }
 
-  /** The handler threw, or the loop failed: this connection ends, counted as failed. */
+  /** The handler threw (TLS failed), or the loop failed: this connection ends, counted as failed. */
   fail(error: unknown): void {
     if (this.#state === DONE) return;
+    // A TLS alert instead of the echo: counted as any end before the echo is.
+    if (this.#state === EXCHANGING && this.#tls !== null) return this.#lost(error);
     this.#failed = true;
     this.#run.resets++;
     this.#run.noteError(error);
     this.#finish();
   }
 
-  /**
-   * Sending has stopped. Nothing to do here: a connection between messages
-   * sleeps on the run's wake-ups, which the stop fires, and one in an
-   * exchange ends once its echo is in.
-   */
+  /** Sending has stopped: between messages the run's wake-ups fire; an exchange ends with its echo. */
   stop(): void {}
 
   /**
