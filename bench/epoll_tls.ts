@@ -22,7 +22,8 @@ export function tlsClientOf(o: BenchOptions): TlsClient | undefined {
   if (o.tls === undefined || o.tls === false) return undefined;
   const why = epollTlsUnavailable();
   if (why !== undefined) throw new Error(why);
-  return new TlsClient(openSsl(), { host: o.host, ...(o.tls === true ? {} : o.tls) });
+  const options = o.tls === true ? {} : o.tls;
+  return new TlsClient(openSsl(), { host: o.host, resume: o.tlsResume !== false, ...options });
 }
 
 /** Why `--io epoll --tls` cannot run here (OpenSSL 3 does not open), in one sentence; else `undefined`. */

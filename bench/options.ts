@@ -115,6 +115,12 @@ export interface BenchOptions {
    * connect, and of churn's latency.
    */
   tls?: boolean | ClientTlsOptions;
+  /**
+   * With `tls` on `io: "epoll"`: `false` makes every connection a full
+   * handshake; by default each offers the last connection's session.
+   * @default {true}
+   */
+  tlsResume?: boolean;
   /** Connect to this Unix domain socket instead of `host` and `port` (not with `tls` or `udp`). */
   path?: string;
   /**
@@ -245,6 +251,9 @@ export function validateOptions(o: BenchOptions): void {
 function checkTiming(o: BenchOptions): void {
   if (o.io !== undefined && o.io !== "deno" && o.io !== "epoll") {
     throw new RangeError(`io must be deno or epoll, got ${String(o.io)}`);
+  }
+  if (o.tlsResume === false && (o.io !== "epoll" || o.tls === undefined || o.tls === false)) {
+    throw new RangeError("tlsResume applies to tls on io epoll");
   }
   if (o.io === "epoll" && (o.path !== undefined || o.udp)) {
     const what = o.path !== undefined ? "path" : "udp";

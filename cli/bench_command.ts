@@ -134,6 +134,10 @@ export const BENCH_FLAGS = {
     value: "FILE",
     help: "also write the latency distribution in HdrHistogram's percentile format (ms)",
   }),
+  "no-resume": switchFlag({
+    help:
+      "with --io epoll --tls: a full handshake on every connection (default: each resumes the last session)",
+  }),
   json: switchFlag({ help: "print the report as one JSON object, with its per-second series" }),
   help: HELP_FLAG,
 };
@@ -253,6 +257,7 @@ export function benchCommand(args: readonly string[]): Promise<number> {
         io: flags.io === "epoll" ? "epoll" : undefined,
         warmupMs: flags.warmup,
         rampMs: flags.ramp,
+        tlsResume: flags["no-resume"] ? false : undefined,
       }, { json: flags.json, workers, html: flags.report, hgrm: flags.hgrm });
     },
   }, args);
@@ -302,6 +307,7 @@ function checkEngineFlags(
     io: string;
     udp: boolean;
     tls: boolean;
+    "no-resume": boolean;
     unix?: string;
     workers?: number;
     warmup?: number;
@@ -311,6 +317,9 @@ function checkEngineFlags(
     hgrm?: string;
   },
 ): void {
+  if (flags["no-resume"] && (flags.io !== "epoll" || !flags.tls)) {
+    throw new UsageError("--no-resume applies to --io epoll --tls");
+  }
   if (flags.io === "epoll") {
     const other = flags.unix !== undefined ? "--unix" : flags.udp ? "--udp" : undefined;
     if (other !== undefined) {

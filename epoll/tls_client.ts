@@ -28,6 +28,8 @@ export interface TlsClientOptions {
   readonly key?: string;
   /** No verification of the certificate or the name at all. */
   readonly insecure?: boolean;
+  /** Whether each connect offers the last connection's session (`false`: full handshakes). */
+  readonly resume: boolean;
 }
 
 /** The server closed the connection (or reset it) during the handshake: over TLS, a refusal. */
@@ -57,6 +59,7 @@ export class TlsClient {
   readonly name: string;
   readonly #ctx: Deno.PointerObject;
   readonly #verify: boolean;
+  readonly #resume: boolean;
   readonly #nameC: Uint8Array;
   readonly #ip: boolean;
   /** The last resumable session a connection had; `null` before the first. */
@@ -74,6 +77,7 @@ export class TlsClient {
     this.#nameC = cString(this.name);
     this.#ip = isIpAddress(this.name);
     this.#verify = o.insecure !== true;
+    this.#resume = o.resume;
     takeError(lib);
     const method = lib.ssl.TLS_client_method();
     const ctx = method === null ? null : lib.ssl.SSL_CTX_new(method);
@@ -144,6 +148,7 @@ export class TlsClient {
 
   /** Keeps `ssl`'s session for the next connect, when it can be resumed. */
   keep(ssl: Deno.PointerObject): void {
+    if (!this.#resume) return;
     const { ssl: calls } = this.lib;
     const session = calls.SSL_get1_session(ssl);
     if (session === null) return;

@@ -67,6 +67,14 @@ testEngines(
       clean(r);
       if (mode === "churn") ok(r.connectionsOpened > 3, formatReport(r));
     }
+    // Churn with a full handshake every time.
+    const full = await run(port, { caCerts: [ca] }, { mode: "churn", tlsResume: false });
+    clean(full);
+    equal(full.options.tlsResume, false);
+    // Churn with a full handshake every time.
+    const full = await run(port, { caCerts: [ca] }, { mode: "churn", tlsResume: false });
+    clean(full);
+    equal(full.options.tlsResume, false);
     // The open loop, and -k (no verification at all) by IP address.
     const paced = await run(port, { insecure: true }, { host: "127.0.0.1", rate: 200 });
     clean(paced);
@@ -106,6 +114,15 @@ testEngines("bench --io epoll --tls presents --cert/--key to serve --client-ca",
   ok(!none.ok && none.refused > 0, formatReport(none));
   match(none.firstError ?? "", /the server requires a client certificate/);
 }, { ignore: missing !== undefined });
+
+Deno.test("bench --no-resume applies to --io epoll --tls only: a usage error otherwise", async () => {
+  for (const more of [["--tls"], ["--io", "epoll"]]) {
+    await using bench = new Cli(["bench", "-p", "1", "--no-resume", ...more], { permissions });
+    const { code, stderr } = await bench.finished();
+    equal(code, 2, stderr);
+    match(stderr, /--no-resume applies to --io epoll --tls/);
+  }
+});
 
 Deno.test({
   name:
