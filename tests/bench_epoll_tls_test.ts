@@ -71,10 +71,6 @@ testEngines(
     const full = await run(port, { caCerts: [ca] }, { mode: "churn", tlsResume: false });
     clean(full);
     equal(full.options.tlsResume, false);
-    // Churn with a full handshake every time.
-    const full = await run(port, { caCerts: [ca] }, { mode: "churn", tlsResume: false });
-    clean(full);
-    equal(full.options.tlsResume, false);
     // The open loop, and -k (no verification at all) by IP address.
     const paced = await run(port, { insecure: true }, { host: "127.0.0.1", rate: 200 });
     clean(paced);
