@@ -51,6 +51,7 @@ const SSL_SYMBOLS = {
   SSL_get1_session: { parameters: ["pointer"], result: "pointer" },
   SSL_SESSION_is_resumable: { parameters: ["pointer"], result: "i32" },
   SSL_SESSION_free: { parameters: ["pointer"], result: "void" },
+  SSL_get_peer_cert_chain: { parameters: ["pointer"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const CRYPTO_SYMBOLS = {
@@ -80,6 +81,8 @@ const CRYPTO_SYMBOLS = {
   ERR_clear_error: { parameters: [], result: "void" },
   ERR_reason_error_string: { parameters: ["u64"], result: "pointer" },
   X509_VERIFY_PARAM_set1_ip_asc: { parameters: ["pointer", "buffer"], result: "i32" },
+  OPENSSL_sk_value: { parameters: ["pointer", "i32"], result: "pointer" },
+  X509_print_ex: { parameters: ["pointer", "pointer", "u64", "u64"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** libssl's functions, as Deno types them. */

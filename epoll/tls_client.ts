@@ -205,7 +205,8 @@ export class TlsClientSession {
     const reason = takeError(this.#lib);
     if (reason === undefined || /unexpected eof/.test(reason)) throw new TlsHandshakeClosed();
     const verify = Number(calls.SSL_get_verify_result(this.#ssl));
-    throw new Error(describeClientFailure(reason, verify, this.#client.name));
+    const names = verify === 62 || verify === 64 ? certificateNames(this.#lib, this.#ssl) : [];
+    throw new Error(describeClientFailure(reason, verify, this.#client.name, names));
   }
 
   /**
@@ -273,5 +274,26 @@ export class TlsClientSession {
   #failure(): Error {
     this.#broken = true;
     return new Error(describeClientFailure(takeError(this.#lib) ?? "unknown error"));
+  }
+}
+
+/** The names (subject alternative names) of the server's certificate, unverified, as OpenSSL prints them. */
+function certificateNames(lib: OpenSsl, ssl: Deno.PointerObject): string[] {
+  const chain = lib.ssl.SSL_get_peer_cert_chain(ssl);
+  const leaf = chain === null ? null : lib.crypto.OPENSSL_sk_value(chain, 0);
+  const bio = leaf === null ? null : lib.crypto.BIO_new(lib.crypto.BIO_s_mem());
+  if (bio === null) return [];
+  try {
+    if (lib.crypto.X509_print_ex(bio, leaf, 0n, 0n) !== 1) return [];
+    const out = new Uint8Array(16384);
+    const n = lib.crypto.BIO_read(bio, out, out.length);
+    const text = new TextDecoder().decode(out.subarray(0, Math.max(0, n)));
+    const line = /X509v3 Subject Alternative Name:[^\n]*\n\s*([^\n]+)/.exec(text);
+    return line === null
+      ? []
+      : line[1].split(", ").map((name) => name.replace(/^(DNS|IP Address):/, ""));
+  } finally {
+    lib.crypto.BIO_free(bio);
+    takeError(lib);
   }
 }

@@ -43,7 +43,8 @@ const ALERTS: Readonly<Record<string, string>> = {
 /**
  * What a failed client handshake (or a TLS failure after it) was, in words,
  * from OpenSSL's reason (`certificate verify failed`), the verification
- * result (`verify`, a number) and the name checked.
+ * result (`verify`, a number), the name checked and the names the
+ * certificate is for.
  *
  * @example
  * ```ts
@@ -54,16 +55,25 @@ const ALERTS: Readonly<Record<string, string>> = {
  *   "certificate not trusted (issued by an unknown authority)",
  * );
  * equal(
- *   describeClientFailure("certificate verify failed", 62, "example.com"),
- *   "certificate not valid for example.com",
+ *   describeClientFailure("certificate verify failed", 62, "example.com", ["localhost"]),
+ *   "certificate not valid for example.com (it is for localhost)",
  * );
  * equal(describeClientFailure("tlsv13 alert certificate required"), "the server requires a client certificate");
  * equal(describeClientFailure("wrong version number"), "the server does not speak TLS");
  * ```
  */
-export function describeClientFailure(reason: string, verify?: number, name?: string): string {
+export function describeClientFailure(
+  reason: string,
+  verify?: number,
+  name?: string,
+  names: readonly string[] = [],
+): string {
   if (/certificate verify failed/.test(reason) && verify !== undefined) {
-    if (NAME_MISMATCH.has(verify)) return `certificate not valid for ${name ?? "this name"}`;
+    if (NAME_MISMATCH.has(verify)) {
+      return `certificate not valid for ${name ?? "this name"} (it is for ${
+        names.join(", ") || "other names"
+      })`;
+    }
     const code = VERIFY_CODES[verify];
     if (code !== undefined) {
       return describeTlsError(Object.assign(new Error(reason), { code }), "client");
