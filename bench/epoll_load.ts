@@ -2,19 +2,21 @@
  * The load on the libc epoll engine (`io: "epoll"`): every connection a
  * state machine on one {@linkcode Reactor} (`epoll_peer.ts`,
  * `epoll_stream.ts`), so that a message costs two libc calls and no
- * `Promise`. TCP only, with or without PROXY headers; the options check
- * refuses TLS, Unix sockets and UDP.
+ * `Promise`. TCP, with or without PROXY headers, or TLS through OpenSSL
+ * (`epoll_tls.ts`); the options check refuses Unix sockets and UDP.
  *
  * @module
  */
 import { epollUnavailable } from "../epoll/libc.ts";
 import { Reactor } from "../epoll/reactor.ts";
 import { decodeSockaddr } from "../epoll/sockaddr.ts";
+import type { TlsClient } from "../epoll/tls_client.ts";
 import type { ProxyEndpoint } from "../proxy/header.ts";
 import { type Clock, CONNECT_TIMEOUT_MAX_MS, CONNECT_TIMEOUT_MIN_MS } from "./deno_load.ts";
 import { EpollPeer, type PeerHost } from "./epoll_peer.ts";
 import { resolveSockaddr } from "./epoll_socket.ts";
 import { EpollStream } from "./epoll_stream.ts";
+import { tlsClientOf } from "./epoll_tls.ts";
 import type { BenchOptions } from "./options.ts";
 import { benchTarget } from "./report.ts";
 import type { Run } from "./run.ts";
@@ -34,6 +36,7 @@ class EpollLoad implements PeerHost {
   readonly reactor: Reactor;
   readonly address: Uint8Array;
   readonly server: ProxyEndpoint;
+  readonly tls: TlsClient | undefined;
   started = false;
   readonly peers: Peer[] = [];
   /** First connects still pending, and connections that succeeded. */
@@ -43,8 +46,9 @@ class EpollLoad implements PeerHost {
   readonly dialed = Promise.withResolvers<void>();
   readonly finished = Promise.withResolvers<void>();
 
-  constructor(run: Run, reactor: Reactor, address: Uint8Array) {
+  constructor(run: Run, reactor: Reactor, address: Uint8Array, tls: TlsClient | undefined) {
     this.run = run;
+    this.tls = tls;
     this.reactor = reactor;
     this.address = address;
     const ip = decodeSockaddr(address);
@@ -81,9 +85,10 @@ export async function loadEpoll(run: Run, o: BenchOptions, clock: Clock): Promis
   const why = epollUnavailable();
   if (why !== undefined) throw new Error(why);
   const address = await resolveSockaddr(o.host, o.port);
+  const tls = tlsClientOf(o);
   const reactor = new Reactor();
   reactor.retain();
-  const load = new EpollLoad(run, reactor, address);
+  const load = new EpollLoad(run, reactor, address, tls);
   const n = o.connections;
   const interval = o.rate === undefined ? 0 : (1000 * n) / o.rate;
   const ramp = o.rampMs ?? 0;
@@ -123,6 +128,7 @@ export async function loadEpoll(run: Run, o: BenchOptions, clock: Clock): Promis
     for (const peer of load.peers) peer.abort();
     reactor.release();
     await reactor.stopped;
+    tls?.free();
   }
 }
 

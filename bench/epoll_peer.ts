@@ -7,12 +7,14 @@
  *
  * @module
  */
-import { C } from "../epoll/libc.ts";
+import { C, E } from "../epoll/libc.ts";
+import { type TlsClient, TlsClientSession } from "../epoll/tls_client.ts";
 import type { Reactor, Readiness } from "../epoll/reactor.ts";
 import { failureOf, SEND_FLAGS } from "../epoll/socket_calls.ts";
 import { describeBanner } from "../text/tls.ts";
 import type { ProxyEndpoint } from "../proxy/header.ts";
 import { connectResult, sendProxyHeader, startConnect } from "./epoll_socket.ts";
+import { connectFailure, handshakeStep } from "./epoll_tls.ts";
 import { EOF, failedBy, Link, lost, mismatch } from "./failures.ts";
 import { type Run, SLOTS } from "./run.ts";
 import { TIMER_SLACK_MS } from "./schedule.ts";
@@ -27,6 +29,8 @@ export interface PeerHost {
   readonly address: Uint8Array;
   /** The server's address, as a PROXY header names it. */
   readonly server: ProxyEndpoint;
+  /** The TLS client every connection handshakes with; `undefined` for plain TCP. */
+  readonly tls: TlsClient | undefined;
   /** Whether the load has begun: a connection then begins as soon as it connects. */
   readonly started: boolean;
   /** A first connect ended (`ok`: it connected). */
@@ -59,6 +63,8 @@ export class EpollPeer implements Readiness {
   readonly #link = new Link();
   #state = IDLE;
   #fd = -1;
+  /** The connection's TLS session, from its TCP connect to its close; `null` for plain TCP. */
+  #tls: TlsClientSession | null = null;
   #interest = 0;
   #connected = false;
   #slot: number;
@@ -120,33 +126,34 @@ export class EpollPeer implements Readiness {
   ready(events: number): void {
     if (this.#state === EXCHANGING) {
       if ((events & C.EPOLLOUT) !== 0 && this.#sent < this.#size) this.#push();
-      if ((events & READABLE) !== 0) this.#receive(events);
+      if ((events & READABLE) !== 0) this.#take(this.#read(), events);
     } else if (this.#state === CONNECTING) {
       this.#onConnect();
     } else if (this.#state === WAITING) {
-      // Between messages the server has nothing to send: this is its close, or bytes added.
+      // Between messages the server has nothing to send: this is its close, or bytes added
+      // (over TLS, it may be a session ticket, which leaves nothing to read).
+      const n = this.#read();
+      if (n === -E.EAGAIN && this.#tls !== null && (events & READABLE & ~C.EPOLLIN) === 0) return;
       this.#state = EXCHANGING;
       this.#sent = this.#size;
       this.#got = 0;
       this.#intact = true;
-      this.#receive(events);
+      this.#take(n, events);
     }
   }
 
-  /** The handler threw, or the loop failed: this connection ends, counted as failed. */
+  /** The handler threw (TLS failed), or the loop failed: this connection ends, counted as failed. */
   fail(error: unknown): void {
     if (this.#state === DONE) return;
+    // A TLS alert instead of the echo: counted as any end before the echo is.
+    if (this.#state === EXCHANGING && this.#tls !== null) return this.#lost(error);
     this.#failed = true;
     this.#run.resets++;
     this.#run.noteError(error);
     this.#finish();
   }
 
-  /**
-   * Sending has stopped. Nothing to do here: a connection between messages
-   * sleeps on the run's wake-ups, which the stop fires, and one in an
-   * exchange ends once its echo is in.
-   */
+  /** Sending has stopped: between messages the run's wake-ups fire; an exchange ends with its echo. */
   stop(): void {}
 
   /**
@@ -166,9 +173,15 @@ export class EpollPeer implements Readiness {
     const run = this.#run;
     const sys = this.#host.reactor.sys;
     const headers = run.proxyHeaders;
-    const error = connectResult(sys, this.#fd) ??
+    const error = this.#tls !== null ? undefined : connectResult(sys, this.#fd) ??
       (headers && sendProxyHeader(sys, this.#fd, headers, this.#host.server));
     if (error !== undefined) return this.#connectFailed(error);
+    if (this.#host.tls !== undefined) {
+      this.#tls ??= new TlsClientSession(this.#host.tls, this.#fd);
+      const step = handshakeStep(this.#tls);
+      if (step instanceof Error) return this.#connectFailed(step);
+      if (step !== 0) return this.#watch(step);
+    }
     this.#connected = true;
     run.opened++;
     run.peersOpen++;
@@ -190,8 +203,7 @@ export class EpollPeer implements Readiness {
     this.#close();
     if (!this.#host.started) this.#host.connected(false);
     if (run.stopping) return this.#finish();
-    run.failed++;
-    run.noteError(error);
+    connectFailure(run, error);
     this.#failed = true;
     if (!this.#churn) return this.#finish();
     this.#retry = true;
@@ -246,12 +258,10 @@ export class EpollPeer implements Readiness {
     this.#asked = true;
     this.#got = 0;
     this.#intact = true;
-    const n = this.#host.reactor.sys.send(
-      this.#fd,
-      run.slotView[this.#slot],
-      this.#sizeBig,
-      SEND_FLAGS,
-    );
+    const view = run.slotView[this.#slot];
+    const n = this.#tls === null
+      ? this.#host.reactor.sys.send(this.#fd, view, this.#sizeBig, SEND_FLAGS)
+      : this.#tls.send(view, this.#size);
     if (n === this.#size) {
       this.#sent = n;
       run.bytesSent += n;
@@ -272,7 +282,9 @@ export class EpollPeer implements Readiness {
   #push(): void {
     const run = this.#run;
     const rest = run.slotView[this.#slot].subarray(this.#sent);
-    const n = this.#host.reactor.sys.send(this.#fd, rest, BigInt(rest.length), SEND_FLAGS);
+    const n = this.#tls === null
+      ? this.#host.reactor.sys.send(this.#fd, rest, BigInt(rest.length), SEND_FLAGS)
+      : this.#tls.send(rest, rest.length);
     if (n < 0) {
       const error = failureOf(this.#host.reactor.sys, this.#fd, "send", -n, 0);
       if (error !== undefined) this.#lost(error);
@@ -283,11 +295,19 @@ export class EpollPeer implements Readiness {
     if (this.#sent === this.#size) this.#watch(this.#interest & ~C.EPOLLOUT);
   }
 
-  #receive(events: number): void {
+  /** Reads into the reactor's buffer: the byte count, 0 at the end, or `-errno`. */
+  #read(): number {
+    const reactor = this.#host.reactor;
+    return this.#tls === null
+      ? reactor.sys.recv(this.#fd, reactor.buffer, reactor.bufferLength, 0)
+      : this.#tls.recv(reactor.buffer);
+  }
+
+  /** Verifies the `n` bytes (or the end, or the error) a read gave. */
+  #take(n: number, events: number): void {
     const run = this.#run;
     const reactor = this.#host.reactor;
     const buf = reactor.buffer;
-    const n = reactor.sys.recv(this.#fd, buf, reactor.bufferLength, 0);
     if (n === 0) return this.#lost(EOF);
     if (n < 0) {
       const error = failureOf(reactor.sys, this.#fd, "recv", -n, events);
@@ -359,6 +379,8 @@ export class EpollPeer implements Readiness {
 
   #close(): void {
     if (this.#fd < 0) return;
+    this.#tls?.end();
+    this.#tls = null;
     this.#host.reactor.close(this.#fd);
     this.#fd = -1;
     if (this.#connected) this.#run.peersOpen--;

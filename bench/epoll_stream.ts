@@ -8,11 +8,13 @@
  * @module
  */
 import { C } from "../epoll/libc.ts";
+import { TlsClientSession } from "../epoll/tls_client.ts";
 import type { Readiness } from "../epoll/reactor.ts";
 import { failureOf, SEND_FLAGS } from "../epoll/socket_calls.ts";
 import { describeError } from "../text/address.ts";
 import { connectResult, sendProxyHeader, startConnect } from "./epoll_socket.ts";
 import type { PeerHost } from "./epoll_peer.ts";
+import { connectFailure, handshakeStep } from "./epoll_tls.ts";
 import { BANNER_MAX, EOF, NO_REPLY, refusal } from "./failures.ts";
 import { hex, int } from "./numbers.ts";
 import { PERIOD } from "./pattern.ts";
@@ -30,6 +32,8 @@ export class EpollStream implements Readiness {
   readonly #index: number;
   readonly #phase: number;
   #fd = -1;
+  /** The connection's TLS session, from its TCP connect to its close; `null` for plain TCP. */
+  #tls: TlsClientSession | null = null;
   #interest = 0;
   #connecting = false;
   #connected = false;
@@ -117,9 +121,15 @@ export class EpollStream implements Readiness {
   #onConnect(): void {
     const host = this.#host;
     const headers = host.run.proxyHeaders;
-    const error = connectResult(host.reactor.sys, this.#fd) ??
+    const error = this.#tls !== null ? undefined : connectResult(host.reactor.sys, this.#fd) ??
       (headers && sendProxyHeader(host.reactor.sys, this.#fd, headers, host.server));
     if (error !== undefined) return this.#connectFailed(error);
+    if (host.tls !== undefined) {
+      this.#tls ??= new TlsClientSession(host.tls, this.#fd);
+      const step = handshakeStep(this.#tls);
+      if (step instanceof Error) return this.#connectFailed(step);
+      if (step !== 0) return this.#watch(step);
+    }
     this.#connecting = false;
     this.#connected = true;
     host.run.opened++;
@@ -134,8 +144,7 @@ export class EpollStream implements Readiness {
     this.#connecting = false;
     if (!this.#host.started) this.#host.connected(false);
     if (!run.stopping) {
-      run.failed++;
-      run.noteError(error);
+      connectFailure(run, error);
       this.#failed = true;
     }
     this.#finish();
@@ -152,12 +161,10 @@ export class EpollStream implements Readiness {
       // The pattern runs READ_MAX + 1 bytes past its period: a 64 KiB view fits from any offset.
       const length = READ_MAX;
       const start = (this.#phase + this.#sent) % PERIOD;
-      const n = sys.send(
-        this.#fd,
-        bytes.subarray(start, start + length),
-        BigInt(length),
-        SEND_FLAGS,
-      );
+      const view = bytes.subarray(start, start + length);
+      const n = this.#tls === null
+        ? sys.send(this.#fd, view, BigInt(length), SEND_FLAGS)
+        : this.#tls.send(view, length);
       if (n < 0) {
         const error = failureOf(sys, this.#fd, "send", -n, 0);
         if (error !== undefined) return this.#end(error);
@@ -184,7 +191,9 @@ export class EpollStream implements Readiness {
     const run = this.#host.run;
     const reactor = this.#host.reactor;
     const buf = reactor.buffer;
-    const n = reactor.sys.recv(this.#fd, buf, reactor.bufferLength, 0);
+    const n = this.#tls === null
+      ? reactor.sys.recv(this.#fd, buf, reactor.bufferLength, 0)
+      : this.#tls.recv(buf);
     if (n === 0) return this.#end(EOF);
     if (n < 0) {
       const error = failureOf(reactor.sys, this.#fd, "recv", -n, events);
@@ -265,6 +274,8 @@ export class EpollStream implements Readiness {
   #finish(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#tls?.end();
+    this.#tls = null;
     if (this.#fd >= 0) this.#host.reactor.close(this.#fd);
     this.#fd = -1;
     if (this.#connected) this.#host.run.peersOpen--;

@@ -115,6 +115,12 @@ export interface BenchOptions {
    * connect, and of churn's latency.
    */
   tls?: boolean | ClientTlsOptions;
+  /**
+   * With `tls` on `io: "epoll"`: `false` makes every connection a full
+   * handshake; by default each offers the last connection's session.
+   * @default {true}
+   */
+  tlsResume?: boolean;
   /** Connect to this Unix domain socket instead of `host` and `port` (not with `tls` or `udp`). */
   path?: string;
   /**
@@ -133,9 +139,9 @@ export interface BenchOptions {
   /**
    * What drives the TCP connections: `deno` (the default), Deno's own
    * sockets with a `Promise` loop per connection; or `epoll`, the libc epoll
-   * engine the server has too (Linux, `--allow-ffi`, TCP only: not with
-   * `tls`, `path` or `udp`), a state machine per connection with no
-   * `Promise` per message.
+   * engine the server has too (Linux, `--allow-ffi`, TCP and TLS through
+   * the system's OpenSSL 3: not with `path` or `udp`), a state machine per
+   * connection with no `Promise` per message.
    */
   io?: "deno" | "epoll";
   /**
@@ -246,9 +252,11 @@ function checkTiming(o: BenchOptions): void {
   if (o.io !== undefined && o.io !== "deno" && o.io !== "epoll") {
     throw new RangeError(`io must be deno or epoll, got ${String(o.io)}`);
   }
-  const tls = o.tls !== undefined && o.tls !== false;
-  if (o.io === "epoll" && (tls || o.path !== undefined || o.udp)) {
-    const what = tls ? "tls" : o.path !== undefined ? "path" : "udp";
+  if (o.tlsResume === false && (o.io !== "epoll" || o.tls === undefined || o.tls === false)) {
+    throw new RangeError("tlsResume applies to tls on io epoll");
+  }
+  if (o.io === "epoll" && (o.path !== undefined || o.udp)) {
+    const what = o.path !== undefined ? "path" : "udp";
     throw new RangeError(`io epoll drives TCP connections: not with ${what}`);
   }
   for (const [name, v] of [["warmupMs", o.warmupMs], ["rampMs", o.rampMs]] as const) {

@@ -360,6 +360,7 @@ export function reportedOptions(o: BenchOptions): BenchReport["options"] {
     ...(o.tls === undefined || o.tls === false ? {} : { tls: true }),
     ...(o.path === undefined ? {} : { path: o.path }),
     ...(o.io === undefined ? {} : { io: o.io }),
+    ...(o.tlsResume === false ? { tlsResume: false } : {}),
     ...(o.warmupMs ? { warmupMs: o.warmupMs } : {}),
     ...(o.rampMs ? { rampMs: o.rampMs } : {}),
   };

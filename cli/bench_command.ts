@@ -16,6 +16,7 @@ import { measure } from "../bench/engine.ts";
 import { checkOutputs, writeOutputs } from "../bench/outputs.ts";
 import { measureOnWorkers, workersUnavailable } from "../bench/workers.ts";
 import { epollUnavailable } from "../epoll/libc.ts";
+import { epollTlsUnavailable } from "../bench/epoll_tls.ts";
 import { parseCidr } from "../admission/cidr.ts";
 import { DATAGRAM_HEADER, DATAGRAM_MAX, WINDOW_MAX } from "../bench/datagram.ts";
 import { int } from "../bench/numbers.ts";
@@ -111,7 +112,7 @@ export const BENCH_FLAGS = {
     choices: ["deno", "epoll"],
     default: "deno",
     help:
-      "TCP engine: deno, or epoll (Linux, --allow-ffi, TCP only: no Promise per message, no starved connection)",
+      "TCP engine: deno, or epoll (Linux, --allow-ffi, TCP or --tls via OpenSSL 3: no Promise per message, no starved connection)",
   }),
   workers: textFlag({
     value: "N|auto",
@@ -132,6 +133,10 @@ export const BENCH_FLAGS = {
   hgrm: textFlag({
     value: "FILE",
     help: "also write the latency distribution in HdrHistogram's percentile format (ms)",
+  }),
+  "no-resume": switchFlag({
+    help:
+      "with --io epoll --tls: a full handshake on every connection (default: each resumes the last session)",
   }),
   json: switchFlag({ help: "print the report as one JSON object, with its per-second series" }),
   help: HELP_FLAG,
@@ -228,6 +233,7 @@ export function benchCommand(args: readonly string[]): Promise<number> {
       try {
         transport = clientTransport(flags, "bench");
         const why = (flags.io === "epoll" ? epollUnavailable() : undefined) ??
+          (flags.io === "epoll" && flags.tls ? epollTlsUnavailable() : undefined) ??
           (workers === undefined ? undefined : workersUnavailable());
         if (why !== undefined) throw new Error(why);
         checkOutputs(flags.report, flags.hgrm);
@@ -251,6 +257,7 @@ export function benchCommand(args: readonly string[]): Promise<number> {
         io: flags.io === "epoll" ? "epoll" : undefined,
         warmupMs: flags.warmup,
         rampMs: flags.ramp,
+        tlsResume: flags["no-resume"] ? false : undefined,
       }, { json: flags.json, workers, html: flags.report, hgrm: flags.hgrm });
     },
   }, args);
@@ -300,6 +307,7 @@ function checkEngineFlags(
     io: string;
     udp: boolean;
     tls: boolean;
+    "no-resume": boolean;
     unix?: string;
     workers?: number;
     warmup?: number;
@@ -309,14 +317,11 @@ function checkEngineFlags(
     hgrm?: string;
   },
 ): void {
+  if (flags["no-resume"] && (flags.io !== "epoll" || !flags.tls)) {
+    throw new UsageError("--no-resume applies to --io epoll --tls");
+  }
   if (flags.io === "epoll") {
-    const other = flags.tls
-      ? "--tls"
-      : flags.unix !== undefined
-      ? "--unix"
-      : flags.udp
-      ? "--udp"
-      : undefined;
+    const other = flags.unix !== undefined ? "--unix" : flags.udp ? "--udp" : undefined;
     if (other !== undefined) {
       throw new UsageError(`--io epoll drives TCP connections: not with ${other}`);
     }

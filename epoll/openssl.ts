@@ -40,6 +40,18 @@ const SSL_SYMBOLS = {
   SSL_get1_peer_certificate: { parameters: ["pointer"], result: "pointer" },
   SSL_get_verify_result: { parameters: ["pointer"], result: "i64" },
   SSL_session_reused: { parameters: ["pointer"], result: "i32" },
+  // The client side (the bench's epoll engine).
+  TLS_client_method: { parameters: [], result: "pointer" },
+  SSL_CTX_set_default_verify_paths: { parameters: ["pointer"], result: "i32" },
+  SSL_set_connect_state: { parameters: ["pointer"], result: "void" },
+  SSL_ctrl: { parameters: ["pointer", "i32", "i64", "buffer"], result: "i64" },
+  SSL_set1_host: { parameters: ["pointer", "buffer"], result: "i32" },
+  SSL_get0_param: { parameters: ["pointer"], result: "pointer" },
+  SSL_set_session: { parameters: ["pointer", "pointer"], result: "i32" },
+  SSL_get1_session: { parameters: ["pointer"], result: "pointer" },
+  SSL_SESSION_is_resumable: { parameters: ["pointer"], result: "i32" },
+  SSL_SESSION_free: { parameters: ["pointer"], result: "void" },
+  SSL_get_peer_cert_chain: { parameters: ["pointer"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const CRYPTO_SYMBOLS = {
@@ -69,6 +81,9 @@ const CRYPTO_SYMBOLS = {
   ERR_get_error: { parameters: [], result: "u64" },
   ERR_clear_error: { parameters: [], result: "void" },
   ERR_reason_error_string: { parameters: ["u64"], result: "pointer" },
+  X509_VERIFY_PARAM_set1_ip_asc: { parameters: ["pointer", "buffer"], result: "i32" },
+  OPENSSL_sk_value: { parameters: ["pointer", "i32"], result: "pointer" },
+  X509_print_ex: { parameters: ["pointer", "pointer", "u64", "u64"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** libssl's functions, as Deno types them. */
@@ -102,7 +117,10 @@ export const S = {
   SSL_SESS_CACHE_OFF: 0,
   SSL_OP_IGNORE_UNEXPECTED_EOF: 1n << 7n,
   SSL_OP_NO_RENEGOTIATION: 1n << 30n,
+  SSL_VERIFY_NONE: 0,
   SSL_VERIFY_PEER: 1,
+  /** `SSL_set_tlsext_host_name` is this `SSL_ctrl` with `TLSEXT_NAMETYPE_host_name` (0). */
+  SSL_CTRL_SET_TLSEXT_HOSTNAME: 55,
   SSL_VERIFY_FAIL_IF_NO_PEER_CERT: 2,
   TLS1_2_VERSION: 0x0303,
   BIO_NOCLOSE: 0,

@@ -60,8 +60,8 @@ export function freeTlsContext(lib: OpenSsl, ctx: Deno.PointerObject): void {
   lib.ssl.SSL_CTX_free(ctx);
 }
 
-/** The certificate, then each intermediate of the chain. */
-function useChain(lib: OpenSsl, ctx: Deno.PointerObject, pem: string): void {
+/** The certificate, then each intermediate of the chain (a client's certificate too). */
+export function useChain(lib: OpenSsl, ctx: Deno.PointerObject, pem: string): void {
   const certs = readCertificates(lib, pem);
   if (certs.length === 0) throw new Error("the certificate holds no PEM certificate");
   const [leaf, ...chain] = certs;
@@ -79,7 +79,8 @@ function useChain(lib: OpenSsl, ctx: Deno.PointerObject, pem: string): void {
   }
 }
 
-function useKey(lib: OpenSsl, ctx: Deno.PointerObject, pem: string): void {
+/** The private key of the certificate in use. */
+export function useKey(lib: OpenSsl, ctx: Deno.PointerObject, pem: string): void {
   const bio = memoryOf(lib, pem);
   const key = lib.crypto.PEM_read_bio_PrivateKey(bio, null, null, null);
   lib.crypto.BIO_free(bio);
@@ -145,7 +146,7 @@ export function takeRefusedSubject(): string | undefined {
 }
 
 /** Every PEM certificate in `pem`, in order; the caller frees them. */
-function readCertificates(lib: OpenSsl, pem: string): Deno.PointerObject[] {
+export function readCertificates(lib: OpenSsl, pem: string): Deno.PointerObject[] {
   const bio = memoryOf(lib, pem);
   const certs: Deno.PointerObject[] = [];
   for (;;) {

@@ -32,7 +32,10 @@ Deno.test("bench's engine and output flags refuse bad values in one line", async
     [["--workers", "0"], /invalid --workers "0": expected a count from 1 to 256, or auto/],
     [["--warmup", "soon"], /invalid --warmup "soon": expected a duration/],
     [["--io", "uring"], /invalid --io "uring"/],
-    [["--io", "epoll", "--tls"], /--io epoll drives TCP connections: not with --tls/],
+    [
+      ["--io", "epoll", "--unix", "/tmp/x.sock"],
+      /--io epoll drives TCP connections: not with --unix/,
+    ],
     [["--udp", "--workers", "2"], /--workers applies to TCP runs, not to --udp/],
     [["-d", "1s", "--ramp", "2s"], /--ramp must fit in the run/],
   ] as const;
