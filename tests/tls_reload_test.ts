@@ -9,7 +9,7 @@
 import { ok, strictEqual, throws } from "node:assert/strict";
 import { connect, type EchoClient } from "../client.ts";
 import { serve } from "../server.ts";
-import { Cli, within } from "./helpers.ts";
+import { Cli, ioArgs, ioPermissions, testEngines, within } from "./helpers.ts";
 import { opensslMissing } from "./certs.ts";
 import { type CertPair, peerCerts, pythonClient, pythonMissing } from "./tls_peers.ts";
 
@@ -49,17 +49,15 @@ async function echoes(client: EchoClient, text: string): Promise<void> {
   strictEqual(decoder.decode(await within(client.send(text, { verify: true }), text)), text);
 }
 
-Deno.test({
-  name:
-    `system: SIGHUP with --cert: new connections get the replaced certificate, an open one echoes on; a bad pair changes nothing${ignored}`,
-  ignore,
-  fn: async () => {
+testEngines(
+  `system: SIGHUP with --cert: new connections get the replaced certificate, an open one echoes on; a bad pair changes nothing${ignored}`,
+  async (io) => {
     const { selfSigned, renewed } = await peerCerts();
     using files = new Files();
     files.put(selfSigned);
     await using cli = new Cli(
-      ["-H", "127.0.0.1", "-p", "0", "--cert", files.cert, "--key", files.key],
-      { permissions },
+      ["-H", "127.0.0.1", "-p", "0", "--cert", files.cert, "--key", files.key, ...ioArgs(io)],
+      { permissions: ioPermissions(io, permissions) },
     );
     const port = await cli.port();
     strictEqual(await served(port, selfSigned), selfSigned.fingerprint);
@@ -91,7 +89,8 @@ Deno.test({
     await cli.waitFor(/SIGHUP: certificate files read again, unchanged: CN=localhost/);
     ok(!/stack|^\s+at /m.test(cli.stderr), cli.stderr);
   },
-});
+  { ignore },
+);
 
 Deno.test({
   name:
