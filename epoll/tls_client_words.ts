@@ -6,39 +6,10 @@
  * @module
  */
 import { describeTlsError } from "../text/tls.ts";
+import { ALERTS, VERIFY_CODES } from "./tls_words.ts";
 
-/** OpenSSL's verification results (`X509_V_ERR_*`), by the names `node:tls` gives them. */
-const VERIFY_CODES: Readonly<Record<number, string>> = {
-  2: "UNABLE_TO_GET_ISSUER_CERT",
-  7: "CERT_SIGNATURE_FAILURE",
-  9: "CERT_NOT_YET_VALID",
-  10: "CERT_HAS_EXPIRED",
-  18: "DEPTH_ZERO_SELF_SIGNED_CERT",
-  19: "SELF_SIGNED_CERT_IN_CHAIN",
-  20: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  21: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  23: "CERT_REVOKED",
-  26: "INVALID_PURPOSE",
-  27: "CERT_UNTRUSTED",
-};
 /** `X509_V_ERR_HOSTNAME_MISMATCH`, `X509_V_ERR_IP_ADDRESS_MISMATCH`. */
 const NAME_MISMATCH = new Set([62, 64]);
-
-/** OpenSSL's alert names, as rustls (and so the default engine) names them. */
-const ALERTS: Readonly<Record<string, string>> = {
-  "unknown ca": "UnknownCA",
-  "bad certificate": "BadCertificate",
-  "certificate unknown": "CertificateUnknown",
-  "unsupported certificate": "UnsupportedCertificate",
-  "certificate revoked": "CertificateRevoked",
-  "certificate expired": "CertificateExpired",
-  "access denied": "AccessDenied",
-  "handshake failure": "HandshakeFailure",
-  "protocol version": "ProtocolVersion",
-  "decrypt error": "DecryptError",
-  "internal error": "InternalError",
-  "certificate required": "CertificateRequired",
-};
 
 /**
  * What a failed client handshake (or a TLS failure after it) was, in words,

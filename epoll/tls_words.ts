@@ -8,7 +8,7 @@
 import { describeClientCertificate } from "../text/tls.ts";
 
 /** OpenSSL's alert names, as rustls (and so the default engine's log) names them. */
-const ALERTS: Readonly<Record<string, string>> = {
+export const ALERTS: Readonly<Record<string, string>> = {
   "unknown ca": "UnknownCA",
   "bad certificate": "BadCertificate",
   "certificate unknown": "CertificateUnknown",
@@ -26,7 +26,7 @@ const ALERTS: Readonly<Record<string, string>> = {
  * OpenSSL's verification codes (`X509_V_ERR_*`) by the names `node:tls`
  * gives them, so that `text/tls.ts` words them as for the default engine.
  */
-const VERIFY_CODES: Readonly<Record<number, string>> = {
+export const VERIFY_CODES: Readonly<Record<number, string>> = {
   2: "UNABLE_TO_GET_ISSUER_CERT",
   7: "CERT_SIGNATURE_FAILURE",
   9: "CERT_NOT_YET_VALID",
