@@ -124,13 +124,14 @@ async function make(): Promise<TestCerts> {
   };
 }
 
-async function openssl(args: string[]): Promise<void> {
+/** Runs `openssl` with `args`; throws with its stderr when it fails. */
+export async function openssl(args: string[]): Promise<void> {
   const { success, stderr } = await commandOutput("openssl", {
     args,
     stdout: "null",
     stderr: "piped",
   });
   if (!success) {
-    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`);
+    throw new Error(`openssl ${args.join(" ")} failed: ${new TextDecoder().decode(stderr)}`);
   }
 }

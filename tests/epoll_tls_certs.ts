@@ -7,8 +7,7 @@
  *
  * @module
  */
-import { commandOutput } from "./helpers.ts";
-import { type TestCerts, testCerts } from "./certs.ts";
+import { openssl, type TestCerts, testCerts } from "./certs.ts";
 
 /** The extra files, as paths and PEM text. */
 export interface MoreCerts {
@@ -136,11 +135,4 @@ async function signed(
     "-extfile",
     at(`${name}.ext`),
   ]);
-}
-
-async function openssl(args: string[]): Promise<void> {
-  const { success, stderr } = await commandOutput("openssl", { args, stdout: "null" });
-  if (!success) {
-    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`);
-  }
 }

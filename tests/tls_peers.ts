@@ -9,7 +9,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import { commandOutput, within } from "./helpers.ts";
-import { type TestCerts, testCerts } from "./certs.ts";
+import { openssl, type TestCerts, testCerts } from "./certs.ts";
 
 /** A certificate and its key, as files and PEM. */
 export interface CertPair {
@@ -100,17 +100,6 @@ function pair(certPath: string, keyPath: string): CertPair {
     fingerprint: x509.fingerprint256,
     subject: x509.subject.split("\n").join(","),
   };
-}
-
-async function openssl(args: string[]): Promise<void> {
-  const { success, stderr } = await commandOutput("openssl", {
-    args,
-    stdout: "null",
-    stderr: "piped",
-  });
-  if (!success) {
-    throw new Error(`openssl ${args.join(" ")} failed: ${new TextDecoder().decode(stderr)}`);
-  }
 }
 
 /** What a Python `ssl` client saw: the echo, or the error it got. */
