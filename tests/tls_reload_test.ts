@@ -121,17 +121,17 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name:
-    `system: SIGHUP with cert and key in --config: the files are read again with the rest, client-ca added${ignored}`,
-  ignore,
-  fn: async () => {
+testEngines(
+  `system: SIGHUP with cert and key in --config: the files are read again with the rest, client-ca added${ignored}`,
+  async (io) => {
     const { selfSigned, renewed } = await peerCerts();
     using files = new Files();
     files.put(selfSigned);
     const config = `${files.dir}/echo.json`;
     Deno.writeTextFileSync(config, JSON.stringify({ cert: files.cert, key: files.key }));
-    await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--config", config], { permissions });
+    await using cli = new Cli(["-H", "127.0.0.1", "-p", "0", "--config", config, ...ioArgs(io)], {
+      permissions: ioPermissions(io, permissions),
+    });
     const port = await cli.port();
     strictEqual(await served(port, selfSigned), selfSigned.fingerprint);
     files.put(renewed);
@@ -153,7 +153,8 @@ Deno.test({
     strictEqual(withCert.echo, "mutual");
     strictEqual(withCert.fingerprint, renewed.fingerprint);
   },
-});
+  { ignore },
+);
 
 Deno.test({
   name:
