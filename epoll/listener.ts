@@ -155,6 +155,7 @@ export function epollListenerOn<A extends Deno.Addr>(
 }
 
 class AcceptingListener<A extends Deno.Addr> implements EpollListener<A>, Readiness {
+  readonly engine = "epoll";
   readonly addr: A;
   readonly #reactor: Reactor;
   readonly #fd: number;

@@ -92,6 +92,7 @@ export function listenEpollTls(options: EpollTlsOptions): EpollTlsListener {
   return {
     addr: inner.addr,
     stopped: inner.stopped,
+    engine: "epoll",
     close: () => inner.close(),
     [Symbol.asyncIterator]: () => inner[Symbol.asyncIterator](),
     updateTls: (material: TlsMaterial) => {

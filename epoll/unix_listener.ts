@@ -57,6 +57,7 @@ export async function listenEpollUnix(path: string): Promise<EpollListener<Deno.
     return {
       addr: listener.addr,
       stopped: listener.stopped,
+      engine: "epoll",
       [Symbol.asyncIterator]: () => listener[Symbol.asyncIterator](),
       close: () => {
         listener.close();

@@ -15,8 +15,11 @@ export interface ListeningOptions {
   io?: string;
   /** Set when connections start with a PROXY protocol header. */
   proxyProtocol?: unknown;
-  /** Set when the listener was passed in: then neither TLS nor the engine is known to be ours. */
-  listener?: unknown;
+  /**
+   * Set when the listener was passed in: then TLS is not known to be ours,
+   * and the engine is the one the listener names.
+   */
+  listener?: { readonly engine?: string };
 }
 
 const log = logger("server");
@@ -56,7 +59,8 @@ export function listeningFacts(
     fields.proxyProtocol = true;
   }
   // The default engine goes unnamed, the other always named: which one runs is never a guess.
-  if (options.io === "epoll" && options.listener === undefined) {
+  const io = options.listener === undefined ? options.io : options.listener.engine;
+  if (io === "epoll") {
     words.push("epoll");
     fields.io = "epoll";
   }

@@ -86,6 +86,8 @@ export interface Listener<A extends Deno.Addr = Deno.Addr> extends AsyncIterable
    * connection it gave out.
    */
   readonly stopped?: Promise<void>;
+  /** The I/O engine that runs it, where it is not Deno's own: the `listening on` line names it. */
+  readonly engine?: "epoll";
   /**
    * For a TLS listener: serve `material` to the handshakes that begin from
    * now on; connections already open go on as they are (SIGHUP reloads the
