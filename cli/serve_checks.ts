@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { parseFaultSpec, STREAM_FAULTS } from "../fault/spec.ts";
 import { UsageError } from "./flags.ts";
 import type { MetricsAddress } from "./metrics_flag.ts";
 import { netTo, type PermissionNeed, readOf, unixNeed } from "./permissions.ts";
@@ -36,6 +37,8 @@ export interface ServeCheckValues extends ServeTransportValues {
   "proxy-header-timeout"?: number;
   /** `--fault-api`. */
   "fault-api"?: boolean;
+  /** `--fault`. */
+  fault?: readonly string[];
 }
 
 /**
@@ -79,6 +82,15 @@ export function checkServeFlags(flags: ServeCheckValues): void {
   }
   if (flags["fault-api"] && flags.metrics === undefined) {
     throw new UsageError("--fault-api needs --metrics: /faults is served there");
+  }
+  const datagramOnly = flags.udp ? undefined : (flags.fault ?? []).find((text) => {
+    const { settings } = parseFaultSpec(text);
+    return !STREAM_FAULTS.some((name) => settings[name] !== undefined);
+  });
+  if (datagramOnly !== undefined) {
+    throw new UsageError(
+      `--fault ${datagramOnly}: only datagram faults (drop, duplicate, reorder), and no --udp to shape`,
+    );
   }
 }
 

@@ -116,7 +116,7 @@ export class DatagramFaults {
     let source = this.#sources.get(key);
     if (source !== undefined) return source;
     if (this.#sources.size >= MAX_SOURCES) this.stop();
-    source = datagramSource(this.#table.pick(from.hostname));
+    source = datagramSource(this.#table.pick(from.hostname, "datagram"));
     if (source !== null) this.#table.faulted++;
     this.#sources.set(key, source);
     return source;

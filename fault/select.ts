@@ -6,7 +6,14 @@
  * @module
  */
 import { cidrContainsIp, parseIp } from "../admission/cidr.ts";
-import { FAULT_NAMES, type FaultName, type FaultSettings, type FaultSpec } from "./spec.ts";
+import {
+  DATAGRAM_FAULTS,
+  FAULT_NAMES,
+  type FaultName,
+  type FaultSettings,
+  type FaultSpec,
+  STREAM_FAULTS,
+} from "./spec.ts";
 
 /** The faults one connection or datagram source got: the settings of every spec that selected it. */
 export interface FaultPlan {
@@ -77,14 +84,18 @@ export class FaultTable {
   }
 
   /**
-   * The faults for a new connection or source from `host` (an IP address,
-   * or a socket path, which no `from` matches), or undefined for none.
+   * The faults for a new connection (`stream`) or datagram source from
+   * `host` (an IP address, or a socket path, which no `from` matches), or
+   * undefined for none. A spec with none of the faults of that kind (only
+   * `drop`, say, for a connection) selects nothing.
    */
-  pick(host: string): FaultPlan | undefined {
+  pick(host: string, kind: "stream" | "datagram" = "stream"): FaultPlan | undefined {
     let plan: { settings: FaultSettings; specs: string[] } | undefined;
     let ip: ReturnType<typeof parseIp> | undefined;
+    const faults = kind === "stream" ? STREAM_FAULTS : DATAGRAM_FAULTS;
     for (const spec of this.#specs) {
       const { from, share } = spec.settings;
+      if (!faults.some((name) => spec.settings[name] !== undefined)) continue;
       if (from !== undefined) {
         const peer = ip ??= parseIp(host);
         if (peer === null || !from.some((cidr) => cidrContainsIp(cidr, peer))) continue;

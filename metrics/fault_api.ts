@@ -5,8 +5,11 @@
  *
  * @module
  */
+import { logger } from "../log/log.ts";
 import type { HttpRequest } from "./http.ts";
 import { type HttpReply, plain } from "./http_reply.ts";
+
+const log = logger("server");
 
 /** The faults as the API reads and changes them. */
 export interface FaultApi {
@@ -51,12 +54,19 @@ export function answerFaults(request: HttpRequest, api: FaultApi): HttpReply {
   if (!Array.isArray(specs) || !specs.every((spec) => typeof spec === "string")) {
     return plain(400, 'expected a JSON list of spec strings, e.g. ["delay=200ms"]\n');
   }
+  const before = api.get();
   try {
     api.put(specs);
   } catch (error) {
     return plain(400, `${error instanceof Error ? error.message : String(error)}\n`);
   }
-  return json(200, api.get());
+  const after = api.get();
+  // A change nobody signed for: the log says what it was, as a reload does.
+  log.info("PUT /faults: fault {before} → {after}", {
+    before: before.length === 0 ? "none" : before.join("; "),
+    after: after.length === 0 ? "none" : after.join("; "),
+  });
+  return json(200, after);
 }
 
 function json(status: number, value: unknown): HttpReply {

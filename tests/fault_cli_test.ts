@@ -38,6 +38,10 @@ Deno.test("--fault: a bad spec is a usage error, one line, exit 2", async () => 
       ],
       [["--fault", "rate=fast"], /--fault: fault "rate=fast": rate "fast": expected a rate/],
       [["--fault-api"], /--fault-api needs --metrics: \/faults is served there\n/],
+      [
+        ["--fault", "drop=0.5"],
+        /--fault drop=0\.5: only datagram faults \(drop, duplicate, reorder\), and no --udp to shape\n/,
+      ],
     ] as const
   ) {
     const { code, stderr } = await runCli(["-p", "0", ...args]);
@@ -85,6 +89,7 @@ testEngines(
     const put = await httpPut(url, '["refuse=1"]');
     equal(put.status, 200, put.text);
     deepEqual(JSON.parse(put.text), ["refuse=1"]);
+    await cli.waitFor(/INFO {2}server: PUT \/faults: fault none → refuse=1\n/);
     ok(!(await echoes(port)), "the next connection is refused");
 
     for (const body of ['["dely=1s"]', "{}", "not json", "[1]"]) {
