@@ -165,7 +165,8 @@ class FaultedConnection implements Connection {
     if (this.#refuse) {
       this.#refuse = false;
       this.#table.count("refuse");
-      this.#act("reset", new FaultEnd("fault: refused (reset at once)"));
+      const how = canReset(this.#conn) ? "reset at once" : `closed at once: ${NO_RESET}`;
+      this.#act("reset", new FaultEnd(`fault: refused (${how})`));
     }
     if (this.#end !== undefined) throw this.#end;
     if (this.#stalled) return await this.#silence();
@@ -293,7 +294,13 @@ class FaultedConnection implements Connection {
     const when = "bytes" in after
       ? `after ${plural(after.bytes, "byte", grouped)}`
       : `after ${formatDuration(after.ms)}`;
-    const end = new FaultEnd(`fault: ${ending === "close" ? "closed" : "reset"} ${when}`);
+    const end = new FaultEnd(
+      ending === "close"
+        ? `fault: closed ${when}`
+        : canReset(this.#conn)
+        ? `fault: reset ${when}`
+        : `fault: closed ${when} (${NO_RESET})`,
+    );
     this.#act(ending, end, "bytes" in after ? RESET_SETTLE_MS : 0);
   }
 
@@ -343,6 +350,14 @@ export function faultNames(settings: Readonly<FaultSettings>): FaultName[] {
 }
 
 /** Resets `conn` where its transport can, and closes it where not. */
+/** What a `closed` line adds where a fault asked for a reset that the transport cannot do. */
+const NO_RESET = "this transport cannot reset";
+
+/** Whether `conn` can end with a reset: TLS and Unix sockets of Deno's own close instead. */
+function canReset(conn: Connection): boolean {
+  return conn.reset !== undefined || isDenoTcp(conn);
+}
+
 function resetConnection(conn: Connection): void {
   try {
     if (conn.reset !== undefined) return conn.reset();

@@ -304,6 +304,24 @@ testEngines(
 );
 
 testEngines(
+  `fault over TLS: reset-after=10 closes with close_notify after exactly 10 bytes, TLS having no reset${
+    noOpenssl === undefined ? "" : ` (ignored: ${noOpenssl})`
+  }`,
+  async (io) => {
+    const { cert, key, ca } = await testCerts();
+    await using server = serve({ ...local, io, tls: { cert, key }, faults: ["reset-after=10"] });
+    using conn = await Deno.connectTls({ ...local, port: server.addr.port, caCerts: [ca] });
+    const [, { bytes, end }] = await Promise.all([
+      sendIgnoringEnd(conn, pattern(100)),
+      readUntilGone(conn),
+    ]);
+    equal(bytes.length, 10);
+    equal(end, "eof", "a TLS connection cannot be reset: it is closed");
+  },
+  { ignore: noOpenssl !== undefined },
+);
+
+testEngines(
   "fault from= behind the PROXY protocol selects by the client the header names",
   async (io) => {
     await using server = serve({
