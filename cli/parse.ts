@@ -115,5 +115,26 @@ export function formatFlags(table: FlagTable): string {
     return [left, right] as const;
   });
   const width = Math.max(...rows.map(([left]) => left.length));
-  return rows.map(([left, right]) => `  ${left.padEnd(width)}   ${right}`).join("\n");
+  const indent = " ".repeat(2 + width + 3);
+  return rows.map(([left, right]) =>
+    wrap(right, Math.max(HELP_COLUMNS - indent.length, 30))
+      .map((line, i) => i === 0 ? `  ${left.padEnd(width)}   ${line}` : indent + line)
+      .join("\n")
+  ).join("\n");
+}
+
+/** How wide `--help` is: its lines fit a 100-column terminal. */
+const HELP_COLUMNS = 100;
+
+/** `text` in lines of at most `width` characters, broken at spaces (a longer word stands alone). */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  return [...lines, line];
 }

@@ -134,7 +134,8 @@ export const SERVE_FLAGS = {
     parseCidr,
   ),
   "proxy-protocol": switchFlag({
-    help: "take each client's address from a PROXY protocol v1/v2 header sent by a --trusted-proxy",
+    help:
+      "take each client's address from a PROXY protocol v1/v2 header sent by a --trusted-proxy (with --cert: before the TLS handshake, on --io epoll)",
   }),
   "trusted-proxy": listFlag(
     { value: "CIDR", help: "a proxy that may send PROXY headers; others are closed (repeatable)" },
@@ -190,15 +191,16 @@ export const SERVE_FLAGS = {
 
 const SERVE_USAGE = `Usage: echo-server [serve] [FLAGS]
 
-Echoes every byte each client sends, until the client closes. SIGINT or
-SIGTERM turns /readyz to 503, keeps accepting for --shutdown-delay, then stops
-accepting and lets open connections finish for --drain-timeout; a second signal
-(after the first ${SAME_SIGNAL_MS} ms) skips what is left of the delay, and one
-during the drain exits at once. With --config, SIGHUP re-reads the file: its limits (max-conns, max-conns-per-ip, rate,
-burst, allow, deny, reject-message, log-level) and fault apply at once, open connections
-stay open, and a bad file changes nothing. With --cert, SIGHUP also re-reads
-the --cert, --key and --client-ca files: new handshakes use them, open
-connections go on, and a bad pair changes nothing. Durations: 500ms, 10s, 2m, 1h or plain seconds.
+Echoes every byte each client sends, until the client closes. SIGINT or SIGTERM
+turns /readyz to 503, keeps accepting for --shutdown-delay, then stops accepting
+and lets open connections finish for --drain-timeout; a second signal (after the
+first ${SAME_SIGNAL_MS} ms) skips what is left of the delay, and one during the drain exits
+at once. With --config, SIGHUP re-reads the file: its limits (max-conns,
+max-conns-per-ip, rate, burst, allow, deny, reject-message, log-level) and fault
+apply at once, open connections stay open, and a bad file changes nothing. With
+--cert, SIGHUP also re-reads the --cert, --key and --client-ca files: new
+handshakes use them, open connections go on, and a bad pair changes nothing.
+Durations: 500ms, 10s, 2m, 1h or plain seconds.
 
 Flags:
 ${formatFlags(SERVE_FLAGS)}
