@@ -239,7 +239,8 @@ export function parseFaultSpec(text: string): FaultSpec {
         item === "" ? "an empty setting between commas" : `"${item}" is not NAME=VALUE`,
       );
     }
-    const name = item.slice(0, eq).trim();
+    // Names in any letter case, as the command line's other words.
+    const name = item.slice(0, eq).trim().toLowerCase();
     const value = item.slice(eq + 1).trim();
     if (!Object.hasOwn(KINDS, name)) {
       throw fail(`unknown name "${name}"${didYouMean(name, Object.keys(KINDS))}`);

@@ -86,6 +86,7 @@ Deno.test("fault selection: from spares other addresses, IPv4-mapped peers match
   equal(table.pick("::ffff:10.9.8.7")?.settings.delay, 1000);
   equal(table.pick("127.0.0.3"), undefined);
   equal(table.pick("/run/echo.sock"), undefined, "a socket path matches no block");
+  equal(parseFaultSpec("DELAY=1s,Slice=3").settings.slice, 3, "names in any letter case");
   const kinds = new FaultTable([parseFaultSpec("drop=0.5"), parseFaultSpec("slice=3")]);
   deepEqual(kinds.pick("127.0.0.1")?.specs, ["slice=3"], "a datagram fault selects no connection");
   deepEqual(kinds.pick("127.0.0.1", "datagram")?.specs, ["drop=0.5"], "nor a stream one a source");
