@@ -18,61 +18,40 @@
 import { quoteBytes } from "./text/words.ts";
 import { describeError, formatAddress } from "./text/address.ts";
 import { formatDuration } from "./text/duration.ts";
-import { aborted, broken, ClientError, closedEarly, refused } from "./client/errors.ts";
+import {
+  aborted,
+  broken,
+  ClientError,
+  closedEarly,
+  isReset,
+  noReply,
+  refused,
+} from "./client/errors.ts";
 import { EchoCheck } from "./client/echo_check.ts";
-import { type ClientTlsOptions, describeEndpoint, dial, endpointOf } from "./client/dial.ts";
+import { describeEndpoint, dial, endpointOf } from "./client/dial.ts";
+import {
+  CONNECT_DEFAULTS,
+  type ConnectOptions,
+  type PipeOptions,
+  type PipeResult,
+  type ReadOptions,
+  type SendOptions,
+} from "./client/options.ts";
 import { type Reader, sameBytes, writeAll, type Writer } from "./client/streams.ts";
 
-export { ClientError, type ClientErrorKind } from "./client/errors.ts";
+export { ClientError, type ClientErrorKind, type EchoProgress, noReply } from "./client/errors.ts";
 export type { ClientTlsOptions } from "./client/dial.ts";
 export { connectUdp, MAX_UDP_MESSAGE, UdpEchoClient } from "./client/udp.ts";
 export type { UdpConnectOptions, UdpSendOptions, UdpTarget } from "./client/udp.ts";
 export { type Reader, writeAll, type Writer } from "./client/streams.ts";
-
-/** Where {@linkcode connect} goes when its options leave it out; the command line shows and uses the same. */
-export const CONNECT_DEFAULTS = {
-  /** The server on this machine. */
-  host: "127.0.0.1",
-  /** The port `serve` listens on by default. */
-  port: 8000,
-} as const;
-
-/** Options for {@linkcode connect}. */
-export interface ConnectOptions {
-  /** Host name or address of the server. @default {CONNECT_DEFAULTS.host} */
-  host?: string;
-  /** Port of the server. @default {CONNECT_DEFAULTS.port} */
-  port?: number;
-  /** Speak TLS, verifying the certificate (`true`: against the roots Deno trusts). */
-  tls?: boolean | ClientTlsOptions;
-  /** Connect to this Unix domain socket instead of `host` and `port` (not with `tls`). */
-  path?: string;
-  /** Aborts the connection attempt, TLS handshake included, e.g. `AbortSignal.timeout(5000)`. */
-  signal?: AbortSignal;
-}
-
-/** Options for {@linkcode EchoClient.end}. */
-export interface ReadOptions {
-  /** Gives up, e.g. `AbortSignal.timeout(5000)`; the connection is closed. */
-  signal?: AbortSignal;
-}
-
-/** Options for {@linkcode EchoClient.send}. */
-export interface SendOptions extends ReadOptions {
-  /**
-   * Rejects with a {@linkcode ClientError} instead of resolving with a reply
-   * that is not the echo: kind `refused` when the server closes right after
-   * the odd bytes (a refusal line, such as `serve --reject-message` writes),
-   * `mismatch` otherwise. @default {false}
-   */
-  verify?: boolean;
-}
-
-/** Options for {@linkcode EchoClient.pipe}. */
-export interface PipeOptions {
-  /** How long sent bytes may wait for their echo, in milliseconds. */
-  timeoutMs: number;
-}
+export {
+  CONNECT_DEFAULTS,
+  type ConnectOptions,
+  type PipeOptions,
+  type PipeResult,
+  type ReadOptions,
+  type SendOptions,
+} from "./client/options.ts";
 
 /** Bytes sent but not yet echoed, beyond which `pipe` stops reading its input. */
 const MAX_IN_FLIGHT = 1 << 20;
@@ -138,25 +117,35 @@ export class EchoClient implements AsyncDisposable {
     signal?.throwIfAborted();
     const abort = () => this.close();
     signal?.addEventListener("abort", abort, { once: true });
+    const progress = { received: 0, expected: bytes.length };
     try {
       const [, reply] = await Promise.all([
         writeAll(this.#conn, bytes),
-        this.#readExactly(bytes, verify),
+        this.#readExactly(bytes, verify, progress),
       ]);
       return reply;
     } catch (error) {
-      if (signal?.aborted) throw aborted(this.address, signal.reason);
+      if (signal?.aborted) throw aborted(this.address, signal.reason, progress);
       if (error instanceof ClientError) throw error;
       this.close();
+      // A reset before anything came back reads as the close it is, whether
+      // the write or the read ran into it first.
+      if (isReset(error) && progress.received === 0 && this.#echoes === 0) {
+        throw closedEarly(this.address, 0, bytes.length);
+      }
       throw broken(this.address, error);
     } finally {
       signal?.removeEventListener("abort", abort);
     }
   }
 
-  async #readExactly(sent: Uint8Array, verify: boolean): Promise<Uint8Array> {
+  async #readExactly(
+    sent: Uint8Array,
+    verify: boolean,
+    progress: { received: number },
+  ): Promise<Uint8Array> {
     const reply = new Uint8Array(sent.length);
-    for (let got = 0; got < sent.length;) {
+    for (let got = 0; got < sent.length; progress.received = got) {
       const n = await this.#read(reply.subarray(got), verify);
       if (n === null) {
         this.close();
@@ -198,10 +187,11 @@ export class EchoClient implements AsyncDisposable {
    * has ended and the server has echoed everything and closed; rejects with
    * a {@linkcode ClientError} as soon as the server closes early, refuses
    * the connection, answers with other bytes, or leaves sent bytes unanswered
-   * for `timeoutMs`. Reading and writing run at once, with at most 1 MiB in
-   * flight.
+   * for `timeoutMs`. A server that echoes everything but does not close
+   * within `closeWaitMs` after the input ended ends it too, with `closed`
+   * false. Reading and writing run at once, with at most 1 MiB in flight.
    */
-  async pipe(input: Reader, output: Writer, options: PipeOptions): Promise<void> {
+  async pipe(input: Reader, output: Writer, options: PipeOptions): Promise<PipeResult> {
     await this.#queue;
     const check = new EchoCheck(this.address);
     let inputDone = false;
@@ -211,6 +201,7 @@ export class EchoClient implements AsyncDisposable {
     // closing connection, the watchdog) would only hide the explanation.
     let explaining: Promise<unknown> | undefined;
     const failed = Promise.withResolvers<never>();
+    const leftOpen = Promise.withResolvers<PipeResult>();
     const fail = (error: ClientError) => {
       failed.reject(error);
       this.close();
@@ -227,6 +218,7 @@ export class EchoClient implements AsyncDisposable {
         await writeAll(this.#conn, chunk);
       }
       inputDone = true;
+      if (check.pending === 0) lastProgress = performance.now();
       await this.#conn.closeWrite();
     })();
     const receiving = (async () => {
@@ -249,21 +241,26 @@ export class EchoClient implements AsyncDisposable {
       }
       if (!inputDone) throw new ClientError("closed", `${this.address} closed the connection`);
     })();
+    const closeWaitMs = options.closeWaitMs ?? options.timeoutMs;
     const watchdog = setInterval(() => {
-      if (
-        explaining === undefined && check.pending > 0 &&
-        performance.now() - lastProgress > options.timeoutMs
-      ) {
-        fail(
-          new ClientError(
-            "timeout",
-            `no reply from ${this.address} within ${formatDuration(options.timeoutMs)}`,
-          ),
-        );
+      if (explaining !== undefined) return;
+      const quiet = performance.now() - lastProgress;
+      if (check.pending > 0 && quiet > options.timeoutMs) {
+        const progress = { received: check.echoed, expected: check.echoed + check.pending };
+        const within = `within ${formatDuration(options.timeoutMs)}`;
+        fail(new ClientError("timeout", noReply(this.address, progress, within), { progress }));
+      } else if (inputDone && check.pending === 0 && quiet > closeWaitMs) {
+        leftOpen.resolve({ closed: false });
       }
-    }, Math.max(10, Math.min(1000, options.timeoutMs / 4)));
-    const asClientError = (error: unknown) =>
-      error instanceof ClientError ? error : broken(this.address, error);
+    }, Math.max(10, Math.min(1000, Math.min(options.timeoutMs, closeWaitMs) / 4)));
+    const asClientError = (error: unknown) => {
+      if (error instanceof ClientError) return error;
+      // Reset before anything came back: the refusal a close before any echo is.
+      if (isReset(error) && check.echoed === 0) {
+        return closedEarly(this.address, 0, check.pending);
+      }
+      return broken(this.address, error);
+    };
     receiving.catch((error) => fail(asClientError(error)));
     sending.catch(async (error) => {
       await explaining;
@@ -271,7 +268,11 @@ export class EchoClient implements AsyncDisposable {
     });
     try {
       // The input may never end (a terminal left open): a failure must not wait for it.
-      await Promise.race([Promise.all([sending, receiving]), failed.promise]);
+      return await Promise.race([
+        Promise.all([sending, receiving]).then(() => ({ closed: true })),
+        leftOpen.promise,
+        failed.promise,
+      ]);
     } finally {
       clearInterval(watchdog);
       this.close();
@@ -334,7 +335,8 @@ export class EchoClient implements AsyncDisposable {
       }
       return new Uint8Array(rest);
     } catch (error) {
-      if (signal?.aborted) throw aborted(this.address, signal.reason);
+      // Every echo had come back: only the close was awaited.
+      if (signal?.aborted) throw aborted(this.address, signal.reason, { received: 0, expected: 0 });
       throw broken(this.address, error);
     } finally {
       signal?.removeEventListener("abort", abort);
@@ -362,7 +364,8 @@ export class EchoClient implements AsyncDisposable {
 /**
  * Connects to an echo server. Rejects with a {@linkcode ClientError} of kind
  * `connect`, such as `cannot connect to 127.0.0.1:8000: connection refused`,
- * or of kind `timeout` when a timeout signal ends the attempt.
+ * of kind `timeout` when a timeout signal ends the attempt, or of kind
+ * `closed` when the server reset the connection as soon as it accepted it.
  */
 export async function connect(options: ConnectOptions = {}): Promise<EchoClient> {
   const endpoint = endpointOf({
@@ -373,6 +376,9 @@ export async function connect(options: ConnectOptions = {}): Promise<EchoClient>
   try {
     return new EchoClient(await dial(endpoint, options.signal), describeEndpoint(endpoint));
   } catch (error) {
+    // The kernel accepted the connection and the server reset it at once:
+    // the same refusal whichever step of the client noticed it.
+    if (isReset(error)) throw closedEarly(describeEndpoint(endpoint), 0, 0);
     const reason = options.signal?.aborted ? options.signal.reason : error;
     const timedOut = reason instanceof DOMException && reason.name === "TimeoutError";
     throw new ClientError(

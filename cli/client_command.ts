@@ -11,6 +11,7 @@ import {
   connect,
   CONNECT_DEFAULTS,
   type EchoClient,
+  noReply,
   writeAll,
 } from "../client.ts";
 import { describeError } from "../text/address.ts";
@@ -120,6 +121,13 @@ interface ClientCommandOptions {
   timeoutMs: number;
 }
 
+/**
+ * The longest wait for the server's close once every echo came back: it only
+ * tells whether bytes beyond the echoes follow, and a server that stopped
+ * reading never closes.
+ */
+const CLOSE_WAIT_MS = 1000;
+
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
@@ -160,17 +168,14 @@ async function runClient(options: ClientCommandOptions): Promise<number> {
       await writeAll(Deno.stdout, encoder.encode(decoder.decode(reply) + "\n"));
       if (i > 1) await new Promise((resolve) => setTimeout(resolve, options.intervalMs));
     }
-    await expectNothingMore(client, options.timeoutMs);
-    return 0;
+    return await expectNothingMore(client, Math.min(options.timeoutMs, CLOSE_WAIT_MS));
   } catch (error) {
-    if (error instanceof ClientError && error.kind === "timeout") {
-      // It did connect (a connect timeout is reported above): say so, since
-      // something on the way may have accepted the connection for the server.
+    if (error instanceof ClientError && error.progress !== undefined) {
+      // It did connect (a connect timeout is reported above): say so, and
+      // what came, since something on the way may have accepted the
+      // connection for the server, or the server may have stalled midway.
       return fail(
-        new ClientError(
-          "timeout",
-          `connected to ${client.address}, but no reply came within ${within}`,
-        ),
+        new ClientError("timeout", noReply(client.address, error.progress, `within ${within}`)),
       );
     }
     return fail(error);
@@ -185,6 +190,7 @@ async function runClient(options: ClientCommandOptions): Promise<number> {
  * lines are answered at once.
  */
 async function pipeStdin(client: EchoClient, timeoutMs: number): Promise<number> {
+  const closeWaitMs = Math.min(timeoutMs, CLOSE_WAIT_MS);
   // A read from a terminal does not end on Ctrl-C by itself: end the input
   // here, as netcat does, and let the echoes still in flight come back.
   const interrupted = Promise.withResolvers<null>();
@@ -194,22 +200,46 @@ async function pipeStdin(client: EchoClient, timeoutMs: number): Promise<number>
     read: (p: Uint8Array) => Promise.race([Deno.stdin.read(p), interrupted.promise]),
   };
   try {
-    await client.pipe(stdin, Deno.stdout, { timeoutMs });
+    const { closed } = await client.pipe(stdin, Deno.stdout, { timeoutMs, closeWaitMs });
+    if (!closed) leftOpen(client.address, closeWaitMs);
     return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
   }
 }
 
-/** Half-closes and checks that the server sends nothing beyond the echoes. */
-async function expectNothingMore(client: EchoClient, timeoutMs: number): Promise<void> {
-  const extra = await client.end({ signal: AbortSignal.timeout(timeoutMs) });
+/**
+ * Half-closes and checks that the server sends nothing beyond the echoes
+ * before it closes; resolves with the exit code. A server that does not
+ * close within `closeWaitMs` (one that stopped reading) still echoed
+ * everything: a note, and success.
+ */
+async function expectNothingMore(client: EchoClient, closeWaitMs: number): Promise<number> {
+  let extra: Uint8Array;
+  try {
+    extra = await client.end({ signal: AbortSignal.timeout(closeWaitMs) });
+  } catch (error) {
+    if (!(error instanceof ClientError && error.kind === "timeout")) throw error;
+    leftOpen(client.address, closeWaitMs);
+    return 0;
+  }
   if (extra.length > 0) {
     throw new ClientError(
       "mismatch",
       `echo differs: ${plural(extra.length, "more byte")} came back than were sent`,
     );
   }
+  return 0;
+}
+
+/** Notes on stderr that the server echoed everything but left the connection open. */
+function leftOpen(address: string, closeWaitMs: number): void {
+  const within = `within ${formatDuration(closeWaitMs)}`;
+  console.error(
+    `echo-server client: ${
+      noReply(address, { received: 0, expected: 0 }, within)
+    }; not waiting longer`,
+  );
 }
 
 function fail(error: unknown): number {

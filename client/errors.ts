@@ -36,16 +36,64 @@ export type ClientErrorKind = "connect" | "timeout" | "closed" | "refused" | "mi
 export class ClientError extends Error {
   /** How it failed. */
   readonly kind: ClientErrorKind;
+  /** For a `timeout` once connected: how much of the awaited echo came back. */
+  readonly progress?: EchoProgress;
 
   /**
    * Makes an error of `kind` with `message`, the whole sentence, e.g.
    * `cannot connect to 127.0.0.1:8000: connection refused`.
    */
-  constructor(kind: ClientErrorKind, message: string, options?: ErrorOptions) {
+  constructor(
+    kind: ClientErrorKind,
+    message: string,
+    options?: ErrorOptions & { progress?: EchoProgress },
+  ) {
     super(message, options);
     this.name = "ClientError";
     this.kind = kind;
+    if (options?.progress !== undefined) this.progress = options.progress;
   }
+}
+
+/** How much of an echo came back: `received` of the `expected` bytes (0 when all came). */
+export interface EchoProgress {
+  /** Bytes of the echo that came back. */
+  readonly received: number;
+  /** Bytes sent whose echo was awaited. */
+  readonly expected: number;
+}
+
+/**
+ * The sentence for an echo that stopped coming within `within` (`3.0s`, or
+ * `in time`), counting what came: with nothing, "no reply"; with all of it,
+ * (`expected` 0 when only the close was awaited), the server's close is
+ * what did not come.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { noReply } from "./errors.ts";
+ * equal(noReply("h:1", { received: 0, expected: 5 }, "within 1.0s"), "connected to h:1, but no reply came within 1.0s");
+ * equal(noReply("h:1", { received: 5, expected: 15 }, "within 1.0s"), "connected to h:1, but only 5 of 15 bytes came back within 1.0s");
+ * equal(noReply("h:1", { received: 5, expected: 5 }, "within 1.0s"), "the echo came back whole, but h:1 did not close the connection within 1.0s");
+ * ```
+ */
+export function noReply(address: string, progress: EchoProgress, within: string): string {
+  const { received, expected } = progress;
+  if (received >= expected) {
+    return `the echo came back whole, but ${address} did not close the connection ${within}`;
+  }
+  if (received === 0) return `connected to ${address}, but no reply came ${within}`;
+  return `connected to ${address}, but only ${received} of ${expected} bytes came back ${within}`;
+}
+
+/**
+ * Whether `error` is the connection reset by the peer, or a write into a
+ * connection it reset (broken pipe): on a connection where nothing came
+ * back yet, the same refusal as a close, whichever operation noticed it.
+ */
+export function isReset(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe;
 }
 
 /**
@@ -140,8 +188,8 @@ export function broken(address: string, error: unknown): ClientError {
 
 /**
  * What a send or read cut short by its `signal` rejects with: a timeout
- * becomes a {@linkcode ClientError} of kind `timeout`; any other abort keeps
- * its reason.
+ * becomes a {@linkcode ClientError} of kind `timeout` counting what of the
+ * echo came (`progress`); any other abort keeps its reason.
  *
  * @example
  * ```ts
@@ -151,9 +199,14 @@ export function broken(address: string, error: unknown): ClientError {
  * equal(error instanceof ClientError && error.kind, "timeout");
  * ```
  */
-export function aborted(address: string, reason: unknown): unknown {
+export function aborted(
+  address: string,
+  reason: unknown,
+  progress: EchoProgress = { received: 0, expected: 1 },
+): unknown {
   if (!(reason instanceof DOMException && reason.name === "TimeoutError")) return reason;
-  return new ClientError("timeout", `connected to ${address}, but no reply came in time`, {
+  return new ClientError("timeout", noReply(address, progress, "in time"), {
     cause: reason,
+    progress,
   });
 }

@@ -163,7 +163,7 @@ testEngines(
       const [fault, words] of [
         ["reset-after=2", /reset the connection after echoing 2 of 5 bytes/],
         ["close-after=2", /closed the connection after echoing 2 of 5 bytes/],
-        ["stall-after=2", /no reply came within 500ms/],
+        ["stall-after=2", /only 2 of 5 bytes came back within 500ms/],
         ["corrupt=1", /echo differs: sent "hello", got "/],
       ] as const
     ) {
