@@ -55,7 +55,8 @@ Deno.test({
       () => (cli.stderr.match(/ opened from /g)?.length ?? 0) === 300,
       10_000,
     );
-    ok(descriptorsOf(cli.pid) >= before + 300, "the server holds them meanwhile");
+    // No count of descriptors held here: on a busy machine the first handshake timeouts may
+    // already have fired by now; the lines above say the server took all 300.
     // Every peer reads the end of its connection: closed for real, not only in the books.
     const ends = await Promise.all(silent.map(async (conn) => {
       try {
