@@ -141,8 +141,19 @@ const DEFAULTS: Readonly<Record<string, string>> = {
   proxySources: "the real address",
 };
 
-/** An option's value as written in a difference: `null` rate is a closed loop. */
-function optionText(key: string, value: unknown): string {
+/**
+ * An option of a report as words: one left out as its default, a `null`
+ * rate as a closed loop.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { optionText } from "./compare.ts";
+ * equal(optionText("rate", null), "closed loop");
+ * equal(optionText("io", undefined), "deno");
+ * ```
+ */
+export function optionText(key: string, value: unknown): string {
   if (value === undefined) return DEFAULTS[key] ?? "—";
   if (value === null) return key === "rate" ? "closed loop" : "—";
   return String(value);

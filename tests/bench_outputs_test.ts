@@ -72,6 +72,9 @@ Deno.test("bench --json has the series, --hgrm and --report are written, compare
     match(await Deno.readTextFile(`${dir}/run.hgrm`), /^ +Value +Percentile +TotalCount/);
     const page = await Deno.readTextFile(`${dir}/run.html`);
     ok(page.includes("uPlot") && !page.includes("<script src"), "uPlot inlined, nothing fetched");
+    // Settings in words: a closed loop, not "rate null"; none undefined.
+    ok(page.includes("<tr><td>rate</td><td>closed loop</td></tr>"), page.slice(-3000));
+    ok(!/<td>(null|undefined)<\/td>/.test(page), "no null or undefined setting");
 
     const same = await compare(`${dir}/a.json`, `${dir}/a.json`);
     equal(same.code, 0, same.stderr);
