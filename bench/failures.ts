@@ -14,7 +14,6 @@
  */
 import { describeError } from "../text/address.ts";
 import { hex, int } from "./numbers.ts";
-import type { BenchReport } from "./report.ts";
 import type { Run } from "./run.ts";
 
 /**
@@ -70,7 +69,7 @@ export const NO_REPLY = "no reply within the run";
  * already. A run with none of them (no echo at all) says why in its result.
  */
 export function firstOn(
-  r: Pick<BenchReport, "firstError" | "errors" | "mismatches" | "timedOut">,
+  r: { firstError: string | null; errors: number; mismatches: number; timedOut: number },
 ): "errors" | "mismatches" | "timedOut" | "result" | null {
   if (r.firstError === null) return null;
   if (r.firstError === NO_REPLY && r.timedOut > 0) return null;
