@@ -141,10 +141,11 @@ function summarize(run: Run, o: BenchOptions, ticker: Ticker): BenchReport {
     elapsedS,
     messages: run.messages,
     bytesSent: run.bytesSent,
-    bytesReceived: run.bytesReceived,
+    // Below 0 only when echoes of the warm-up's last bytes never came.
+    bytesReceived: Math.max(0, run.bytesReceived),
     msgsPerS,
     rateAchievedFraction: o.rate === undefined ? null : msgsPerS / o.rate,
-    mbPerS: per(run.bytesReceived) / 1e6,
+    mbPerS: per(Math.max(0, run.bytesReceived)) / 1e6,
     connectionsOpened: run.opened - run.refused,
     connectionsFailed: failed,
     refused: run.refused,

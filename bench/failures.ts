@@ -62,6 +62,23 @@ export function failedBy(outcome: Outcome): boolean {
 /** Why a message with no byte back when the drain time ran out failed. */
 export const NO_REPLY = "no reply within the run";
 
+/**
+ * Which line of the report gives the first problem's words: the first of
+ * errors, mismatches and timed out that counts any, so that a reason never
+ * stands on a line that counts none; a timeout's own words are its line's
+ * already. A run with none of them (no echo at all) says why in its result.
+ */
+export function firstOn(
+  r: { firstError: string | null; errors: number; mismatches: number; timedOut: number },
+): "errors" | "mismatches" | "timedOut" | "result" | null {
+  if (r.firstError === null) return null;
+  if (r.firstError === NO_REPLY && r.timedOut > 0) return null;
+  if (r.errors > 0) return "errors";
+  if (r.mismatches > 0) return "mismatches";
+  if (r.timedOut > 0) return "timedOut";
+  return "result";
+}
+
 /** The end of a connection the server closed: a read returned end of file. */
 export const EOF: unique symbol = Symbol("closed by the server");
 

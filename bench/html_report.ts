@@ -8,6 +8,7 @@
  */
 import uplotScript from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import uplotStyle from "uplot/dist/uPlot.min.css" with { type: "text" };
+import { optionText } from "./compare.ts";
 import type { Histogram } from "./histogram.ts";
 import { percentileSteps } from "./hgrm.ts";
 import { fixed, int } from "./numbers.ts";
@@ -67,7 +68,10 @@ export function htmlReport(report: BenchReport, histogram: Histogram): string {
   const o = report.options;
   const l = report.latencyUs;
   const title = `echo-server bench: ${o.mode}, ${int(o.connections)} × ${int(o.size)} B`;
-  const settings: [string, string][] = Object.entries(o).map(([k, v]) => [k, String(v)]);
+  // Worded as `bench compare` words them: no `null` rate, nothing undefined.
+  const settings: [string, string][] = Object.entries(o)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => [k, optionText(k, v)]);
   const figures: [string, string][] = [
     ["result", report.ok ? "OK" : "FAILED"],
     ["elapsed", `${fixed(report.elapsedS, 2)} s`],
@@ -124,23 +128,25 @@ window.addEventListener("error", (e) => { document.body.dataset.error = String(e
   const d = JSON.parse(document.getElementById("data").textContent);
   const width = Math.min(1000, document.body.clientWidth || 1000);
   const line = (label, stroke) => ({ label, stroke, width: 1.5 });
+  // Room on the right for the last x label ("99.9999%"), which uPlot centres on the edge.
+  const padding = [null, 40, null, null];
   const charts = [];
   // A stream's figure is its bytes; the others' their echoes (their MB/s is the same curve).
   const [unit, rate] = d.stream ? ["MB/s", d.mb] : ["msg/s", d.msgs];
   charts.push(new uPlot({
-    width, height: 260, scales: { x: { time: false } },
+    width, height: 260, padding, scales: { x: { time: false } },
     axes: [{ label: "s" }, { label: unit, size: 80 }],
     series: [{ label: "s" }, line(unit, "#1f77b4")],
   }, [d.t, rate], document.getElementById("throughput")));
   charts.push(new uPlot({
-    width, height: 260, scales: { x: { time: false } },
+    width, height: 260, padding, scales: { x: { time: false } },
     axes: [{ label: "s" }, { label: "ms", size: 80 }],
     series: [{ label: "s" }, line("p50", "#2ca02c"), line("p99", "#ff7f0e"), line("p99.9", "#d62728")],
   }, [d.t, d.p50, d.p99, d.p999], document.getElementById("latency")));
   const percent = (v) => v <= 1 ? "0%" : (100 - 100 / v).toPrecision(6).replace(/\\.?0+$/, "") + "%";
   const keep = d.inverse.map((v) => v >= 1);
   charts.push(new uPlot({
-    width, height: 300, scales: { x: { time: false, distr: 3, log: 10 } },
+    width, height: 300, padding, scales: { x: { time: false, distr: 3, log: 10 } },
     axes: [{
       label: "percentile",
       // One tick a decade of 1/(1-p): 0 %, 90 %, 99 %, 99.9 %…

@@ -6,6 +6,7 @@
  */
 import { formatAddress } from "../text/address.ts";
 import { plural } from "../text/words.ts";
+import { firstOn, NO_REPLY } from "./failures.ts";
 import { fixed, int, rate, size, throughput, volume } from "./numbers.ts";
 import type { Histogram } from "./histogram.ts";
 import type { BenchOptions, BenchProgress } from "./options.ts";
@@ -175,6 +176,9 @@ export function formatReport(r: BenchReport): string {
   const starved = r.starved > 0
     ? `, ${starvedWho} got no echo during the run (queued by the server, or this client could not keep up)`
     : "";
+  // The first problem's words, on the one line that counts it.
+  const first = (line: ReturnType<typeof firstOn>) =>
+    line !== null && firstOn(r) === line ? `  first: ${r.firstError}` : "";
   const lines = [
     `bench ${what}, ${fixed(r.elapsedS, 2)} s against ${benchTarget(o)} (${
       o.tls ? "TLS, " : ""
@@ -210,11 +214,13 @@ export function formatReport(r: BenchReport): string {
     ]),
     `  errors       ${int(r.errors)}  (${int(connectFailed)} connect, ${int(r.refused)} refused, ${
       int(r.resets)
-    } closed or reset)${r.firstError === null ? "" : `  first: ${r.firstError}`}`,
-    `  mismatches   ${int(r.mismatches)}  (${int(r.corrupted)} corrupted, ${int(r.short)} short)`,
+    } closed or reset)${first("errors")}`,
+    `  mismatches   ${int(r.mismatches)}  (${int(r.corrupted)} corrupted, ${int(r.short)} short)${
+      first("mismatches")
+    }`,
   );
   if (r.timedOut > 0) {
-    lines.push(`  timed out    ${int(r.timedOut)}  (no reply within the run)`);
+    lines.push(`  timed out    ${int(r.timedOut)}  (${NO_REPLY})${first("timedOut")}`);
   }
   const s = r.perConnection;
   if (s !== undefined) {
@@ -225,8 +231,7 @@ export function formatReport(r: BenchReport): string {
         `echoes each: min ${int(s.min)}, p1 ${int(s.p1)}, median ${int(s.p50)}, max ${int(s.max)}`,
     );
   }
-  lines.push(...latencyLines(r));
-  lines.push(`  result       ${r.ok ? "OK" : "FAILED"}`);
+  lines.push(...latencyLines(r), `  result       ${r.ok ? "OK" : "FAILED"}${first("result")}`);
   return lines.join("\n");
 }
 

@@ -160,12 +160,15 @@ export class Run {
    * Ends the warm-up: what was measured so far (echoes, bytes, latency, each
    * connection's count) is left out of the report, which covers the load
    * from `now` on. Errors are kept: a failure in the warm-up is still one.
+   * Bytes count in the period they were sent: those in flight now were sent
+   * in the warm-up, and their echoes, which each connection returns before
+   * any later byte, are left out of what is received (so it starts below 0).
    */
   endWarmup(now: number): void {
     this.startedAt = now;
     this.messages = 0;
+    this.bytesReceived = -Math.max(0, this.bytesSent - this.bytesReceived);
     this.bytesSent = 0;
-    this.bytesReceived = 0;
     this.window.reset();
     this.total.reset();
     this.perConnection.fill(0);

@@ -72,14 +72,31 @@ Deno.test("bench --json has the series, --hgrm and --report are written, compare
     match(await Deno.readTextFile(`${dir}/run.hgrm`), /^ +Value +Percentile +TotalCount/);
     const page = await Deno.readTextFile(`${dir}/run.html`);
     ok(page.includes("uPlot") && !page.includes("<script src"), "uPlot inlined, nothing fetched");
+    // Settings in words: a closed loop, not "rate null"; none undefined.
+    ok(page.includes("<tr><td>rate</td><td>closed loop</td></tr>"), page.slice(-3000));
+    ok(!/<td>(null|undefined)<\/td>/.test(page), "no null or undefined setting");
 
     const same = await compare(`${dir}/a.json`, `${dir}/a.json`);
     equal(same.code, 0, same.stderr);
     match(same.stdout, /msg\/s .* 1\.00\n/);
 
+    // The same run on the default engine (left out of its options), as a slow stream.
+    const b = { ...report, options: { ...report.options, mode: "stream" }, mbPerS: 2.0412 };
+    delete b.options.io;
+    await Deno.writeTextFile(`${dir}/b.json`, JSON.stringify(b));
+    const unlike = await compare(`${dir}/a.json`, `${dir}/b.json`);
+    equal(unlike.code, 0, unlike.stderr);
+    match(
+      unlike.stdout,
+      /^warning: the runs differ in mode \(pingpong → stream\): their figures are not like for like\n/,
+    );
+    match(unlike.stdout, /\nMB\/s +[\d.,]+ +2\.04 +[\d.]+\n/);
+    match(unlike.stdout, /\n {2}io: epoll → deno\n/);
+    ok(!/null|undefined|—/.test(unlike.stdout), unlike.stdout);
+
     const missing = await compare(`${dir}/a.json`, `${dir}/none.json`);
     equal(missing.code, 1);
-    match(missing.stderr, /^echo-server bench compare: cannot read .*none\.json: .*\n$/);
+    match(missing.stderr, /^echo-server bench compare: cannot read .*none\.json: no such file\n$/);
     await Deno.writeTextFile(`${dir}/bad.json`, '{"ok":false,"error":"cannot connect"}');
     const bad = await compare(`${dir}/bad.json`, `${dir}/a.json`);
     equal(bad.code, 1);

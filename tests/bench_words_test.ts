@@ -7,7 +7,7 @@
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import { type BenchReport, formatProgress, formatReport } from "../bench/mod.ts";
 import { volume } from "../bench/numbers.ts";
-import { Cli, runCli } from "./helpers.ts";
+import { Cli, runCli, testEngines } from "./helpers.ts";
 import { opensslMissing, testCerts } from "./certs.ts";
 
 const missing = await opensslMissing();
@@ -119,6 +119,43 @@ Deno.test("bench against a real server: small volumes and starved connections re
     stdout,
     /\n {2}connections {2}1 served \(\d+\/s\), 0 closed by the server before echoing, 0 failed to connect, 1 got no echo during the run /,
   );
+});
+
+testEngines(
+  "bench against a stalling server: the stalled are timed out, not errors with a reason",
+  async (io) => {
+    // Echoes the first 5-byte message of each connection, then reads on and answers nothing.
+    await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--fault", "stall-after=5"]);
+    const port = String(await server.port());
+    const { code, stdout, stderr } = await runCli(
+      ["bench", "-p", port, "-c", "3", "-d", "300ms", "-s", "5"],
+      { io },
+    );
+    strictEqual(code, 1, stderr);
+    match(stdout, /\n {2}errors {7}0 {2}\(0 connect, 0 refused, 0 closed or reset\)\n/);
+    match(stdout, /\n {2}timed out {4}3 {2}\(no reply within the run\)\n/);
+    ok(!stdout.includes("first:"), stdout);
+    match(stdout, /\n {2}result {7}FAILED\n$/);
+  },
+);
+
+Deno.test("report: the first problem stands on the line that counts it", () => {
+  const corrupted = formatReport(report({
+    mismatches: 1,
+    corrupted: 1,
+    firstError: "a corrupted echo: byte 3 of 8 was 0x01, expected 0x02",
+    ok: false,
+  }));
+  match(corrupted, /\n {2}errors {7}0 {2}\(0 connect, 0 refused, 0 closed or reset\)\n/);
+  match(
+    corrupted,
+    /\n {2}mismatches {3}1 {2}\(1 corrupted, 0 short\) {2}first: a corrupted echo: byte 3/,
+  );
+  const silent = formatReport(
+    report({ messages: 0, firstError: "no echo completed within the run", ok: false }),
+  );
+  match(silent, /\n {2}result {7}FAILED {2}first: no echo completed within the run$/);
+  ok(!silent.includes("errors       0  (0 connect, 0 refused, 0 closed or reset)  first"), silent);
 });
 
 Deno.test("bench -s in stream mode is a usage error, exit 2", async () => {
