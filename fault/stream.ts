@@ -51,8 +51,12 @@ const ENDING_OF: Readonly<Record<typeof ENDINGS[number], Ending>> = {
 };
 
 /** A token-less pacer: the time the next byte may move, advanced by what moved. */
+/** How far behind its schedule a paced connection may catch up in a burst. */
+const CATCH_UP_MS = 250;
+
 class Pacer {
-  #at = 0;
+  /** When the next piece may move; from long ago until the first one does. */
+  #at = -Infinity;
   constructor(readonly bytesPerSecond: number) {}
 
   /** The most to move in one go. */
@@ -62,8 +66,9 @@ class Pacer {
 
   /** How long to wait before moving more. */
   wait(now: number): number {
-    // Idle for longer than a piece's time: start afresh rather than burst to catch up.
-    if (now - this.#at > 1000 / PACE_SLICES_PER_SECOND) this.#at = now;
+    // Behind by less than CATCH_UP_MS (timers that fired late on a busy machine): catch up, so that
+    // the rate holds on average. Idle for longer: start afresh rather than burst.
+    if (now - this.#at > CATCH_UP_MS) this.#at = now;
     return this.#at - now;
   }
 
