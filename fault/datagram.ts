@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { DatagramShaper } from "../transport/udp.ts";
 import type { FaultPlan, FaultTable } from "./select.ts";
 import type { FaultSettings } from "./spec.ts";
 
@@ -43,7 +44,7 @@ interface Source {
  * faults.stop();
  * ```
  */
-export class DatagramFaults {
+export class DatagramFaults implements DatagramShaper {
   readonly #table: FaultTable;
   readonly #send: (data: Uint8Array, to: Deno.NetAddr) => Promise<void> | void;
   /** Each source seen, by `host port`: its faults, or null for none. */

@@ -23,6 +23,7 @@ import { listenTcp } from "../transport/tcp.ts";
 import { type ServerStats, summary } from "./stats.ts";
 import { listenTls } from "../transport/tls.ts";
 import { startUdp, type UdpEcho } from "../transport/udp.ts";
+import { DatagramFaults } from "../fault/datagram.ts";
 import { listenEpoll } from "../epoll/listener.ts";
 import { listenEpollTls } from "../epoll/tls_listener.ts";
 import { logListening } from "./listening.ts";
@@ -46,6 +47,9 @@ import {
 } from "./serve_options.ts";
 
 const log = logger("server");
+
+/** How a datagram's echo is sent. */
+type DatagramSend = (data: Uint8Array, to: Deno.NetAddr) => Promise<void> | void;
 
 /**
  * Starts an echo server on a TCP port and returns at once; it serves until
@@ -132,9 +136,9 @@ class Server implements EchoServer<Deno.Addr> {
       const faults = options.faults;
       this.#faults = faults === undefined ? undefined : new FaultTable(parseFaultSpecs(faults));
       const udp = options.udp;
-      this.#udp = udp
-        ? startUdp(this.addr, udp === true ? {} : udp, guard, this.#faults)
-        : undefined;
+      const table = this.#faults;
+      const shaper = table && ((send: DatagramSend) => new DatagramFaults(table, send));
+      this.#udp = udp ? startUdp(this.addr, udp === true ? {} : udp, guard, shaper) : undefined;
     } catch (error) {
       closeQuietly(source);
       closeQuietly(listener);

@@ -25,8 +25,6 @@ import { hasUnstableNet, UNSTABLE_NET_OFF } from "../text/unstable.ts";
 import type { Guard } from "../admission/guard.ts";
 import { describeAddr, ListenError } from "./contract.ts";
 import { sleepUnless } from "./wait.ts";
-import type { FaultTable } from "../fault/select.ts";
-import { DatagramFaults } from "../fault/datagram.ts";
 
 /** The largest UDP payload over IPv4 (65,535 − 8 − 20); IPv6 allows 20 bytes more. */
 export const MAX_DATAGRAM = 65_507;
@@ -177,7 +175,7 @@ export function startUdp(
   at: Deno.Addr,
   options: UdpOptions = {},
   guard?: Guard,
-  faults?: FaultTable,
+  shaper?: MakeShaper,
 ): UdpEcho {
   if (at.transport !== "tcp" && at.transport !== "udp") {
     throw new ListenError(`cannot echo UDP beside ${describeAddr(at)}: it has no port`);
@@ -190,8 +188,24 @@ export function startUdp(
     socket.close();
     throw error;
   }
-  return new UdpEcho(socket, policy, faults);
+  return new UdpEcho(socket, policy, shaper);
 }
+
+/**
+ * Something that shapes the echo of some datagrams (the faults asked for
+ * on purpose): it takes a datagram and echoes it, later or never, itself.
+ */
+export interface DatagramShaper {
+  /** Takes `data` from `from` (true), or leaves it to be echoed as usual (false). */
+  take(data: Uint8Array, from: Deno.NetAddr): boolean;
+  /** Drops what it still holds. */
+  stop(): void;
+}
+
+/** Makes a {@linkcode DatagramShaper} that echoes through `send`. */
+export type MakeShaper = (
+  send: (data: Uint8Array, to: Deno.NetAddr) => Promise<void> | void,
+) => DatagramShaper;
 
 const log = logger("server");
 
@@ -226,17 +240,17 @@ export class UdpEcho {
   readonly #dropped: Record<DatagramDrop, number> = { "service-port": 0, denied: 0, rate: 0 };
   readonly #running: Promise<void>;
   /** With `--fault`: the sources that get datagram faults are echoed through it. */
-  readonly #faults: DatagramFaults | undefined;
+  readonly #faults: DatagramShaper | undefined;
   #closed = false;
 
   /**
    * Starts echoing on `socket` (which it then owns and closes) under
-   * `policy`, with the datagram faults of `faults` where they select a source.
+   * `policy`, through what `shaper` makes where it takes a datagram.
    */
-  constructor(socket: Deno.DatagramConn, policy: DatagramPolicy, faults?: FaultTable) {
+  constructor(socket: Deno.DatagramConn, policy: DatagramPolicy, shaper?: MakeShaper) {
     this.#socket = socket;
     this.#policy = policy;
-    this.#faults = faults && new DatagramFaults(faults, (data, to) => this.#reply(data, to));
+    this.#faults = shaper?.((data, to) => this.#reply(data, to));
     this.addr = socket.addr as Deno.NetAddr;
     log.info("echoing UDP datagrams on {address}", {
       address: formatAddress(this.addr.hostname, this.addr.port),
