@@ -581,6 +581,15 @@ export function connectFrom(
     const closed = new Promise<string>((done) => socket.on("close", () => done(received)));
     const failed = (error: Error) => {
       clearTimeout(timer);
+      // Reset as it connected (a server that refuses by resetting, as `--fault refuse` does, can
+      // be faster than node's connect event): a connection that ended before any echo.
+      if ("code" in error && error.code === "ECONNRESET") {
+        return resolve({
+          echo: () => Promise.resolve(null),
+          closed: Promise.resolve(""),
+          close: () => socket.destroy(),
+        });
+      }
       reject(error);
     };
     const timer = setTimeout(() => {
