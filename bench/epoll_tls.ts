@@ -46,13 +46,5 @@ export function handshakeStep(session: TlsClientSession): number | Error {
 
 /** Counts a connect or handshake that failed with `error`, as `Run.connect` does. */
 export function connectFailure(run: Run, error: unknown): void {
-  if (error instanceof TlsHandshakeClosed) {
-    // Connected, then closed before TLS could start: refused, as a plain server refuses.
-    run.opened++;
-    run.refused++;
-    run.noteError(new Error(`${error.message} (refused?)`));
-  } else {
-    run.failed++;
-    run.noteError(error);
-  }
+  run.connectFailed(error, error instanceof TlsHandshakeClosed);
 }

@@ -204,16 +204,31 @@ export class Run {
       return conn;
     } catch (err) {
       if (this.stopping) return null;
-      if (err instanceof HandshakeClosed) {
-        // Connected, then closed before TLS could start: refused, as a plain server refuses.
-        this.opened++;
-        this.refused++;
-        this.noteError(new Error(`${err.message} (refused?)`));
-      } else {
-        this.failed++;
-        this.noteError(err);
-      }
+      this.connectFailed(err, err instanceof HandshakeClosed);
       return null;
+    }
+  }
+
+  /**
+   * Counts a connect that failed with `error`. One the server closed as it
+   * was made (`closedAtOnce`: before TLS could start) or reset (a flapping
+   * backend, `--fault refuse`) is refused, as a plain server refuses; any
+   * other failed to connect.
+   */
+  connectFailed(error: unknown, closedAtOnce = false): void {
+    if (closedAtOnce || error instanceof Deno.errors.ConnectionReset) {
+      this.opened++;
+      this.refused++;
+      this.noteError(
+        new Error(
+          closedAtOnce && error instanceof Error
+            ? `${error.message} (refused?)`
+            : `the server closed the connection before echoing (refused?): ${describeError(error)}`,
+        ),
+      );
+    } else {
+      this.failed++;
+      this.noteError(error);
     }
   }
 

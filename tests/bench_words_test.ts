@@ -139,6 +139,28 @@ testEngines(
   },
 );
 
+testEngines(
+  "bench against a flapping backend (refuse=1): every connect reset is a refusal, with a report",
+  async (io) => {
+    await using server = new Cli(["-H", "127.0.0.1", "-p", "0", "--fault", "refuse=1"]);
+    const port = String(await server.port());
+    for (const mode of ["pingpong", "churn"]) {
+      const { code, stdout, stderr } = await runCli(
+        ["bench", "-p", port, "-c", "3", "-d", "300ms", "-m", mode],
+        { io },
+      );
+      strictEqual(code, 1, stderr);
+      ok(!stderr.includes("cannot connect"), stderr);
+      match(
+        stdout,
+        /\n {2}errors {7}\d+ {2}\(0 connect, \d+ refused, 0 closed or reset\) {2}first: /,
+      );
+      match(stdout, /the server closed the connection before echoing \(refused\?\)/);
+      match(stdout, /\n {2}result {7}FAILED\n$/);
+    }
+  },
+);
+
 Deno.test("report: the first problem stands on the line that counts it", () => {
   const corrupted = formatReport(report({
     mismatches: 1,
