@@ -27,8 +27,8 @@
 import type { EchoCounters, EchoDone, EchoOptions } from "../transport/echo.ts";
 import { isPeerGone } from "../transport/echo.ts";
 import type { Connection } from "../transport/contract.ts";
-import { C, E } from "./libc.ts";
-import { type Lingerer, Lingering } from "./linger.ts";
+import { C } from "./libc.ts";
+import { discardInput, type Lingerer, Lingering, lingerOver } from "./linger.ts";
 import { abortOnClose, failureOf, SEND_FLAGS, setNoDelayOn } from "./socket_calls.ts";
 import { type Linger, unsentAtClose } from "./socket_calls.ts";
 import { ParkedIo, READING } from "./parked_io.ts";
@@ -202,9 +202,7 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
   lingerCheck(now: number): boolean {
     const linger = this.#linger;
     if (linger === undefined || this.#fd < 0) return true;
-    // 0 once everything, the FIN included, is acknowledged; negative if the socket cannot say.
-    const unacknowledged = this.#reactor.sys.ioctlInt(this.#fd, C.SIOCOUTQ);
-    if (unacknowledged > 0 && now < linger.until) return false;
+    if (!lingerOver(this.#reactor, this.#fd, linger.until, now)) return false;
     this.close();
     return true;
   }
@@ -353,11 +351,9 @@ export class EpollConnection implements Connection, Readiness, Lingerer {
    * for good); a reset means nothing more can reach it, so it closes now.
    */
   #discard(): void {
-    const { sys, buffer, bufferLength } = this.#reactor;
-    const n = sys.recv(this.#fd, buffer, bufferLength, 0);
-    if (n > 0 || n === -E.EAGAIN || n === -E.EINTR) return;
-    if (n === 0) return this.#watch(0);
-    this.close();
+    const got = discardInput(this.#reactor, this.#fd);
+    if (got === "ended") this.#watch(0);
+    else if (got === "failed") this.close();
   }
 
   /**

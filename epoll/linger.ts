@@ -8,6 +8,8 @@
  */
 import { describeError } from "../text/address.ts";
 import { logger } from "../log/log.ts";
+import { C, E } from "./libc.ts";
+import type { Reactor } from "./reactor.ts";
 
 const log = logger("server");
 
@@ -73,4 +75,26 @@ export class Lingering {
     clearInterval(this.#timer);
     this.#timer = undefined;
   }
+}
+
+/**
+ * Whether a gently closing socket `fd` may close now: the peer has
+ * acknowledged everything, the FIN included (or the socket cannot say), or
+ * `until` has passed.
+ */
+export function lingerOver(reactor: Reactor, fd: number, until: number, now: number): boolean {
+  // 0 once everything, the FIN included, is acknowledged; negative if the socket cannot say.
+  return reactor.sys.ioctlInt(fd, C.SIOCOUTQ) <= 0 || now >= until;
+}
+
+/**
+ * Reads and drops what the peer of a gently closing socket still sends:
+ * `more` while it may send on, `ended` at its FIN, `failed` when the socket
+ * failed (a reset).
+ */
+export function discardInput(reactor: Reactor, fd: number): "more" | "ended" | "failed" {
+  const { sys, buffer, bufferLength } = reactor;
+  const n = sys.recv(fd, buffer, bufferLength, 0);
+  if (n > 0 || n === -E.EAGAIN || n === -E.EINTR) return "more";
+  return n === 0 ? "ended" : "failed";
 }

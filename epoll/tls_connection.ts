@@ -19,8 +19,8 @@ import type { EchoCounters, EchoDone, EchoOptions } from "../transport/echo.ts";
 import { isPeerGone } from "../transport/echo.ts";
 import { type Connection, peerOf, TransportError } from "../transport/contract.ts";
 import { formatExactDuration } from "../text/duration.ts";
-import { C, E } from "./libc.ts";
-import { type Lingerer, Lingering } from "./linger.ts";
+import { C } from "./libc.ts";
+import { discardInput, type Lingerer, Lingering, lingerOver } from "./linger.ts";
 import { S } from "./openssl.ts";
 import { TlsSession, type TlsShared } from "./tls_session.ts";
 import { PlainStart } from "./tls_plain.ts";
@@ -186,8 +186,7 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
   lingerCheck(now: number): boolean {
     const linger = this.#linger;
     if (linger === undefined || this.#fd < 0) return true;
-    const unacknowledged = this.#reactor.sys.ioctlInt(this.#fd, C.SIOCOUTQ);
-    if (unacknowledged > 0 && now < linger.until) return false;
+    if (!lingerOver(this.#reactor, this.#fd, linger.until, now)) return false;
     this.close();
     return true;
   }
@@ -349,11 +348,9 @@ export class EpollTlsConnection implements Connection, Readiness, Lingerer {
 
   /** Closing gently: reads and drops what the peer still sends. */
   #discard(): void {
-    const { sys, buffer, bufferLength } = this.#reactor;
-    const n = sys.recv(this.#fd, buffer, bufferLength, 0);
-    if (n > 0 || n === -E.EAGAIN || n === -E.EINTR) return;
-    if (n === 0) return this.#watch(0);
-    this.close();
+    const got = discardInput(this.#reactor, this.#fd);
+    if (got === "ended") this.#watch(0);
+    else if (got === "failed") this.close();
   }
 
   #watch(events: number): void {
