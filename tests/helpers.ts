@@ -462,12 +462,13 @@ export class Cli implements AsyncDisposable {
 /** Runs `main.ts` with `args` to completion; with `io`, as {@linkcode Cli} does. */
 export async function runCli(
   args: string[],
-  options: { entry?: string; stdin?: string; io?: IoEngine } = {},
+  options: { entry?: string; stdin?: string; io?: IoEngine; permissions?: string[] } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   await using cli = new Cli(args, {
     entry: options.entry,
     stdin: options.stdin === undefined ? "null" : "piped",
     io: options.io,
+    permissions: options.permissions,
   });
   if (options.stdin !== undefined) {
     const writer = cli.stdin.getWriter();

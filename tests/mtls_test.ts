@@ -9,7 +9,7 @@
 import { ok, rejects, strictEqual } from "node:assert/strict";
 import { connect } from "../client.ts";
 import { serve } from "../server.ts";
-import { Cli, ioArgs, ioPermissions, testEngines, until, within } from "./helpers.ts";
+import { Cli, ioArgs, ioPermissions, runCli, testEngines, until, within } from "./helpers.ts";
 import type { IoEngine } from "../server.ts";
 import { opensslMissing } from "./certs.ts";
 import { peerCerts, pythonClient, pythonMissing } from "./tls_peers.ts";
@@ -20,10 +20,7 @@ const ignore = missing !== undefined;
 const permissions = ["--allow-net", "--allow-read"];
 
 /** Runs `main.ts` with `args` to completion, with read permission for the PEM files. */
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  await using cli = new Cli(args, { permissions });
-  return await cli.finished();
-}
+const run = (args: string[]) => runCli(args, { permissions });
 
 /** `stderr` is one error line (logged, as the server's start failures are) ending in `text`. */
 function oneLine(stderr: string, text: string): void {

@@ -5,19 +5,13 @@
  * `listening on` line names, and the stop summary.
  */
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
-import { Cli, readToEnd, writeAll } from "./helpers.ts";
+import { Cli, readToEnd, runCli, writeAll } from "./helpers.ts";
 import { opensslMissing, testCerts } from "./certs.ts";
 
 const missing = await opensslMissing();
 
 /** Runs `main.ts` with `args` and `permissions` (none by default) to its end. */
-async function run(
-  args: string[],
-  permissions: string[] = [],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  await using cli = new Cli(args, { permissions });
-  return await cli.finished();
-}
+const run = (args: string[], permissions: string[] = []) => runCli(args, { permissions });
 
 /** The one line a run wrote to stderr, without its time stamp. */
 function oneLine(stderr: string): string {

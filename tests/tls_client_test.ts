@@ -11,7 +11,7 @@ import { ok, strictEqual } from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { dial, endpointOf } from "../client/dial.ts";
 import { serve } from "../server.ts";
-import { Cli, within } from "./helpers.ts";
+import { Cli, runCli, within } from "./helpers.ts";
 import { opensslMissing } from "./certs.ts";
 import { peerCerts, pythonEchoServer, pythonMissing } from "./tls_peers.ts";
 
@@ -21,10 +21,7 @@ const ignore = missing !== undefined;
 const permissions = ["--allow-net", "--allow-read"];
 
 /** Runs `main.ts` with `args` to completion, with read permission for the PEM files. */
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  await using cli = new Cli(args, { permissions });
-  return await cli.finished();
-}
+const run = (args: string[]) => runCli(args, { permissions });
 
 /** `serve` on a free loopback port with `cert` and `key`, and the port it got. */
 async function tlsServer(certPath: string, keyPath: string): Promise<{ cli: Cli; port: string }> {

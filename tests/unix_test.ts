@@ -30,13 +30,7 @@ async function unixServer(path: string, io: IoEngine, extra: string[] = []): Pro
 }
 
 /** Runs a subcommand (with `io`, a server on that engine) with the Unix socket permissions to completion. */
-async function run(
-  args: string[],
-  io?: IoEngine,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  await using cli = new Cli(args, { permissions, io });
-  return await cli.finished();
-}
+const run = (args: string[], io?: IoEngine) => runCli(args, { permissions, io });
 
 /** A Unix socket listener on the engine `io`. */
 function listenOn(io: IoEngine, path: string) {
