@@ -25,6 +25,7 @@ import {
   readEnd,
   readN,
   readToEnd,
+  readUntilGone,
   sameBytes,
   steady,
   until,
@@ -76,33 +77,6 @@ async function pingpong(
     options.onEcho?.();
   }
   return bytes;
-}
-
-/**
- * Reads until the server closes (`"eof"`) or resets (`"reset"`) the
- * connection, and returns everything that came and which way it ended.
- */
-async function readUntilGone(conn: Deno.Conn): Promise<{ bytes: Uint8Array; end: string }> {
-  const chunks: Uint8Array[] = [];
-  let end = "eof";
-  const buffer = new Uint8Array(64 * 1024);
-  try {
-    while (true) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      chunks.push(buffer.slice(0, n));
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-    end = "reset";
-  }
-  const bytes = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let off = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, off);
-    off += chunk.length;
-  }
-  return { bytes, end };
 }
 
 /** Starts `serve --io epoll` on 127.0.0.1, port 0, with `args`; resolves once it listens. */

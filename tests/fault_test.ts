@@ -9,40 +9,21 @@ import { type IoEngine, serve } from "../server.ts";
 import { listenUnix } from "../transport/unix.ts";
 import { opensslMissing, testCerts } from "./certs.ts";
 import { parseCidr } from "../admission/cidr.ts";
-import { pattern, readN, readToEnd, sameBytes, testEngines, within, writeAll } from "./helpers.ts";
+import {
+  pattern,
+  readN,
+  readToEnd,
+  readUntilGone,
+  sameBytes,
+  testEngines,
+  within,
+  writeAll,
+} from "./helpers.ts";
 
 const local = { hostname: "127.0.0.1", port: 0 } as const;
 
 function faulty(io: IoEngine, ...faults: string[]) {
   return serve({ ...local, io, faults, drainTimeoutMs: 1000 });
-}
-
-/** Reads until the end or a reset; what came, and how it ended. */
-async function readUntilGone(conn: Deno.Conn): Promise<{ bytes: Uint8Array; end: string }> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(65536);
-  let end = "eof";
-  await within(
-    (async () => {
-      try {
-        while (true) {
-          const n = await conn.read(buffer);
-          if (n === null) break;
-          chunks.push(buffer.slice(0, n));
-        }
-      } catch (error) {
-        end = error instanceof Deno.errors.ConnectionReset ? "reset" : String(error);
-      }
-    })(),
-    "the server to end the connection",
-  );
-  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return { bytes, end };
 }
 
 /** Writes `bytes` and ignores the write failing once the server has ended the connection. */

@@ -189,30 +189,53 @@ export async function readEnd(conn: Deno.Conn, what: string, ms = WAIT_MS): Prom
   }
 }
 
-/** Reads until the peer closes, and returns everything read; fails after `ms`. */
-export async function readToEnd(conn: Deno.Conn, ms = WAIT_MS): Promise<Uint8Array> {
+/**
+ * Reads until the peer closes (`eof`) or resets (`reset`) the connection, and
+ * returns everything that came and which way it ended; fails after `ms`.
+ */
+export async function readUntilGone(
+  conn: Deno.Conn,
+  ms = WAIT_MS,
+): Promise<{ bytes: Uint8Array; end: "eof" | "reset" }> {
   const chunks: Uint8Array[] = [];
   const buffer = new Uint8Array(64 * 1024);
   let total = 0;
+  let end: "eof" | "reset" = "eof";
   await within(
     (async () => {
-      while (true) {
-        const n = await conn.read(buffer);
-        if (n === null) break;
-        chunks.push(buffer.slice(0, n));
-        total += n;
+      try {
+        while (true) {
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          chunks.push(buffer.slice(0, n));
+          total += n;
+        }
+      } catch (error) {
+        if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+        end = "reset";
       }
     })(),
-    () => `${describePeer(conn)} to close the connection (${total} bytes read until then)`,
+    () => `${describePeer(conn)} to end the connection (${total} bytes read until then)`,
     ms,
   );
-  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  const bytes = new Uint8Array(total);
   let off = 0;
   for (const chunk of chunks) {
-    out.set(chunk, off);
+    bytes.set(chunk, off);
     off += chunk.length;
   }
-  return out;
+  return { bytes, end };
+}
+
+/** Reads until the peer closes, and returns everything read; fails after `ms`, or on a reset. */
+export async function readToEnd(conn: Deno.Conn, ms = WAIT_MS): Promise<Uint8Array> {
+  const { bytes, end } = await readUntilGone(conn, ms);
+  if (end === "reset") {
+    throw new Deno.errors.ConnectionReset(
+      `${describePeer(conn)} reset the connection after ${bytes.length} bytes`,
+    );
+  }
+  return bytes;
 }
 
 /**
